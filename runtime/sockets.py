@@ -1,0 +1,375 @@
+"""Pre-bound listeners: parsed from `listen:`, bound once by the master, inherited by workers.
+
+Address forms accepted by `parse_listen` (the README quotes this list):
+
+- `HOST:PORT` with an IPv4 literal or a host name: `127.0.0.1:8000`, `0.0.0.0:8000`,
+  `localhost:8000`. Names are resolved to IPv4 at bind time; write `[addr]:PORT` for IPv6.
+- `[V6]:PORT`: `[::]:8000`, `[::1]:8000`; bound with `IPV6_V6ONLY`, so `[::]` does not
+  also take the IPv4 port (list `0.0.0.0:PORT` too for dual stack).
+- `:PORT`: the port alone. **Binding rule:** the project listens on 127.0.0.1 unless told
+  to bind wider, so `:PORT` means `127.0.0.1:PORT`, except on Heroku (the `DYNO`
+  variable is set), where the router must reach `$PORT` and `:PORT` means
+  `0.0.0.0:PORT`. Writing the host (`0.0.0.0:$PORT`) always binds exactly that host.
+- `unix:/path` and `unix:/path?mode=0660`: a Unix stream socket, chmod'ed to the octal
+  mode when given (otherwise the umask decides). A stale socket file (nothing accepts on
+  it) is replaced; a live one is "address already in use"; any other file is refused.
+
+The port may be a number (0 picks a free port) or `$VAR` / `${VAR}` read from the
+environment; `$PORT` defaults to 3000 when `PORT` is unset, as in pm2.
+
+Sharing (`socket_sharing:`): `shared` binds one socket per address that every worker
+inherits; `reuseport` binds one `SO_REUSEPORT` socket per instance slot per TCP address,
+all held by the master (Unix addresses are always shared: the kernel does not balance
+them). Closing a slot's socket on scale-down resets the connections queued on it unless
+`net.ipv4.tcp_migrate_req=1` (Linux 5.14+, per network namespace, default 0); this
+module only documents that and changes no sysctl.
+
+Sockets are created non-inheritable and left in blocking mode (O_NONBLOCK is shared by
+every process holding the socket, so each worker picks its own); the spawner dups them
+onto fds 3.. of the child and sets `LISTEN_PID` there (see `listen_env`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import socket
+import stat
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from runtime.errors import RuntimeUserError
+
+ListenKind = Literal["tcp", "tcp6", "unix"]
+Sharing = Literal["shared", "reuseport"]
+
+DEFAULT_PORT = 3000
+DEFAULT_BACKLOG = 2048
+UNIX_PATH_MAX_BYTES = 107  # sun_path is 108 bytes including the trailing NUL
+FDNAME_MAX_CHARS = 255  # systemd's limit for one LISTEN_FDNAMES entry
+LISTEN_ENV_KEYS = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")  # strip from inherited env
+
+_PORT_RE = re.compile(r"^(?:(\d+)|\$([A-Za-z_]\w*)|\$\{([A-Za-z_]\w*)\})$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """One `listen:` entry; `str()` is its log-ready form."""
+
+    kind: ListenKind
+    host: str = ""
+    port: int = 0
+    path: str = ""
+    mode: int | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return f"unix:{self.path}"
+        if self.kind == "tcp6":
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    @property
+    def fd_name(self) -> str:
+        """The `LISTEN_FDNAMES` entry: `str()` with colons (the separator) made `_`."""
+        return str(self).replace(":", "_")[:FDNAME_MAX_CHARS]
+
+
+def parse_listen(text: str, *, environ: Mapping[str, str]) -> ListenAddress:
+    """Parse one `listen:` entry (forms in the module docstring); ValueError on junk."""
+    text = text.strip()
+    if text.startswith("unix:"):
+        return _parse_unix(text)
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep or not _is_ip(socket.AF_INET6, host):
+            raise ValueError(f"expected [IPv6]:PORT, got {text!r}")
+        return ListenAddress("tcp6", host=host, port=_parse_port(port_text, text, environ))
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        raise ValueError(f"expected HOST:PORT, :PORT or unix:/path, got {text!r}")
+    if not host:
+        host = "0.0.0.0" if "DYNO" in environ else "127.0.0.1"
+    elif ":" in host:
+        raise ValueError(f"IPv6 hosts need brackets ([::1]:8000), got {text!r}")
+    elif not _HOST_RE.match(host):
+        raise ValueError(f"bad host {host!r} in {text!r}")
+    return ListenAddress("tcp", host=host, port=_parse_port(port_text, text, environ))
+
+
+def _parse_port(port_text: str, text: str, environ: Mapping[str, str]) -> int:
+    match = _PORT_RE.match(port_text)
+    if not match:
+        raise ValueError(f"expected a port number or $VAR, got {text!r}")
+    number, var = match.group(1), match.group(2) or match.group(3)
+    if var is not None:
+        number = environ.get(var, str(DEFAULT_PORT) if var == "PORT" else None)
+        if number is None:
+            raise ValueError(f"{text!r}: ${var} is not set")
+        if not number.isdigit():
+            raise ValueError(f"{text!r}: ${var} is not a port number: {number!r}")
+    port = int(number)
+    if port > 65535:
+        raise ValueError(f"port out of range 0-65535 in {text!r}")
+    return port
+
+
+def _parse_unix(text: str) -> ListenAddress:
+    path, sep, query = text[len("unix:") :].partition("?")
+    if not path or path.startswith("@"):
+        raise ValueError(f"expected unix:/path (abstract sockets are not supported), got {text!r}")
+    if len(os.fsencode(path)) > UNIX_PATH_MAX_BYTES:
+        raise ValueError(f"unix socket path longer than {UNIX_PATH_MAX_BYTES} bytes: {path!r}")
+    mode = None
+    if sep:
+        key, _, value = query.partition("=")
+        if key != "mode" or not re.fullmatch(r"0?[0-7]{3}", value):
+            raise ValueError(f"expected unix:/path?mode=0660 (octal), got {text!r}")
+        mode = int(value, 8)
+    return ListenAddress("unix", path=path, mode=mode)
+
+
+def _is_ip(family: int, host: str) -> bool:
+    try:
+        socket.inet_pton(family, host)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+class ListenError(RuntimeUserError):
+    """A listener could not be bound; `str()` is one line naming the address."""
+
+
+class Listener:
+    """One bound, listening socket held by the master for its whole life."""
+
+    def __init__(self, address: ListenAddress, sock: socket.socket, name: str) -> None:
+        self.address = address  # with the real port when 0 was asked for
+        self.sock = sock
+        self.name = name  # its LISTEN_FDNAMES entry
+        self._inode: tuple[int, int] | None = None
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        """Close the socket and, for Unix sockets, remove the file if it is still ours."""
+        if self.address.kind == "unix" and self._inode is not None:
+            with contextlib.suppress(OSError):
+                st = os.stat(self.address.path)
+                if (st.st_dev, st.st_ino) == self._inode:
+                    os.unlink(self.address.path)
+            self._inode = None
+        self.sock.close()
+
+    def __str__(self) -> str:
+        return str(self.address)
+
+    def __repr__(self) -> str:
+        return f"<Listener {self.address} fd={self.sock.fileno()}>"
+
+
+def bind_listener(
+    addr: ListenAddress, *, reuseport: bool = False, backlog: int = DEFAULT_BACKLOG
+) -> Listener:
+    """Bind and listen on `addr`; raise ListenError with one clear line on failure."""
+    if addr.kind == "unix":
+        return _bind_unix(addr, backlog)
+    family = socket.AF_INET6 if addr.kind == "tcp6" else socket.AF_INET
+    try:
+        infos = socket.getaddrinfo(
+            addr.host, addr.port, family, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise ListenError(f"{addr}: cannot resolve {addr.host!r}: {exc.strerror}") from exc
+    sockaddr = infos[0][4]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(sockaddr)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(describe_error(addr, exc)) from exc
+    bound = replace(addr, port=sock.getsockname()[1])
+    return Listener(bound, sock, bound.fd_name)
+
+
+def _bind_unix(addr: ListenAddress, backlog: int) -> Listener:
+    _remove_stale_unix(addr)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(addr.path)
+        st = os.stat(addr.path)
+        if addr.mode is not None:
+            # After bind: with any usual umask the file starts at least this tight.
+            os.chmod(addr.path, addr.mode)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(describe_error(addr, exc)) from exc
+    listener = Listener(addr, sock, addr.fd_name)
+    listener._inode = (st.st_dev, st.st_ino)
+    return listener
+
+
+def _remove_stale_unix(addr: ListenAddress) -> None:
+    """Unlink a socket file nobody accepts on; refuse a live socket or any other file."""
+    try:
+        st = os.lstat(addr.path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ListenError(describe_error(addr, exc)) from exc
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ListenError(f"{addr}: file exists and is not a socket")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(addr.path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(addr.path)
+            return
+        except OSError as exc:
+            raise ListenError(describe_error(addr, exc)) from exc
+    raise ListenError(f"{addr}: address already in use")
+
+
+_ERRNO_TEXT = {
+    errno.EADDRINUSE: "address already in use",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EADDRNOTAVAIL: "address not available on this host",
+    errno.ENOENT: "no such directory",
+    errno.ETIMEDOUT: "an existing socket does not answer",
+}
+
+
+def describe_error(addr: ListenAddress, exc: OSError) -> str:
+    """The one-line message for a bind failure: `<address>: <reason>`."""
+    reason = _ERRNO_TEXT.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
+    return f"{addr}: {reason}"
+
+
+@dataclass
+class AppListeners:
+    """Every listener of one app: shared ones, and per-slot ones in reuseport mode."""
+
+    addresses: tuple[ListenAddress, ...]  # as bound (real ports), in `listen:` order
+    sharing: Sharing
+    shared: list[Listener] = field(default_factory=list)
+    per_slot: dict[int, list[Listener]] = field(default_factory=dict)
+    backlog: int = DEFAULT_BACKLOG
+
+    def _is_per_slot(self, addr: ListenAddress) -> bool:
+        return self.sharing == "reuseport" and addr.kind != "unix"
+
+    def listeners_for_slot(self, slot: int) -> list[Listener]:
+        """The listeners a worker of `slot` inherits, in `listen:` order."""
+        shared: Iterator[Listener] = iter(self.shared)
+        own: Iterator[Listener] = iter(self.per_slot.get(slot, []))
+        if any(self._is_per_slot(a) for a in self.addresses) and slot not in self.per_slot:
+            raise KeyError(f"slot {slot} has no sockets bound (call ensure_slot first)")
+        return [next(own if self._is_per_slot(a) else shared) for a in self.addresses]
+
+    def fds_for_slot(self, slot: int) -> list[int]:
+        """The fds to dup onto 3, 4, ... in a worker of `slot`."""
+        return [listener.fileno() for listener in self.listeners_for_slot(slot)]
+
+    def names_for_slot(self, slot: int) -> list[str]:
+        """The `LISTEN_FDNAMES` entries matching `fds_for_slot`."""
+        return [listener.name for listener in self.listeners_for_slot(slot)]
+
+    def ensure_slot(self, slot: int) -> None:
+        """Bind the slot's reuseport sockets if not yet bound (scale up); else nothing."""
+        if slot in self.per_slot or self.sharing != "reuseport":
+            return
+        bound: list[Listener] = []
+        addresses: list[ListenAddress] = []
+        try:
+            for addr in self.addresses:
+                if self._is_per_slot(addr):
+                    listener = bind_listener(addr, reuseport=True, backlog=self.backlog)
+                    bound.append(listener)
+                    addr = listener.address  # a port 0 is fixed by the first slot bound
+                addresses.append(addr)
+        except ListenError:
+            _close_all(bound)
+            raise
+        self.per_slot[slot] = bound
+        self.addresses = tuple(addresses)
+
+    def release_slot(self, slot: int) -> None:
+        """Close the slot's reuseport sockets (scale down).
+
+        Connections queued on them are reset unless net.ipv4.tcp_migrate_req=1.
+        """
+        _close_all(self.per_slot.pop(slot, []))
+
+    def close(self) -> None:
+        """Close every listener (master shutdown)."""
+        for slot in list(self.per_slot):
+            self.release_slot(slot)
+        _close_all(self.shared)
+        self.shared.clear()
+
+
+def _close_all(listeners: Iterable[Listener]) -> None:
+    for listener in listeners:
+        listener.close()
+
+
+def bind_app_listeners(
+    addresses: Sequence[ListenAddress],
+    sharing: Sharing,
+    slots: Iterable[int],
+    *,
+    backlog: int = DEFAULT_BACKLOG,
+) -> AppListeners:
+    """Bind everything one app listens on, or close what was bound and raise ListenError."""
+    app = AppListeners(addresses=(), sharing=sharing, backlog=backlog)
+    bound_addresses: list[ListenAddress] = []
+    slot_list = list(slots)
+    try:
+        for addr in addresses:
+            if sharing == "reuseport" and addr.kind != "unix":
+                bound_addresses.append(_bind_per_slot(app, addr, slot_list))
+            else:
+                listener = bind_listener(addr, backlog=backlog)
+                app.shared.append(listener)
+                bound_addresses.append(listener.address)
+    except ListenError:
+        app.close()
+        raise
+    app.addresses = tuple(bound_addresses)
+    return app
+
+
+def _bind_per_slot(app: AppListeners, addr: ListenAddress, slots: list[int]) -> ListenAddress:
+    """Bind `addr` once per slot; port 0 becomes the first socket's port for the rest."""
+    for slot in slots:
+        listener = bind_listener(addr, reuseport=True, backlog=app.backlog)
+        app.per_slot.setdefault(slot, []).append(listener)
+        addr = listener.address
+    return addr
+
+
+def listen_env(fds_count: int, names: Sequence[str]) -> dict[str, str]:
+    """`LISTEN_FDS` and `LISTEN_FDNAMES` for a worker (the spawner adds `LISTEN_PID`)."""
+    if len(names) != fds_count:
+        raise ValueError(f"{fds_count} fds but {len(names)} names")
+    if any(":" in name for name in names):
+        raise ValueError(f"LISTEN_FDNAMES entries cannot contain ':': {list(names)!r}")
+    if fds_count == 0:
+        return {}
+    return {"LISTEN_FDS": str(fds_count), "LISTEN_FDNAMES": ":".join(names)}
