@@ -1,0 +1,105 @@
+"""How many CPUs this container may really use: affinity and the cgroup CPU quota.
+
+`os.cpu_count()` is the host's core count; pm2 uses it and over-forks in
+containers limited with `--cpus` (pm2 issue #4347). We take the smallest of the
+affinity mask and the cgroup v2 `cpu.max` / v1 `cpu.cfs_quota_us` quota.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+PROC_SELF_CGROUP = "/proc/self/cgroup"
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _quota_cpus(quota: str, period: str) -> int | None:
+    """ceil(quota / period), or None for `max` / -1 / anything unreadable."""
+    try:
+        q, p = int(quota), int(period)
+    except ValueError:
+        return None
+    if q <= 0 or p <= 0:
+        return None
+    return max(1, math.ceil(q / p))
+
+
+def _v2_limit(directory: Path) -> int | None:
+    text = _read(directory / "cpu.max")
+    if text is None or len(text.split()) != 2:
+        return None
+    quota, period = text.split()
+    return _quota_cpus(quota, period)
+
+
+def _v1_limit(directory: Path) -> int | None:
+    quota = _read(directory / "cpu.cfs_quota_us")
+    period = _read(directory / "cpu.cfs_period_us")
+    if quota is None or period is None:
+        return None
+    return _quota_cpus(quota, period)
+
+
+def _own_cgroup_dirs(root: Path, proc_self_cgroup: str) -> list[Path]:
+    """The directories that may hold our limits: the root, our cgroup and its parents."""
+    dirs = [root, root / "cpu", root / "cpu,cpuacct"]
+    text = _read(Path(proc_self_cgroup)) or ""
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3 or not parts[2].startswith("/"):
+            continue
+        controllers = parts[1].split(",")
+        bases = [root] if parts[1] == "" else []
+        if "cpu" in controllers:
+            bases = [root / "cpu", root / "cpu,cpuacct", root / parts[1]]
+        relative = Path(parts[2].lstrip("/"))
+        for base in bases:
+            node = base / relative
+            while node != base and base in node.parents:
+                dirs.append(node)
+                node = node.parent
+    return dirs
+
+
+def cgroup_cpu_limit(
+    cgroup_root: str = CGROUP_ROOT, *, proc_self_cgroup: str = PROC_SELF_CGROUP
+) -> int | None:
+    """The tightest CPU quota of our cgroups (v2 or v1) in whole CPUs, or None if unlimited."""
+    limits = [
+        limit
+        for directory in _own_cgroup_dirs(Path(cgroup_root), proc_self_cgroup)
+        for limit in (_v2_limit(directory), _v1_limit(directory))
+        if limit is not None
+    ]
+    return min(limits, default=None)
+
+
+def affinity_count() -> int:
+    """CPUs this process may be scheduled on (the host count where affinity is unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def cpu_count(
+    cgroup_root: str = CGROUP_ROOT,
+    *,
+    proc_self_cgroup: str = PROC_SELF_CGROUP,
+    affinity: int | None = None,
+) -> int:
+    """min(affinity, cgroup quota), never below 1: what `instances: max` means."""
+    count = affinity if affinity is not None else affinity_count()
+    limit = cgroup_cpu_limit(cgroup_root, proc_self_cgroup=proc_self_cgroup)
+    if limit is not None:
+        count = min(count, limit)
+    return max(1, count)
