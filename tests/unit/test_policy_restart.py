@@ -17,6 +17,7 @@ from runtime.policy.restart import (
     Stop,
     WorkerExit,
     decide_restart,
+    killed_externally,
     next_backoff_ms,
     reset_state,
 )
@@ -305,3 +306,19 @@ def test_give_up_only_after_max_unstable_in_a_row(uptimes: list[float], max_rest
         assert isinstance(decision, Restart)
         assert decision.state.unstable_restarts == run
         state = decision.state
+
+
+@pytest.mark.parametrize(
+    ("exit", "expected"),
+    [
+        (WorkerExit(None, SIGTERM, 1.0, requested=True), False),
+        (WorkerExit(143, None, 1.0, requested=True), False),
+        (crash(None, SIGTERM), True),
+        (crash(143), True),
+        (crash(1), False),
+    ],
+    ids=["requested-signal", "requested-code", "signal", "code", "other-code"],
+)
+def test_killed_externally(exit: WorkerExit, expected: bool) -> None:
+    """Only a TERM/INT death the supervisor did not request counts as external."""
+    assert killed_externally(exit) is expected
