@@ -208,7 +208,8 @@ def test_delay(
 def test_backoff_sequence_matches_pm2() -> None:
     """A crash loop with 100 ms backoff waits 100, 150, 225, ... as observed on pm2."""
     policy = RestartPolicy(exp_backoff_restart_delay_ms=100, max_restarts=0)
-    state, delays = FRESH, []
+    state = FRESH
+    delays: list[int] = []
     for _ in range(12):
         decision = decide_restart(policy, state, crash(uptime_s=0.0))
         assert isinstance(decision, Restart)
