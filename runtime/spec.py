@@ -405,6 +405,11 @@ class RawApp:
     envs: Mapping[str, object]
     warnings: tuple[str, ...] = ()
 
+    @property
+    def where(self) -> str:
+        """`file: apps[i] (name)`, the prefix of every warning about this app."""
+        return _where(self.file, self.index, self.name)
+
     def error(self, key: str | None, message: str) -> ConfigError:
         """The one-line error naming file, app and key."""
         return ConfigError(self.file, message, index=self.index, app=self.name, key=key)

@@ -1,0 +1,512 @@
+"""Read an ecosystem file (YAML, JSON, TOML, JS, Procfile) into validated `AppSpec`s (edge).
+
+Reading files, running `node`, looking things up on PATH and counting CPUs live
+here; what a value means is decided by the pure functions of `spec`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from runtime.cpus import cpu_count
+from runtime.errors import ConfigError
+from runtime.spec import (
+    AppSpec,
+    BadValue,
+    RawApp,
+    Resolved,
+    build_app_spec,
+    mask_env,
+    normalize_app,
+    parse_dotenv,
+    parse_text,
+    parse_words,
+)
+
+COMMAND_LINE = "<command line>"
+MAX_DEPTH = 64
+NODE_TIMEOUT_S = 30
+PROCFILE_WEB_PORT = "5000"
+DEFAULT_PORT = "3000"
+
+INTERPRETERS = {
+    ".py": "python",
+    ".js": "node",
+    ".mjs": "node",
+    ".cjs": "node",
+    ".sh": "bash",
+    ".rb": "ruby",
+    ".php": "php",
+    ".pl": "perl",
+    ".coffee": "coffee",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Ecosystem:
+    """Every selected app of one ecosystem file, validated, plus the warnings to show."""
+
+    file: str
+    apps: tuple[AppSpec, ...]
+    warnings: tuple[str, ...]
+
+
+# --- reading the document ----------------------------------------------------------
+
+
+def file_kind(path: str) -> str:
+    """`yaml`, `json`, `toml`, `js` or `procfile`, from the file name alone."""
+    name = os.path.basename(path)
+    lower = name.lower()
+    if name == "Procfile" or lower.endswith(".procfile"):
+        return "procfile"
+    for suffixes, kind in (
+        ((".yml", ".yaml"), "yaml"),
+        ((".json",), "json"),
+        ((".toml",), "toml"),
+        ((".js", ".cjs"), "js"),
+    ):
+        if lower.endswith(suffixes):
+            return kind
+    message = "expected a .yml, .yaml, .json, .toml, .js, .cjs file or a Procfile"
+    raise ConfigError(path, message)
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, "no such file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, f"expected UTF-8 text, got {exc.reason}") from None
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read it: {exc.strerror or exc}") from None
+
+
+def _parse_yaml(text: str, label: str) -> object:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return yaml.load(text, Loader=loader)  # a safe loader, C or Python
+    except yaml.MarkedYAMLError as exc:
+        line = f"line {exc.problem_mark.line + 1}: " if exc.problem_mark else ""
+        raise ConfigError(label, f"{line}invalid YAML: {exc.problem or exc.context}") from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise ConfigError(label, f"invalid YAML: {exc}") from None
+
+
+def _parse_json(text: str, label: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(label, f"line {exc.lineno}: invalid JSON: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(label, f"invalid JSON: {exc}") from None
+
+
+def _parse_toml(text: str, label: str) -> object:
+    try:
+        return tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise ConfigError(label, f"invalid TOML: {exc}") from None
+
+
+_NODE_PROGRAM = (
+    "const m = require(process.argv[1]);"
+    "const c = (m && m.__esModule && m.default) ? m.default : m;"
+    "process.stdout.write(JSON.stringify(c === undefined ? null : c));"
+)
+
+
+def _node_error(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[A-Za-z]*Error\b", line)]
+    return (errors or lines or ["no output"])[0]
+
+
+def _parse_js(path: str, label: str, environ: Mapping[str, str]) -> object:
+    node = shutil.which("node", path=environ.get("PATH", os.defpath))
+    if node is None:
+        name = os.path.basename(path)
+        raise ConfigError(label, f"node is not installed; it is needed to read {name}")
+    try:
+        done = subprocess.run(
+            [node, "-e", _NODE_PROGRAM, os.path.abspath(path)],
+            capture_output=True,
+            text=True,
+            timeout=NODE_TIMEOUT_S,
+            cwd=os.path.dirname(os.path.abspath(path)),
+            env=dict(environ),
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ConfigError(label, f"node did not finish reading it in {NODE_TIMEOUT_S} s") from None
+    except OSError as exc:
+        raise ConfigError(label, f"cannot run node: {exc.strerror or exc}") from None
+    if done.returncode != 0:
+        raise ConfigError(label, f"node could not load it: {_node_error(done.stderr)}")
+    return _parse_json(done.stdout, label)
+
+
+_PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+)\s*:\s*(\S.*)$")
+
+
+def _parse_procfile(text: str, label: str, environ: Mapping[str, str]) -> list[object]:
+    apps: list[object] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        match = _PROCFILE_LINE.match(stripped)
+        if match is None:
+            message = f"line {number}: expected 'type: command', got {stripped[:60]!r}"
+            raise ConfigError(label, message)
+        app: dict[str, object] = {"name": match.group(1), "script": match.group(2).strip()}
+        if match.group(1) == "web":
+            app["env"] = {"PORT": environ.get("PORT") or PROCFILE_WEB_PORT}
+        apps.append(app)
+    if not apps:
+        raise ConfigError(label, "expected at least one 'type: command' line, got none")
+    return apps
+
+
+# --- ${VAR} expansion and the document's shape ----------------------------------------
+
+_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
+
+
+def expand_vars(
+    value: object, environ: Mapping[str, str], missing: set[str], depth: int = 0
+) -> object:
+    """`${VAR}`, `${VAR:-default}` (unset or empty) and `${VAR-default}` (unset) in every string.
+
+    `$${` is a literal `${`. Unset variables without a default become "" and are
+    added to `missing` so the caller can warn.
+    """
+    if depth > MAX_DEPTH:
+        raise BadValue(f"expected at most {MAX_DEPTH} levels of nesting")
+    if isinstance(value, str):
+
+        def one(match: re.Match[str]) -> str:
+            name, op, default = match.group(1), match.group(2), match.group(3)
+            if name is None:
+                return "${"
+            current = environ.get(name)
+            if op == ":-" and not current:
+                return default or ""
+            if op == "-" and current is None:
+                return default or ""
+            if current is None:
+                missing.add(name)
+            return current or ""
+
+        return _VAR.sub(one, value) if "${" in value else value
+    if isinstance(value, dict):
+        return {k: expand_vars(v, environ, missing, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_vars(v, environ, missing, depth + 1) for v in value]
+    return value
+
+
+def _app_list(doc: object, label: str, warnings: list[str]) -> list[object]:
+    """The apps of `{apps: [...]}`, a bare list, or a single app object (as pm2 reads them)."""
+    if isinstance(doc, list):
+        apps: object = doc
+    elif isinstance(doc, dict) and ("apps" in doc or "pm2" in doc):
+        key = "apps" if "apps" in doc else "pm2"
+        apps = doc[key]
+        for other in doc:
+            if other != key:
+                warnings.append(f"{label}: unknown top-level key {str(other)!r} (ignored)")
+        if isinstance(apps, dict):
+            apps = [apps]
+    elif isinstance(doc, dict):
+        apps = [doc]
+    else:
+        got = "an empty file" if doc is None else repr(doc)[:60]
+        raise ConfigError(label, f"expected 'apps:' with a list of apps, got {got}")
+    if not isinstance(apps, list):
+        raise ConfigError(label, f"expected a list of apps, got {repr(apps)[:60]}", key="apps")
+    if not apps:
+        raise ConfigError(label, "expected at least one app, got an empty list", key="apps")
+    return apps
+
+
+# --- resolving one app's command line ------------------------------------------------
+
+
+def _which(name: str, path: str) -> str | None:
+    if "/" in name:
+        return None
+    return shutil.which(name, path=path)
+
+
+def _find_interpreter(app: RawApp, name: str, path: str, script: str, cwd: str) -> str:
+    if name == "python" and sys.executable:
+        return sys.executable
+    if "/" in name:
+        full = os.path.normpath(os.path.join(cwd, os.path.expanduser(name)))
+        found: str | None = full if os.access(full, os.X_OK) and os.path.isfile(full) else None
+    else:
+        found = _which(name, path) or (_which("python3", path) if name == "python" else None)
+    if found is None:
+        raise app.error("interpreter", f"{name} is not on PATH (needed to run {script!r})")
+    return found
+
+
+def _no_interpreter_args(app: RawApp, iargs: tuple[str, ...], why: str) -> None:
+    if iargs:
+        raise app.error("interpreter_args", f"conflicts with {why} (no interpreter to pass them)")
+
+
+def _missing_script(app: RawApp, script: str, cwd: str) -> ConfigError:
+    return app.error("script", f"expected a file under {cwd} or a command on PATH, got {script!r}")
+
+
+def resolve_command(
+    app: RawApp, script: str, cwd: str, path: str
+) -> tuple[str, str | None, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(script path, interpreter, argv, interpreter args, args) by DESIGN's inference rules."""
+    explicit = app.get("interpreter", parse_text, None)
+    iargs = app.get("interpreter_args", parse_words, ())
+    args = app.get("args", parse_words, ())
+    candidate = os.path.normpath(os.path.join(cwd, os.path.expanduser(script)))
+    target = candidate if os.path.isfile(candidate) else _which(script, path)
+    if explicit is not None and explicit.strip().lower() != "none":
+        if target is None:
+            raise _missing_script(app, script, cwd)
+        interp = _find_interpreter(app, explicit.strip(), path, script, cwd)
+        return target, interp, (interp, *iargs, target, *args), iargs, args
+    if target is None and explicit is None and any(c.isspace() for c in script.strip()):
+        _no_interpreter_args(app, iargs, "a shell command line")
+        command = f"{script} {shlex.join(args)}" if args else script
+        return script, None, ("/bin/sh", "-c", command), (), args
+    if target is None:
+        raise _missing_script(app, script, cwd)
+    name = INTERPRETERS.get(os.path.splitext(target)[1].lower()) if explicit is None else None
+    if name is not None and target == candidate:
+        interp = _find_interpreter(app, name, path, script, cwd)
+        return target, interp, (interp, *iargs, target, *args), iargs, args
+    _no_interpreter_args(app, iargs, "a script that runs as itself")
+    if not os.access(target, os.X_OK):
+        message = f"{target} is not executable and its extension names no interpreter"
+        raise app.error("script", message + " (set interpreter)")
+    return target, None, (target, *args), (), args
+
+
+def _resolve_cwd(app: RawApp, base_dir: str) -> str:
+    given = app.get("cwd", parse_text, None)
+    if given is None:
+        return base_dir
+    cwd = os.path.normpath(os.path.join(base_dir, os.path.expanduser(given)))
+    if not os.path.isdir(cwd):
+        raise app.error("cwd", f"expected an existing directory, got {given!r}")
+    return cwd
+
+
+def _read_env_file(app: RawApp, base_dir: str) -> tuple[str | None, dict[str, str]]:
+    given = app.get("env_file", parse_text, None)
+    if given is None:
+        return None, {}
+    path = os.path.normpath(os.path.join(base_dir, os.path.expanduser(given)))
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise app.error("env_file", f"cannot read {given!r}: {reason}") from None
+    try:
+        return path, parse_dotenv(text)
+    except BadValue as exc:
+        raise app.error("env_file", f"{given}: {exc}") from None
+
+
+def resolve_app(
+    app: RawApp, *, base_dir: str, environ: Mapping[str, str], cpus: int, shell: bool = False
+) -> Resolved:
+    """Everything about one app that needs the file system, PATH or the machine."""
+    cwd = _resolve_cwd(app, base_dir)
+    env_file, env_file_env = _read_env_file(app, base_dir)
+    script = str(app.values["script"])
+    argv: tuple[str, ...]
+    iargs: tuple[str, ...]
+    args: tuple[str, ...]
+    if shell:
+        script_path, interp, argv, iargs, args = script, None, ("/bin/sh", "-c", script), (), ()
+    else:
+        path = environ.get("PATH", os.defpath)
+        script_path, interp, argv, iargs, args = resolve_command(app, script, cwd, path)
+    return Resolved(
+        script=script_path,
+        argv=argv,
+        cwd=cwd,
+        interpreter=interp,
+        interpreter_args=iargs,
+        args=args,
+        env_file=env_file,
+        env_file_env=env_file_env,
+        cpus=cpus,
+        default_port=environ.get("PORT") or DEFAULT_PORT,
+    )
+
+
+# --- putting it together ------------------------------------------------------------
+
+
+def _select(apps: list[RawApp], only: Sequence[str] | None, label: str) -> list[RawApp]:
+    seen: dict[str, RawApp] = {}
+    for app in apps:
+        if app.name in seen:
+            first = seen[app.name].index
+            also = f" (also apps[{first}])" if first is not None else ""
+            raise app.error("name", f"duplicate app name {app.name!r}{also}")
+        seen[app.name] = app
+    if only is None:
+        return apps
+    wanted = {n.strip() for item in only for n in item.split(",") if n.strip()}
+    unknown = sorted(wanted - seen.keys())
+    if unknown:
+        names = ", ".join(repr(n) for n in unknown)
+        raise ConfigError(label, f"no app named {names} (apps: {', '.join(seen)})", key="--only")
+    return [app for app in apps if app.name in wanted]
+
+
+def _build(
+    label: str,
+    raw_apps: list[object],
+    *,
+    base_dir: str,
+    env_name: str | None,
+    only: Sequence[str] | None,
+    environ: Mapping[str, str],
+    warnings: list[str],
+    index: Callable[[int], int | None] = lambda i: i,
+    shell: bool = False,
+) -> Ecosystem:
+    apps = [normalize_app(raw, file=label, index=index(i)) for i, raw in enumerate(raw_apps)]
+    for app in apps:
+        warnings.extend(app.warnings)
+    selected = _select(apps, only, label)
+    cpus = cpu_count()
+    specs = []
+    for app in selected:
+        if env_name is not None and env_name not in app.envs:
+            warnings.append(f"{app.where}: no env_{env_name}; using env alone")
+        facts = resolve_app(app, base_dir=base_dir, environ=environ, cpus=cpus, shell=shell)
+        specs.append(build_app_spec(app, facts, env_name=env_name))
+    return Ecosystem(label, tuple(specs), tuple(warnings))
+
+
+def load_ecosystem(
+    path: str,
+    *,
+    env_name: str | None = None,
+    only: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Ecosystem:
+    """Read, expand, validate and resolve every app of an ecosystem file, or raise ConfigError."""
+    environ = os.environ if environ is None else environ
+    kind = file_kind(path)
+    text = _read_text(path)
+    warnings: list[str] = []
+    if kind == "procfile":
+        raw_apps = _parse_procfile(text, path, environ)
+    else:
+        parsers = {"yaml": _parse_yaml, "json": _parse_json, "toml": _parse_toml}
+        doc = _parse_js(path, path, environ) if kind == "js" else parsers[kind](text, path)
+        missing: set[str] = set()
+        try:
+            doc = expand_vars(doc, environ, missing)
+        except BadValue as exc:
+            raise ConfigError(path, str(exc)) from None
+        warnings += [f"{path}: ${{{name}}} is not set; using ''" for name in sorted(missing)]
+        raw_apps = _app_list(doc, path, warnings)
+    base_dir = os.path.dirname(os.path.abspath(path))
+    return _build(
+        path,
+        raw_apps,
+        base_dir=base_dir,
+        env_name=env_name,
+        only=only,
+        environ=environ,
+        warnings=warnings,
+        shell=kind == "procfile",
+    )
+
+
+def direct_app(
+    script: str,
+    *,
+    name: str | None = None,
+    instances: str | int | None = None,
+    exec_mode: str | None = None,
+    env_vars: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
+    interpreter: str | None = None,
+    watch: bool = False,
+    environ: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+) -> Ecosystem:
+    """One app from the command line (`python -m runtime app.py -i 4 --name web`)."""
+    raw: dict[str, object] = {"script": script, "args": list(args), "watch": watch}
+    optional = {
+        "name": name,
+        "instances": instances,
+        "exec_mode": exec_mode,
+        "interpreter": interpreter,
+        "env": dict(env_vars) if env_vars else None,
+    }
+    raw.update({k: v for k, v in optional.items() if v is not None})
+    return _build(
+        COMMAND_LINE,
+        [raw],
+        base_dir=os.path.abspath(cwd or os.getcwd()),
+        env_name=None,
+        only=None,
+        environ=os.environ if environ is None else environ,
+        warnings=[],
+        index=lambda _: None,
+    )
+
+
+# --- `python -m runtime check` -----------------------------------------------------
+
+
+def _show(key: str, value: object) -> str:
+    if value is None or value in ((), frozenset()):
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if key in ("argv", "args", "interpreter_args") and isinstance(value, tuple):
+        return shlex.join(value)
+    if isinstance(value, tuple):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, frozenset):
+        return ", ".join(str(v) for v in sorted(value))
+    return str(value)
+
+
+def format_check(eco: Ecosystem) -> str:
+    """Every resolved app with every setting, secrets masked: the output of `check`."""
+    count = len(eco.apps)
+    lines = [f"{eco.file}: {count} app{'s' if count != 1 else ''}"]
+    for spec in eco.apps:
+        lines.append(f"\n{spec.name}")
+        for f in fields(AppSpec):
+            if f.name in ("name", "env"):
+                continue
+            lines.append(f"  {f.name}: {_show(f.name, getattr(spec, f.name))}")
+        env = mask_env(spec.env)
+        lines.append("  env:" + ("" if env else " -"))
+        lines += [f"    {k}={v}" for k, v in sorted(env.items())]
+    return "\n".join(lines)
