@@ -1,0 +1,445 @@
+"""Pure formatting of worker lines and master events, one output line per input line.
+
+No I/O here: `runtime.logs` reads the pipes and writes the sink; this module turns a
+block of complete lines into the bytes of the chosen format.
+
+Rules shared by every format (DESIGN.md, "Logs"):
+
+- A line ends at `\\n`; a `\\r` just before it is part of the ending (`\\r\\n`).
+- A line longer than `max_line` bytes is cut into parts of at most `max_line` bytes
+  (never inside a UTF-8 character). Each part is its own record with `"part": k`
+  (1-based) and `"last": true|false`; concatenating the messages of parts 1..k where
+  `last` is true gives back the line. The number of parts is not known when the first
+  part is written (the reader never holds more than `max_line` bytes of one line), so
+  the end is marked by `last` rather than by a total.
+- Bytes that are not UTF-8 become U+FFFD, except in `raw`, which passes bytes through.
+- `json`: a line that is itself a JSON object is merged: its keys win, except `app`,
+  `instance` and `stream`, which name the source. stderr lines get `level: error`.
+
+The hot path: a block of lines that needs no escaping becomes one `bytes.replace` of
+`\\n` by `suffix \\n prefix`; `lines(fast=False)` is the per-line reference it must equal.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+import orjson
+
+STDOUT = "stdout"
+STDERR = "stderr"
+MASTER_NAME = "runtime"
+
+# Bytes that need no JSON escaping ('"', '\\' and control characters do), plus '\n',
+# which separates lines, and bytes >= 0x80, which are checked as UTF-8 separately.
+# '{' is left out so a block with a JSON-object line is looked at more closely.
+_SAFE_BYTES = bytes(b for b in range(256) if b == 0x0A or (b >= 0x20 and b not in b'"\\{'))
+
+_IDENTITY_KEYS = frozenset({"app", "instance", "stream"})
+
+# pm2's process_event statuses for the master events that have one.
+_PM2_STATUS = {
+    "worker_started": "online",
+    "worker_exited": "exit",
+    "restart_scheduled": "restart",
+    "reload_done": "graceful reload",
+    "worker_stopping": "stop",
+}
+
+
+class LogFormat(StrEnum):
+    """The formats of the master's stdout (`--log-format`)."""
+
+    JSON = "json"
+    PRETTY = "pretty"
+    PM2 = "pm2"
+    RAW = "raw"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Who wrote a line: the worker's app, instance number and pid."""
+
+    app: str
+    instance: int
+    pid: int
+
+
+_ts_second = -1
+_ts_prefix = ""
+
+
+def utc_timestamp(now: float | None = None) -> str:
+    """ISO-8601 UTC with milliseconds and `Z` (`2026-11-28T22:47:29.123Z`), cached per second."""
+    global _ts_second, _ts_prefix
+    t = time.time() if now is None else now
+    second = int(t)
+    if second != _ts_second:
+        _ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _ts_second = second
+    return f"{_ts_prefix}.{int((t - second) * 1000):03d}Z"
+
+
+def cut_point(data: bytes, limit: int) -> int:
+    """Where to cut `data` so the first piece has at most `limit` bytes and whole characters."""
+    i = limit
+    while i > limit - 3 and i > 1 and (data[i] & 0xC0) == 0x80:
+        i -= 1
+    return i if (data[i] & 0xC0) != 0x80 else limit
+
+
+def has_long_line(block: bytes, max_line: int) -> bool:
+    """True if `block` (ending in `\\n`) may hold a line over `max_line` bytes; never a false no.
+
+    Any run of `max_line + 1` bytes without `\\n` contains a whole aligned window of
+    `(max_line + 1) // 2` bytes, so one `find` per window (each stops at the first
+    newline) is enough; a long but legal line only sends the block to the slow path.
+    """
+    size = len(block)
+    if size <= max_line + 1:
+        return False
+    window = max(1, (max_line + 1) // 2)
+    find = block.find
+    return any(find(b"\n", start, start + window) < 0 for start in range(0, size, window))
+
+
+def _valid_utf8(block: bytes) -> bool:
+    if block.isascii():
+        return True
+    try:
+        block.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def json_safe(block: bytes, *, objects_matter: bool) -> bool:
+    """True if every line of `block` can go into a JSON string as is (and none is an object)."""
+    rest = block.translate(None, _SAFE_BYTES)
+    if rest:
+        if rest.strip(b"{"):  # a quote, backslash or control character needs escaping
+            return False
+        if objects_matter and (block.startswith(b"{") or b"\n{" in block):
+            return False
+    return _valid_utf8(block)
+
+
+def _splice(block: bytes, prefix: bytes, suffix: bytes) -> bytes:
+    """Wrap every line of `block` (which ends in `\\n`) in prefix/suffix, in C."""
+    body = block.replace(b"\n", suffix + b"\n" + prefix)
+    return prefix + body[: len(body) - len(prefix)] if prefix else body
+
+
+def _loads_object(raw: bytes) -> dict[str, object] | None:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _kv(value: object) -> str:
+    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    return text if text and " " not in text and '"' not in text else orjson.dumps(text).decode()
+
+
+def event_text(
+    event: str, app: str | None, instance: int | None, pid: int | None, fields: Mapping[str, object]
+) -> str:
+    """A master event as short text: `worker_started web#0 pid=4121 code=1`."""
+    words = [event]
+    if app is not None:
+        words.append(app if instance is None else f"{app}#{instance}")
+    elif instance is not None:
+        words.append(f"instance={instance}")
+    if pid is not None:
+        words.append(f"pid={pid}")
+    words.extend(f"{key}={_kv(value)}" for key, value in fields.items())
+    return " ".join(words)
+
+
+class Formatter(ABC):
+    """Turns worker lines and master events into output lines of one format."""
+
+    def lines(
+        self, src: Source, stream: str, ts: str, block: bytes, max_line: int, *, fast: bool = True
+    ) -> bytes:
+        """Format `block`, complete lines each ending in `\\n`; long lines become parts."""
+        if fast and not has_long_line(block, max_line):
+            out = self._fast(src, stream, ts, block)
+            if out is not None:
+                return out
+        pieces: list[bytes] = []
+        for raw in block.split(b"\n")[:-1]:
+            line = raw[:-1] if raw.endswith(b"\r") else raw
+            if len(line) <= max_line:
+                pieces.append(self.line(src, stream, ts, line))
+            else:
+                self.cut(pieces, src, stream, ts, line, max_line, first_part=1, last=True)
+        return b"".join(pieces)
+
+    def cut(
+        self,
+        out: list[bytes],
+        src: Source,
+        stream: str,
+        ts: str,
+        data: bytes,
+        max_line: int,
+        *,
+        first_part: int,
+        last: bool,
+    ) -> tuple[int, bytes]:
+        """Append parts of `data`; with `last=False` keep a tail of at most `max_line` bytes.
+
+        Returns the next part number and the tail that was kept.
+        """
+        part = first_part
+        while len(data) > max_line:
+            at = cut_point(data, max_line)
+            out.append(self.line(src, stream, ts, data[:at], part=part, last=False))
+            data = data[at:]
+            part += 1
+        if last:
+            out.append(self.line(src, stream, ts, data, part=part, last=True))
+            return part + 1, b""
+        return part, data
+
+    def _fast(self, src: Source, stream: str, ts: str, block: bytes) -> bytes | None:
+        """The whole block in a few C calls, or None when a line needs the per-line path."""
+        return None
+
+    @abstractmethod
+    def line(
+        self, src: Source, stream: str, ts: str, raw: bytes, *, part: int = 0, last: bool = True
+    ) -> bytes:
+        """One output line (with its `\\n`) for one worker line or part of one (`part` >= 1)."""
+
+    @abstractmethod
+    def event(
+        self,
+        ts: str,
+        level: str,
+        event: str,
+        app: str | None,
+        instance: int | None,
+        pid: int | None,
+        fields: Mapping[str, object],
+    ) -> bytes:
+        """One output line (with its `\\n`) for a master event."""
+
+
+def _dumps(record: dict[str, object]) -> bytes:
+    return orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE)
+
+
+class JsonFormatter(Formatter):
+    """DESIGN's JSON line: timestamp, level, app, instance, pid, stream, message."""
+
+    def _head(self, src: Source, stream: str, ts: str) -> dict[str, object]:
+        level = "error" if stream == STDERR else "info"
+        return {
+            "timestamp": ts,
+            "level": level,
+            "app": src.app,
+            "instance": src.instance,
+            "pid": src.pid,
+            "stream": stream,
+        }
+
+    def _fast(self, src: Source, stream: str, ts: str, block: bytes) -> bytes | None:
+        if not json_safe(block, objects_matter=True):
+            return None
+        head = orjson.dumps({**self._head(src, stream, ts), "message": ""})
+        return _splice(block, head[:-2], b'"}')
+
+    def line(
+        self, src: Source, stream: str, ts: str, raw: bytes, *, part: int = 0, last: bool = True
+    ) -> bytes:
+        record = self._head(src, stream, ts)
+        if part:
+            record["message"] = raw.decode("utf-8", "replace")
+            record["part"] = part
+            record["last"] = last
+            return _dumps(record)
+        obj = _loads_object(raw) if raw.startswith(b"{") else None
+        if obj is not None:
+            for key, value in obj.items():
+                if key not in _IDENTITY_KEYS:
+                    record[key] = value
+            try:
+                return _dumps(record)
+            except orjson.JSONEncodeError:  # nested deeper than orjson writes: keep the text
+                record = self._head(src, stream, ts)
+        record["message"] = raw.decode("utf-8", "replace")
+        return _dumps(record)
+
+    def event(
+        self,
+        ts: str,
+        level: str,
+        event: str,
+        app: str | None,
+        instance: int | None,
+        pid: int | None,
+        fields: Mapping[str, object],
+    ) -> bytes:
+        record: dict[str, object] = {"timestamp": ts, "level": level}
+        if app is not None:
+            record["app"] = app
+        if instance is not None:
+            record["instance"] = instance
+        if pid is not None:
+            record["pid"] = pid
+        record["event"] = event
+        record.update(fields)
+        return _dumps(record)
+
+
+class Pm2Formatter(Formatter):
+    """`pm2-runtime --json` keys, but one record per line (pm2 merges a whole chunk)."""
+
+    def _tail(self, src: Source, stream: str, ts: str) -> dict[str, object]:
+        kind = "err" if stream == STDERR else "out"
+        return {"timestamp": ts, "type": kind, "process_id": src.instance, "app_name": src.app}
+
+    def _fast(self, src: Source, stream: str, ts: str, block: bytes) -> bytes | None:
+        if not json_safe(block, objects_matter=False):
+            return None
+        tail = orjson.dumps(self._tail(src, stream, ts))
+        return _splice(block, b'{"message":"', b'",' + tail[1:])
+
+    def line(
+        self, src: Source, stream: str, ts: str, raw: bytes, *, part: int = 0, last: bool = True
+    ) -> bytes:
+        record: dict[str, object] = {"message": raw.decode("utf-8", "replace")}
+        record.update(self._tail(src, stream, ts))
+        if part:
+            record["part"] = part
+            record["last"] = last
+        return _dumps(record)
+
+    def event(
+        self,
+        ts: str,
+        level: str,
+        event: str,
+        app: str | None,
+        instance: int | None,
+        pid: int | None,
+        fields: Mapping[str, object],
+    ) -> bytes:
+        record: dict[str, object] = {
+            "timestamp": ts,
+            "type": "process_event",
+            "status": _PM2_STATUS.get(event, event),
+            "app_name": app if app is not None else MASTER_NAME,
+        }
+        if instance is not None:
+            record["process_id"] = instance
+        record.update({"event": event, "level": level})
+        if pid is not None:
+            record["pid"] = pid
+        record.update(fields)
+        return _dumps(record)
+
+
+_COLOURS = (36, 32, 33, 34, 35, 96, 92, 93, 94, 95)  # no red: red marks stderr and errors
+_RESET = "\x1b[0m"
+
+
+class PrettyFormatter(Formatter):
+    """For a TTY: `web#0 | message`, `web#0 ! message` for stderr, `runtime | event ...`.
+
+    The prefix is padded to the longest name seen so far and coloured per app
+    (crc32 of the name, so the colour is stable across runs); `NO_COLOR` turns colour off.
+    """
+
+    def __init__(self, *, colour: bool | None = None) -> None:
+        self.colour = not os.environ.get("NO_COLOR") if colour is None else colour
+        self._width = len(MASTER_NAME)
+
+    def _paint(self, code: int, text: str) -> str:
+        return f"\x1b[{code}m{text}{_RESET}" if self.colour else text
+
+    def _prefix(self, name: str, code: int, mark: str, mark_code: int) -> str:
+        self._width = max(self._width, len(name))
+        return f"{self._paint(code, name.ljust(self._width))} {self._paint(mark_code, mark)} "
+
+    def _source_prefix(self, src: Source, stream: str) -> bytes:
+        code = _COLOURS[zlib.crc32(src.app.encode()) % len(_COLOURS)]
+        mark, mark_code = ("!", 31) if stream == STDERR else ("|", code)
+        return self._prefix(f"{src.app}#{src.instance}", code, mark, mark_code).encode()
+
+    def _fast(self, src: Source, stream: str, ts: str, block: bytes) -> bytes | None:
+        if b"\r" in block or not _valid_utf8(block):
+            return None
+        return _splice(block, self._source_prefix(src, stream), b"")
+
+    def line(
+        self, src: Source, stream: str, ts: str, raw: bytes, *, part: int = 0, last: bool = True
+    ) -> bytes:
+        text = raw.decode("utf-8", "replace")
+        if part:
+            text = f"{text} [part {part}{', last' if last else ''}]"
+        return self._source_prefix(src, stream) + text.encode() + b"\n"
+
+    def event(
+        self,
+        ts: str,
+        level: str,
+        event: str,
+        app: str | None,
+        instance: int | None,
+        pid: int | None,
+        fields: Mapping[str, object],
+    ) -> bytes:
+        text = event_text(event, app, instance, pid, fields)
+        if level in ("error", "critical"):
+            text = self._paint(31, text)
+        elif level == "warning":
+            text = self._paint(33, text)
+        return (self._prefix(MASTER_NAME, 1, "|", 1) + text + "\n").encode()
+
+
+class RawFormatter(Formatter):
+    """The worker's bytes line by line (`\\r\\n` becomes `\\n`); master events as short text."""
+
+    def _fast(self, src: Source, stream: str, ts: str, block: bytes) -> bytes | None:
+        return None if b"\r" in block else block
+
+    def line(
+        self, src: Source, stream: str, ts: str, raw: bytes, *, part: int = 0, last: bool = True
+    ) -> bytes:
+        return raw + b"\n"
+
+    def event(
+        self,
+        ts: str,
+        level: str,
+        event: str,
+        app: str | None,
+        instance: int | None,
+        pid: int | None,
+        fields: Mapping[str, object],
+    ) -> bytes:
+        return f"{MASTER_NAME}: {event_text(event, app, instance, pid, fields)}\n".encode()
+
+
+def make_formatter(fmt: LogFormat) -> Formatter:
+    """The formatter for `fmt`."""
+    match fmt:
+        case LogFormat.JSON:
+            return JsonFormatter()
+        case LogFormat.PM2:
+            return Pm2Formatter()
+        case LogFormat.PRETTY:
+            return PrettyFormatter()
+        case LogFormat.RAW:
+            return RawFormatter()

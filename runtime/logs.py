@@ -1,0 +1,475 @@
+"""The log pipeline: worker pipes in, one line per event out on the master's stdout.
+
+`LogSink` is the only writer of the master's stdout; `WorkerLogs` reads one worker's
+stdout and stderr pipes into it. Both run on the master's event loop with no threads.
+
+- Reading: `loop.add_reader` per pipe, `os.read` of up to 1 MiB, looping while data
+  is there up to a budget, one timestamp per chunk. Each pipe keeps its own partial
+  line, so lines are never split or merged (formatting rules: `runtime.logfmt`).
+- Writing: non-blocking when stdout is a pipe or socket (flags restored by `aclose`),
+  `loop.add_writer` on EAGAIN; a regular file, TTY or character device takes blocking
+  writes (making a TTY non-blocking would leak into the shell that shares it).
+- Back-pressure: past `high_water` buffered bytes every `WorkerLogs` stops reading, so
+  workers block on their full pipes; reading resumes below `high_water // 4`. The
+  buffer is bounded by `high_water` plus one read budget of formatted output.
+- If stdout is gone (EPIPE) or fails, output is counted in `lost_bytes` and dropped, so
+  a dead log consumer never stalls the workers.
+- Exit: `WorkerLogs.drain()` reads what the worker left in its pipes and flushes a
+  trailing partial line; `close()` then closes the pipes at once. A grandchild still
+  holding the pipe gets EPIPE afterwards: we do not keep reading it (treekill or the
+  worker's own shutdown is what stops grandchildren).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import os
+import stat
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import structlog
+
+from runtime.logfmt import (
+    STDERR,
+    STDOUT,
+    LogFormat,
+    Source,
+    make_formatter,
+    utc_timestamp,
+)
+
+__all__ = ["LogFormat", "LogSink", "WorkerLogs", "configure", "default_format", "make_pipe"]
+
+READ_SIZE = 1 << 20  # one os.read
+READ_BUDGET = 4 << 20  # bytes read per readiness callback before yielding to the loop
+DRAIN_BUDGET = 64 << 20  # drain() stops here even if a grandchild keeps writing
+PIPE_SIZE = 1 << 20
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+def default_format(fd: int = 1) -> LogFormat:
+    """`pretty` when `fd` is a TTY, `json` otherwise (a log router reads it)."""
+    try:
+        return LogFormat.PRETTY if os.isatty(fd) else LogFormat.JSON
+    except OSError:
+        return LogFormat.JSON
+
+
+def _grow_pipe(fd: int, size: int = PIPE_SIZE) -> None:
+    """Ask for a bigger pipe buffer: fewer wake-ups per MiB; refusal (quota, EPERM) is fine."""
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, F_SETPIPE_SZ, size)
+
+
+def make_pipe() -> tuple[int, int]:
+    """A pipe for a worker's stdout or stderr: `(read_fd, write_fd)`, 1 MiB buffer.
+
+    Both ends are O_CLOEXEC so no other worker inherits them (a leaked write end would
+    keep the pipe from ever reaching EOF); dup2 onto fd 1/2 in the child clears the flag.
+    """
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    _grow_pipe(read_fd)
+    return read_fd, write_fd
+
+
+class LogSink:
+    """The single writer of the master's stdout: buffered, never blocking the loop."""
+
+    def __init__(
+        self,
+        fd: int,
+        fmt: LogFormat,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        high_water: int = 4 << 20,
+    ) -> None:
+        self.fd = fd
+        self.fmt = LogFormat(fmt)
+        self.formatter = make_formatter(self.fmt)
+        self.high_water = high_water
+        self.low_water = high_water // 4
+        self.paused = False
+        self.lost_bytes = 0
+        self.peak_buffered = 0
+        self._loop = loop
+        self._buf = bytearray()
+        self._readers: set[WorkerLogs] = set()
+        self._writing = False  # add_writer is armed
+        self._broken = False
+        self._closed = False
+        self._drained: asyncio.Future[None] | None = None
+        mode = os.fstat(fd).st_mode
+        self._was_blocking = os.get_blocking(fd)
+        self._nonblocking = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+        if self._nonblocking:
+            os.set_blocking(fd, False)
+            if stat.S_ISFIFO(mode):
+                _grow_pipe(fd)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the sink and its readers run on."""
+        return self._loop
+
+    @property
+    def buffered(self) -> int:
+        """Bytes accepted but not yet written."""
+        return len(self._buf)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue `data` (whole lines) and write what the kernel takes now."""
+        if self._broken:
+            self.lost_bytes += len(data)
+            return
+        if self._closed:
+            self._write_after_close(data)
+            return
+        self._buf += data
+        if not self._writing:
+            self._flush()
+        size = len(self._buf)
+        if size > self.peak_buffered:
+            self.peak_buffered = size
+        if size > self.high_water and not self.paused:
+            self.paused = True
+            for reader in self._readers:
+                reader._pause_reading()
+
+    def event(
+        self,
+        event: str,
+        *,
+        level: str = "info",
+        app: str | None = None,
+        instance: int | None = None,
+        pid: int | None = None,
+        **fields: object,
+    ) -> None:
+        """Write a master event line (`worker_started`, ...) in the sink's format."""
+        ts = utc_timestamp()
+        self.write(self.formatter.event(ts, level, event, app, instance, pid, fields))
+
+    async def aclose(self, timeout_s: float = 5.0) -> None:
+        """Flush what is buffered (up to `timeout_s`), then give stdout back its flags."""
+        if self._closed:
+            return
+        try:
+            if self._buf and not self._broken:
+                if not self._writing:
+                    self._flush()
+                if self._buf:
+                    self._drained = self._loop.create_future()
+                    try:
+                        async with asyncio.timeout(timeout_s):
+                            await self._drained
+                    except TimeoutError:
+                        self.lost_bytes += len(self._buf)
+                        self._buf.clear()
+        finally:
+            self._closed = True
+            self._stop_writing()
+            if self._nonblocking:
+                with contextlib.suppress(OSError):
+                    os.set_blocking(self.fd, self._was_blocking)
+
+    def _attach(self, reader: WorkerLogs) -> None:
+        self._readers.add(reader)
+
+    def _detach(self, reader: WorkerLogs) -> None:
+        self._readers.discard(reader)
+
+    def _flush(self) -> None:
+        buf = self._buf
+        while buf:
+            try:
+                n = os.write(self.fd, buf)
+            except BlockingIOError:
+                if not self._writing:
+                    self._loop.add_writer(self.fd, self._on_writable)
+                    self._writing = True
+                return
+            except OSError as exc:
+                self._break(exc)
+                return
+            del buf[:n]
+        self._stop_writing()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _on_writable(self) -> None:
+        self._flush()
+        if self.paused and len(self._buf) <= self.low_water:
+            self.paused = False
+            for reader in list(self._readers):
+                reader._resume_reading()
+
+    def _stop_writing(self) -> None:
+        if self._writing:
+            self._loop.remove_writer(self.fd)
+            self._writing = False
+
+    def _break(self, exc: OSError) -> None:
+        """stdout failed for good: drop output from now on, and never stall the workers."""
+        self._broken = True
+        self.lost_bytes += len(self._buf)
+        self._buf.clear()
+        self._stop_writing()
+        if self.paused:
+            self.paused = False
+            for reader in list(self._readers):
+                reader._resume_reading()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        if exc.errno != errno.EPIPE:
+            with contextlib.suppress(OSError, ValueError):
+                print(f"runtime: stdout failed, dropping logs: {exc}", file=sys.stderr)
+
+    def _write_after_close(self, data: bytes | bytearray | memoryview) -> None:
+        """After `aclose` stdout is blocking again: write directly, best effort."""
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except OSError:
+            self.lost_bytes += len(view)
+
+
+class _Pipe:
+    """One of a worker's two pipes and the partial line read from it."""
+
+    __slots__ = ("fd", "next_part", "pending", "reading", "stream")
+
+    def __init__(self, fd: int, stream: str) -> None:
+        self.fd = fd
+        self.stream = stream
+        self.pending = b""  # bytes after the last newline, at most max_line of them
+        self.next_part = 0  # > 0 while inside a line cut into parts: the next part number
+        self.reading = False
+
+
+class WorkerLogs:
+    """Reads one worker's stdout and stderr pipes into the sink; owns (and closes) both fds."""
+
+    def __init__(
+        self,
+        sink: LogSink,
+        *,
+        app: str,
+        instance: int,
+        pid: int,
+        stdout_fd: int,
+        stderr_fd: int,
+        max_line: int = 64 * 1024,
+    ) -> None:
+        if max_line < 1:
+            raise ValueError("max_line must be at least 1")
+        self._sink = sink
+        self._loop = sink.loop
+        self._source = Source(app, instance, pid)
+        self.max_line = max_line
+        self._pipes = (_Pipe(stdout_fd, STDOUT), _Pipe(stderr_fd, STDERR))
+        for p in self._pipes:
+            os.set_blocking(p.fd, False)
+        sink._attach(self)
+        if not sink.paused:
+            self._resume_reading()
+
+    @property
+    def pid(self) -> int:
+        """The worker's pid, as written on each line."""
+        return self._source.pid
+
+    @pid.setter
+    def pid(self, pid: int) -> None:
+        self._source = Source(self._source.app, self._source.instance, pid)
+
+    def __repr__(self) -> str:
+        return f"<WorkerLogs {self._source.app}#{self._source.instance} pid {self.pid}>"
+
+    def drain(self) -> None:
+        """Read everything in the pipes now, ignoring back-pressure, and flush partial lines."""
+        for p in self._pipes:
+            budget = DRAIN_BUDGET
+            while p.fd >= 0 and budget > 0:
+                got = self._read_once(p)
+                if got <= 0:
+                    break
+                budget -= got
+            self._flush_partial(p, utc_timestamp())
+
+    def close(self) -> None:
+        """Stop reading and close both pipes (call `drain()` first to keep their tail)."""
+        for p in self._pipes:
+            self._close_pipe(p)
+        self._sink._detach(self)
+
+    def _pause_reading(self) -> None:
+        for p in self._pipes:
+            if p.reading:
+                self._loop.remove_reader(p.fd)
+                p.reading = False
+
+    def _resume_reading(self) -> None:
+        for p in self._pipes:
+            if p.fd >= 0 and not p.reading:
+                self._loop.add_reader(p.fd, self._on_readable, p)
+                p.reading = True
+
+    def _on_readable(self, p: _Pipe) -> None:
+        budget = READ_BUDGET
+        sink = self._sink
+        while p.fd >= 0 and budget > 0 and not sink.paused:
+            got = self._read_once(p)
+            if got <= 0:
+                return
+            budget -= got
+
+    def _read_once(self, p: _Pipe) -> int:
+        """Read and emit one chunk: its size, 0 if nothing is there, -1 at EOF."""
+        try:
+            data = os.read(p.fd, READ_SIZE)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            data = b""
+        if not data:
+            self._flush_partial(p, utc_timestamp())
+            self._close_pipe(p)
+            return -1
+        self._emit(p, data)
+        return len(data)
+
+    def _emit(self, p: _Pipe, data: bytes) -> None:
+        ts = utc_timestamp()
+        fmt = self._sink.formatter
+        src = self._source
+        max_line = self.max_line
+        if p.pending:
+            data = p.pending + data
+            p.pending = b""
+        out: list[bytes] = []
+        if p.next_part:  # the first line here ends a line already cut into parts
+            end = data.find(b"\n")
+            if end < 0:
+                p.next_part, p.pending = fmt.cut(
+                    out, src, p.stream, ts, data, max_line, first_part=p.next_part, last=False
+                )
+                self._write(out)
+                return
+            line = data[:end]
+            fmt.cut(
+                out,
+                src,
+                p.stream,
+                ts,
+                line.removesuffix(b"\r"),
+                max_line,
+                first_part=p.next_part,
+                last=True,
+            )
+            p.next_part = 0
+            data = data[end + 1 :]
+        end = data.rfind(b"\n")
+        if end >= 0:
+            block = data if end == len(data) - 1 else data[: end + 1]
+            out.append(fmt.lines(src, p.stream, ts, block, max_line))
+            data = data[end + 1 :]
+        if len(data) > max_line:
+            p.next_part, data = fmt.cut(
+                out, src, p.stream, ts, data, max_line, first_part=1, last=False
+            )
+        p.pending = data
+        self._write(out)
+
+    def _write(self, out: list[bytes]) -> None:
+        if len(out) == 1:
+            self._sink.write(out[0])
+        elif out:
+            self._sink.write(b"".join(out))
+
+    def _flush_partial(self, p: _Pipe, ts: str) -> None:
+        """Emit the partial line of `p` as a line of its own (the worker is gone or at EOF)."""
+        if not p.pending and not p.next_part:
+            return
+        data = p.pending.removesuffix(b"\r")
+        p.pending = b""
+        out: list[bytes] = []
+        fmt = self._sink.formatter
+        if p.next_part:
+            fmt.cut(
+                out,
+                self._source,
+                p.stream,
+                ts,
+                data,
+                self.max_line,
+                first_part=p.next_part,
+                last=True,
+            )
+            p.next_part = 0
+        else:
+            out.append(fmt.line(self._source, p.stream, ts, data))
+        self._write(out)
+
+    def _close_pipe(self, p: _Pipe) -> None:
+        if p.reading:
+            self._loop.remove_reader(p.fd)
+            p.reading = False
+        if p.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(p.fd)
+            p.fd = -1
+
+
+class _SinkLogger:
+    """structlog's logger object: every method writes the rendered line to the sink."""
+
+    def __init__(self, sink: LogSink) -> None:
+        self._sink = sink
+
+    def msg(self, line: bytes) -> None:
+        self._sink.write(line)
+
+    debug = info = warning = warn = error = critical = exception = failure = fatal = msg
+
+
+def _render_to_sink(sink: LogSink) -> Any:
+    """The last structlog processor: the event dict as one line of the sink's format."""
+
+    def render(_logger: object, method: str, event_dict: MutableMapping[str, Any]) -> bytes:
+        fields: Mapping[str, object] = event_dict
+        event = str(event_dict.pop("event", ""))
+        level = str(event_dict.pop("level", method))
+        app = event_dict.pop("app", None)
+        instance = event_dict.pop("instance", None)
+        pid = event_dict.pop("pid", None)
+        ts = utc_timestamp()
+        return sink.formatter.event(ts, level, event, app, instance, pid, fields)
+
+    return render
+
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+
+
+def configure(sink: LogSink, level: str = "info") -> None:
+    """Route structlog (`structlog.get_logger().info("worker_started", app=...)`) into `sink`.
+
+    Called once by the CLI. Loggers are cached on first use, so the per-event cost is
+    the filtering bound logger plus one render; worker lines never pass through here.
+    """
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            _render_to_sink(sink),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=lambda *_args: _SinkLogger(sink),
+        cache_logger_on_first_use=True,
+    )
