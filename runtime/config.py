@@ -298,7 +298,7 @@ def resolve_command(
     if name is not None and target == candidate:
         interp = _find_interpreter(app, name, path, script, cwd)
         return target, interp, (interp, *iargs, target, *args), iargs, args
-    _no_interpreter_args(app, iargs, "a script that runs as itself")
+    _no_interpreter_args(app, iargs, "interpreter 'none'" if explicit else "a script run as itself")
     if not os.access(target, os.X_OK):
         message = f"{target} is not executable and its extension names no interpreter"
         raise app.error("script", message + " (set interpreter)")

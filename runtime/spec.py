@@ -444,9 +444,12 @@ def _canonical(raw: Mapping[object, object], file: str, index: int | None) -> Ra
     spelled: dict[str, str] = {}
     envs: dict[str, object] = {}
     unknown: list[str] = []
+    hint = raw.get("name")
+    name = hint if isinstance(hint, str) else None
     for key, value in raw.items():
         if not isinstance(key, str):
-            raise ConfigError(file, f"expected string keys, got {_got(key)}", index=index)
+            message = f"expected string keys, got {_got(key)}"
+            raise ConfigError(file, message, index=index, app=name)
         canonical = key if key in KNOWN_KEYS else ALIASES.get(key)
         if canonical is None and key.startswith("env_") and len(key) > 4:
             envs[key[4:]] = value
@@ -454,10 +457,10 @@ def _canonical(raw: Mapping[object, object], file: str, index: int | None) -> Ra
             unknown.append(key)
         elif canonical in values:
             message = f"given twice, as '{spelled[canonical]}' and '{key}'"
-            raise ConfigError(file, message, index=index, key=canonical)
+            raise ConfigError(file, message, index=index, app=name, key=canonical)
         else:
             values[canonical], spelled[canonical] = value, key
-    return RawApp(file, index, "", values, envs, tuple(unknown))
+    return RawApp(file, index, name or "", values, envs, tuple(unknown))
 
 
 def normalize_app(raw: object, *, file: str, index: int | None) -> RawApp:
@@ -471,7 +474,7 @@ def normalize_app(raw: object, *, file: str, index: int | None) -> RawApp:
         raise app.error("script", "expected the file or command to run, got nothing")
     if not isinstance(script, str) or not script.strip() or "\0" in script:
         raise app.error("script", f"expected a file or a command line, got {_got(script)}")
-    named = RawApp(file, index, default_name(script), app.values, app.envs)
+    named = RawApp(file, index, app.name or default_name(script), app.values, app.envs)
     name = named.get("name", parse_text, named.name).strip()
     if "," in name or any(c.isspace() for c in name):
         raise named.error("name", f"expected a name without commas or spaces, got {name!r}")
