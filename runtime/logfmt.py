@@ -41,6 +41,8 @@ MASTER_NAME = "runtime"
 # '{' is left out so a block with a JSON-object line is looked at more closely.
 _SAFE_BYTES = bytes(b for b in range(256) if b == 0x0A or (b >= 0x20 and b not in b'"\\{'))
 
+Chunk = bytes | memoryview  # a piece of output, written in order without joining
+
 _IDENTITY_KEYS = frozenset({"app", "instance", "stream"})
 
 # pm2's process_event statuses for the master events that have one.
@@ -130,10 +132,15 @@ def json_safe(block: bytes, *, objects_matter: bool) -> bool:
     return _valid_utf8(block)
 
 
-def _splice(block: bytes, prefix: bytes, suffix: bytes) -> bytes:
-    """Wrap every line of `block` (which ends in `\\n`) in prefix/suffix, in C."""
+def _splice(out: list[Chunk], block: bytes, prefix: bytes, suffix: bytes) -> bool:
+    """Wrap every line of `block` (which ends in `\\n`) in prefix/suffix, in C, no extra copy."""
     body = block.replace(b"\n", suffix + b"\n" + prefix)
-    return prefix + body[: len(body) - len(prefix)] if prefix else body
+    if prefix:
+        out.append(prefix)
+        out.append(memoryview(body)[: len(body) - len(prefix)])
+    else:
+        out.append(body)
+    return True
 
 
 def _loads_object(raw: bytes) -> dict[str, object] | None:
@@ -171,22 +178,38 @@ class Formatter(ABC):
         self, src: Source, stream: str, ts: str, block: bytes, max_line: int, *, fast: bool = True
     ) -> bytes:
         """Format `block`, complete lines each ending in `\\n`; long lines become parts."""
-        if fast and not has_long_line(block, max_line):
-            out = self._fast(src, stream, ts, block)
-            if out is not None:
-                return out
-        pieces: list[bytes] = []
+        out: list[Chunk] = []
+        self.lines_into(out, src, stream, ts, block, max_line, fast=fast)
+        return b"".join(out)
+
+    def lines_into(
+        self,
+        pieces: list[Chunk],
+        src: Source,
+        stream: str,
+        ts: str,
+        block: bytes,
+        max_line: int,
+        *,
+        fast: bool = True,
+    ) -> None:
+        """`lines`, appending the output to `pieces` (buffers to write in order)."""
+        if (
+            fast
+            and not has_long_line(block, max_line)
+            and self._fast(pieces, src, stream, ts, block)
+        ):
+            return
         for raw in block.split(b"\n")[:-1]:
             line = raw[:-1] if raw.endswith(b"\r") else raw
             if len(line) <= max_line:
                 pieces.append(self.line(src, stream, ts, line))
             else:
                 self.cut(pieces, src, stream, ts, line, max_line, first_part=1, last=True)
-        return b"".join(pieces)
 
     def cut(
         self,
-        out: list[bytes],
+        out: list[Chunk],
         src: Source,
         stream: str,
         ts: str,
@@ -211,9 +234,9 @@ class Formatter(ABC):
             return part + 1, b""
         return part, data
 
-    def _fast(self, src: Source, stream: str, ts: str, block: bytes) -> bytes | None:
-        """The whole block in a few C calls, or None when a line needs the per-line path."""
-        return None
+    def _fast(self, out: list[Chunk], src: Source, stream: str, ts: str, block: bytes) -> bool:
+        """The whole block in a few C calls, or False when a line needs the per-line path."""
+        return False
 
     @abstractmethod
     def line(
@@ -253,11 +276,11 @@ class JsonFormatter(Formatter):
             "stream": stream,
         }
 
-    def _fast(self, src: Source, stream: str, ts: str, block: bytes) -> bytes | None:
+    def _fast(self, out: list[Chunk], src: Source, stream: str, ts: str, block: bytes) -> bool:
         if not json_safe(block, objects_matter=True):
-            return None
+            return False
         head = orjson.dumps({**self._head(src, stream, ts), "message": ""})
-        return _splice(block, head[:-2], b'"}')
+        return _splice(out, block, head[:-2], b'"}')
 
     def line(
         self, src: Source, stream: str, ts: str, raw: bytes, *, part: int = 0, last: bool = True
@@ -309,11 +332,11 @@ class Pm2Formatter(Formatter):
         kind = "err" if stream == STDERR else "out"
         return {"timestamp": ts, "type": kind, "process_id": src.instance, "app_name": src.app}
 
-    def _fast(self, src: Source, stream: str, ts: str, block: bytes) -> bytes | None:
+    def _fast(self, out: list[Chunk], src: Source, stream: str, ts: str, block: bytes) -> bool:
         if not json_safe(block, objects_matter=False):
-            return None
+            return False
         tail = orjson.dumps(self._tail(src, stream, ts))
-        return _splice(block, b'{"message":"', b'",' + tail[1:])
+        return _splice(out, block, b'{"message":"', b'",' + tail[1:])
 
     def line(
         self, src: Source, stream: str, ts: str, raw: bytes, *, part: int = 0, last: bool = True
@@ -377,10 +400,10 @@ class PrettyFormatter(Formatter):
         mark, mark_code = ("!", 31) if stream == STDERR else ("|", code)
         return self._prefix(f"{src.app}#{src.instance}", code, mark, mark_code).encode()
 
-    def _fast(self, src: Source, stream: str, ts: str, block: bytes) -> bytes | None:
+    def _fast(self, out: list[Chunk], src: Source, stream: str, ts: str, block: bytes) -> bool:
         if b"\r" in block or not _valid_utf8(block):
-            return None
-        return _splice(block, self._source_prefix(src, stream), b"")
+            return False
+        return _splice(out, block, self._source_prefix(src, stream), b"")
 
     def line(
         self, src: Source, stream: str, ts: str, raw: bytes, *, part: int = 0, last: bool = True
@@ -411,8 +434,11 @@ class PrettyFormatter(Formatter):
 class RawFormatter(Formatter):
     """The worker's bytes line by line (`\\r\\n` becomes `\\n`); master events as short text."""
 
-    def _fast(self, src: Source, stream: str, ts: str, block: bytes) -> bytes | None:
-        return None if b"\r" in block else block
+    def _fast(self, out: list[Chunk], src: Source, stream: str, ts: str, block: bytes) -> bool:
+        if b"\r" in block:
+            return False
+        out.append(block)
+        return True
 
     def line(
         self, src: Source, stream: str, ts: str, raw: bytes, *, part: int = 0, last: bool = True

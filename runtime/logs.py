@@ -26,10 +26,12 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import itertools
 import os
 import stat
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections import deque
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -37,6 +39,7 @@ import structlog
 from runtime.logfmt import (
     STDERR,
     STDOUT,
+    Chunk,
     LogFormat,
     Source,
     make_formatter,
@@ -50,6 +53,7 @@ READ_BUDGET = 4 << 20  # bytes read per readiness callback before yielding to th
 DRAIN_BUDGET = 64 << 20  # drain() stops here even if a grandchild keeps writing
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_IOV_MAX = 512  # buffers per writev (Linux allows 1024)
 
 
 def default_format(fd: int = 1) -> LogFormat:
@@ -97,7 +101,8 @@ class LogSink:
         self.lost_bytes = 0
         self.peak_buffered = 0
         self._loop = loop
-        self._buf = bytearray()
+        self._chunks: deque[memoryview] = deque()  # written in order, never joined
+        self._size = 0
         self._readers: set[WorkerLogs] = set()
         self._writing = False  # add_writer is armed
         self._broken = False
@@ -119,20 +124,27 @@ class LogSink:
     @property
     def buffered(self) -> int:
         """Bytes accepted but not yet written."""
-        return len(self._buf)
+        return self._size
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
+    def write(self, data: Chunk) -> None:
         """Queue `data` (whole lines) and write what the kernel takes now."""
-        if self._broken:
-            self.lost_bytes += len(data)
+        self.writelines((data,))
+
+    def writelines(self, pieces: Iterable[Chunk]) -> None:
+        """Queue several buffers, in order, without joining them (one writev)."""
+        if self._broken or self._closed:
+            for piece in pieces:
+                self._write_after_close(piece)
             return
-        if self._closed:
-            self._write_after_close(data)
-            return
-        self._buf += data
+        chunks = self._chunks
+        for piece in pieces:
+            if piece:
+                view = memoryview(piece)
+                chunks.append(view)
+                self._size += view.nbytes
         if not self._writing:
             self._flush()
-        size = len(self._buf)
+        size = self._size
         if size > self.peak_buffered:
             self.peak_buffered = size
         if size > self.high_water and not self.paused:
@@ -159,17 +171,16 @@ class LogSink:
         if self._closed:
             return
         try:
-            if self._buf and not self._broken:
+            if self._size and not self._broken:
                 if not self._writing:
                     self._flush()
-                if self._buf:
+                if self._size:
                     self._drained = self._loop.create_future()
                     try:
                         async with asyncio.timeout(timeout_s):
                             await self._drained
                     except TimeoutError:
-                        self.lost_bytes += len(self._buf)
-                        self._buf.clear()
+                        self._drop()
         finally:
             self._closed = True
             self._stop_writing()
@@ -184,10 +195,13 @@ class LogSink:
         self._readers.discard(reader)
 
     def _flush(self) -> None:
-        buf = self._buf
-        while buf:
+        chunks = self._chunks
+        while chunks:
             try:
-                n = os.write(self.fd, buf)
+                if len(chunks) == 1:
+                    n = os.write(self.fd, chunks[0])
+                else:
+                    n = os.writev(self.fd, list(itertools.islice(chunks, _IOV_MAX)))
             except BlockingIOError:
                 if not self._writing:
                     self._loop.add_writer(self.fd, self._on_writable)
@@ -196,14 +210,22 @@ class LogSink:
             except OSError as exc:
                 self._break(exc)
                 return
-            del buf[:n]
+            self._size -= n
+            while n:
+                head = chunks[0]
+                if head.nbytes <= n:
+                    n -= head.nbytes
+                    chunks.popleft()
+                else:
+                    chunks[0] = head[n:]
+                    n = 0
         self._stop_writing()
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
     def _on_writable(self) -> None:
         self._flush()
-        if self.paused and len(self._buf) <= self.low_water:
+        if self.paused and self._size <= self.low_water:
             self.paused = False
             for reader in list(self._readers):
                 reader._resume_reading()
@@ -216,8 +238,7 @@ class LogSink:
     def _break(self, exc: OSError) -> None:
         """stdout failed for good: drop output from now on, and never stall the workers."""
         self._broken = True
-        self.lost_bytes += len(self._buf)
-        self._buf.clear()
+        self._drop()
         self._stop_writing()
         if self.paused:
             self.paused = False
@@ -229,14 +250,22 @@ class LogSink:
             with contextlib.suppress(OSError, ValueError):
                 print(f"runtime: stdout failed, dropping logs: {exc}", file=sys.stderr)
 
-    def _write_after_close(self, data: bytes | bytearray | memoryview) -> None:
+    def _drop(self) -> None:
+        self.lost_bytes += self._size
+        self._chunks.clear()
+        self._size = 0
+
+    def _write_after_close(self, data: Chunk) -> None:
         """After `aclose` stdout is blocking again: write directly, best effort."""
         view = memoryview(data)
+        if self._broken:
+            self.lost_bytes += view.nbytes
+            return
         try:
             while view:
                 view = view[os.write(self.fd, view) :]
         except OSError:
-            self.lost_bytes += len(view)
+            self.lost_bytes += view.nbytes
 
 
 class _Pipe:
@@ -287,6 +316,11 @@ class WorkerLogs:
     @pid.setter
     def pid(self, pid: int) -> None:
         self._source = Source(self._source.app, self._source.instance, pid)
+
+    @property
+    def at_eof(self) -> bool:
+        """True once both pipes reached EOF (every writer, grandchildren too, closed them)."""
+        return all(p.fd < 0 for p in self._pipes)
 
     def __repr__(self) -> str:
         return f"<WorkerLogs {self._source.app}#{self._source.instance} pid {self.pid}>"
@@ -352,7 +386,7 @@ class WorkerLogs:
         if p.pending:
             data = p.pending + data
             p.pending = b""
-        out: list[bytes] = []
+        out: list[Chunk] = []
         if p.next_part:  # the first line here ends a line already cut into parts
             end = data.find(b"\n")
             if end < 0:
@@ -377,7 +411,7 @@ class WorkerLogs:
         end = data.rfind(b"\n")
         if end >= 0:
             block = data if end == len(data) - 1 else data[: end + 1]
-            out.append(fmt.lines(src, p.stream, ts, block, max_line))
+            fmt.lines_into(out, src, p.stream, ts, block, max_line)
             data = data[end + 1 :]
         if len(data) > max_line:
             p.next_part, data = fmt.cut(
@@ -386,11 +420,9 @@ class WorkerLogs:
         p.pending = data
         self._write(out)
 
-    def _write(self, out: list[bytes]) -> None:
-        if len(out) == 1:
-            self._sink.write(out[0])
-        elif out:
-            self._sink.write(b"".join(out))
+    def _write(self, out: list[Chunk]) -> None:
+        if out:
+            self._sink.writelines(out)
 
     def _flush_partial(self, p: _Pipe, ts: str) -> None:
         """Emit the partial line of `p` as a line of its own (the worker is gone or at EOF)."""
@@ -398,7 +430,7 @@ class WorkerLogs:
             return
         data = p.pending.removesuffix(b"\r")
         p.pending = b""
-        out: list[bytes] = []
+        out: list[Chunk] = []
         fmt = self._sink.formatter
         if p.next_part:
             fmt.cut(
