@@ -399,9 +399,9 @@ def _build(
     selected = _select(apps, only, label)
     cpus = cpu_count()
     specs = []
+    if env_name is not None and not any(env_name in app.envs for app in selected):
+        warnings.append(f"{label}: --env {env_name}: no app has env_{env_name}; using env alone")
     for app in selected:
-        if env_name is not None and env_name not in app.envs:
-            warnings.append(f"{app.where}: no env_{env_name}; using env alone")
         facts = resolve_app(app, base_dir=base_dir, environ=environ, cpus=cpus, shell=shell)
         specs.append(build_app_spec(app, facts, env_name=env_name))
     return Ecosystem(label, tuple(specs), tuple(warnings))
