@@ -1,0 +1,533 @@
+"""One app's instance slots: spawn, readiness, restart policy, rolling reload, scaling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.logs import LogSink
+from runtime.policy.lifecycle import AppOutcome, AppStatus
+from runtime.policy.memory import decide_memory
+from runtime.policy.restart import (
+    GiveUp,
+    Restart,
+    RestartPolicy,
+    RestartState,
+    Stop,
+    WorkerExit,
+    decide_restart,
+    reset_state,
+)
+from runtime.policy.rollout import (
+    Action,
+    Event,
+    KillReplacement,
+    OldStopped,
+    ReloadFinished,
+    ReplacementFailed,
+    ReplacementReady,
+    StartReplacement,
+    StopOld,
+    plan_rollout,
+    step_rollout,
+)
+from runtime.policy.scale import ScaleRequest, plan_scale
+from runtime.process import ExitStatus, Reaper, kill_group_now, stop_process, wait_group_gone
+from runtime.sockets import AppListeners
+from runtime.spec import AppSpec
+from runtime.worker import Worker, WorkerEnv, start_worker
+
+HEALTH_POLL_S = 0.1
+
+
+@dataclass
+class AppContext:
+    """What every app shares with the master."""
+
+    loop: asyncio.AbstractEventLoop
+    sink: LogSink
+    reaper: Reaper
+    base_env: Mapping[str, str]
+    notify_socket: str | None
+    shutting_down: Callable[[], bool]
+    changed: Callable[[], None]
+
+
+@dataclass(eq=False)
+class Slot:
+    """One instance number of an app and whatever currently runs in it."""
+
+    index: int
+    worker: Worker | None = None
+    status: AppStatus = AppStatus.LAUNCHING
+    restart_state: RestartState = field(default_factory=reset_state)
+    timer: asyncio.TimerHandle | None = None
+    ended: bool = False
+    failed: bool = False
+    restarts: int = 0
+    replacing: Worker | None = None
+    last_exit: ExitStatus | None = None
+
+
+class App:
+    """Owns the slots of one app; every state change goes through these methods."""
+
+    def __init__(self, spec: AppSpec, ctx: AppContext, listeners: AppListeners | None) -> None:
+        self.spec = spec
+        self.ctx = ctx
+        self.listeners = listeners
+        self.slots: dict[int, Slot] = {}
+        self.policy = RestartPolicy.from_spec(spec)
+        self.reloading = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def update_spec(self, spec: AppSpec) -> None:
+        """A new spec (SIGHUP); running workers keep the old one until they are replaced."""
+        self.spec = spec
+        self.policy = RestartPolicy.from_spec(spec)
+
+    # ----- queries -------------------------------------------------------------------
+
+    def workers(self) -> list[Worker]:
+        out: list[Worker] = []
+        for slot in self.slots.values():
+            out.extend(w for w in (slot.worker, slot.replacing) if w is not None and w.alive)
+        return out
+
+    def outcome(self) -> AppOutcome:
+        ended = bool(self.slots) and all(s.ended for s in self.slots.values())
+        return AppOutcome(ended=ended, failed=any(s.failed for s in self.slots.values()))
+
+    def worker_by_pid(self, pid: int) -> Worker | None:
+        return next((w for w in self.workers() if w.pid == pid), None)
+
+    # ----- start ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        for index in range(self.spec.instances):
+            self._spawn_into(self.slots.setdefault(index, Slot(index)))
+
+    def _spawn(self, slot: Slot) -> Worker:
+        wenv = WorkerEnv(base=self.ctx.base_env, notify_socket=self.ctx.notify_socket)
+        if self.listeners is not None:
+            self.listeners.ensure_slot(slot.index)
+            wenv = WorkerEnv(
+                base=self.ctx.base_env,
+                notify_socket=self.ctx.notify_socket,
+                listen_fds=tuple(self.listeners.fds_for_slot(slot.index)),
+                listen_names=tuple(self.listeners.names_for_slot(slot.index)),
+            )
+        worker = start_worker(
+            self.spec,
+            slot.index,
+            wenv,
+            sink=self.ctx.sink,
+            reaper=self.ctx.reaper,
+            loop=self.ctx.loop,
+            on_exit=self._on_exit,
+        )
+        self._event("worker_started", worker, restarts=slot.restarts)
+        self._own(self._track_readiness(worker))
+        return worker
+
+    def _spawn_into(self, slot: Slot) -> Worker:
+        slot.timer = None
+        slot.ended = slot.failed = False
+        slot.status = AppStatus.LAUNCHING
+        slot.worker = worker = self._spawn(slot)
+        return worker
+
+    def _own(self, coro: object) -> None:
+        task: asyncio.Task[None] = self.ctx.loop.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ----- readiness -----------------------------------------------------------------
+
+    async def _track_readiness(self, worker: Worker) -> None:
+        ok = await self._wait_ready(worker)
+        worker.mark_ready(ok)
+        slot = self.slots.get(worker.slot)
+        if ok and slot is not None and slot.worker is worker and worker.alive:
+            slot.status = AppStatus.ONLINE
+            self._event("worker_ready", worker)
+            self.ctx.changed()
+
+    async def _wait_ready(self, worker: Worker) -> bool:
+        """READY=1 when `wait_ready`, then the `health` path, else `min_uptime` alive."""
+        timeout_s = self.spec.listen_timeout_ms / 1000
+        if self.spec.wait_ready:
+            futures: list[asyncio.Future[Any]] = [worker.ready, worker.exited]
+            done, _ = await asyncio.wait(
+                futures,
+                timeout=timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if worker.exited in done or not worker.ready.done():
+                if worker.alive:
+                    self._event(
+                        "ready_timeout",
+                        worker,
+                        level="warning",
+                        timeout_ms=self.spec.listen_timeout_ms,
+                    )
+                return False
+            if self.spec.health is None:
+                return bool(worker.ready.result())
+        if self.spec.health is not None:
+            return await self._probe_until_healthy(worker, timeout_s)
+        exited, _ = await asyncio.wait([worker.exited], timeout=self.spec.min_uptime_ms / 1000)
+        return not exited
+
+    async def _probe_until_healthy(self, worker: Worker, timeout_s: float) -> bool:
+        assert self.spec.health is not None
+        deadline = self.ctx.loop.time() + timeout_s
+        while worker.alive and self.ctx.loop.time() < deadline:
+            if await self._probe_once(self.spec.health):
+                return True
+            await asyncio.sleep(HEALTH_POLL_S)
+        return False
+
+    async def _probe_once(self, path: str) -> bool:
+        from runtime.health import probe_http, probe_unix  # only apps with `health:` need it
+
+        if self.listeners is None:
+            port = int(self.spec.env.get("PORT", self.ctx.base_env.get("PORT", "3000")))
+            return await probe_http("127.0.0.1", port, path, 1.0)
+        addr = self.listeners.addresses[0]
+        if addr.kind == "unix":
+            return await probe_unix(addr.path, path, 1.0)
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(addr.host, addr.host)
+        return await probe_http(host, addr.port, path, 1.0)
+
+    # ----- exits and restarts --------------------------------------------------------
+
+    def _on_exit(self, worker: Worker, status: ExitStatus) -> None:
+        """Called by the reaper: drain the pipes first, so no line is logged after the exit."""
+        worker.logs.drain()
+        worker.logs.close()
+        uptime_s = self.ctx.loop.time() - worker.started_at
+        requested = worker.stopping or self.ctx.shutting_down()
+        level = "info" if requested or status.clean else "warning"
+        extra: dict[str, object] = {}
+        if status.signal == signal.SIGKILL and not requested:
+            extra["hint"] = "killed by SIGKILL: out of memory?"
+        self._event(
+            "worker_exited",
+            worker,
+            level=level,
+            code=status.code,
+            signal=_signame(status.signal),
+            uptime_s=round(uptime_s, 3),
+            **extra,
+        )
+        worker.exited.set_result(status)
+        worker.mark_ready(False)
+        if self.spec.treekill and not requested:
+            self._own(_reap_leftovers(worker.pid, self.spec.kill_timeout_ms / 1000))
+        slot = self.slots.get(worker.slot)
+        if slot is None or slot.worker is not worker or requested:
+            return  # a replacement, a stopped or a scaled-down worker: its owner handles it
+        slot.last_exit = status
+        exit_ = WorkerExit(
+            code=status.code, signal=status.signal, uptime_s=uptime_s, requested=False
+        )
+        self._apply_restart_decision(
+            slot, worker, decide_restart(self.policy, slot.restart_state, exit_)
+        )
+
+    def _apply_restart_decision(
+        self, slot: Slot, worker: Worker, decision: Restart | Stop | GiveUp
+    ) -> None:
+        slot.restart_state = decision.state
+        slot.worker = None
+        if isinstance(decision, Restart):
+            slot.status = AppStatus.WAITING_RESTART
+            self._event("restart_scheduled", worker, delay_ms=decision.delay_ms)
+            if decision.delay_ms <= 0:
+                self._restart_slot(slot)
+            else:
+                slot.timer = self.ctx.loop.call_later(
+                    decision.delay_ms / 1000, self._restart_slot, slot
+                )
+            return
+        slot.ended = True
+        if isinstance(decision, GiveUp):
+            slot.status, slot.failed = AppStatus.ERRORED, True
+            self._event(
+                "worker_errored",
+                worker,
+                level="error",
+                reason=decision.reason,
+                restarts=slot.restarts,
+            )
+        else:
+            slot.status, slot.failed = AppStatus.STOPPED, decision.failed
+            self._event("worker_stopped", worker, reason=decision.reason)
+        self.ctx.changed()
+
+    def _restart_slot(self, slot: Slot) -> None:
+        if self.ctx.shutting_down() or self.slots.get(slot.index) is not slot:
+            return
+        slot.restarts += 1
+        self._spawn_into(slot)
+
+    # ----- memory --------------------------------------------------------------------
+
+    def check_memory(self, rss_by_pid: Mapping[int, int]) -> None:
+        limit = self.spec.max_memory_restart_bytes
+        for slot in list(self.slots.values()):
+            worker = slot.worker
+            if worker is None or not worker.alive or worker.pid not in rss_by_pid:
+                continue
+            verdict = decide_memory(
+                limit, rss_by_pid[worker.pid], restarting=worker.restart_pending
+            )
+            if verdict is None or not verdict.restart:
+                continue
+            worker.restart_pending = True
+            self._event(
+                "memory_limit",
+                worker,
+                level="warning",
+                rss_bytes=verdict.rss_bytes,
+                limit_bytes=verdict.limit_bytes,
+            )
+            self._own(self._replace(slot, worker))
+
+    async def _replace(self, slot: Slot, old: Worker) -> None:
+        """Graceful restart of one slot: overlap when it serves a socket, else stop then start."""
+        if self.listeners is not None:
+            await self._reload_slot(slot)
+            return
+        old.stopping = True
+        await self._stop_worker(old)
+        if self.slots.get(slot.index) is slot and not self.ctx.shutting_down():
+            slot.restarts += 1
+            slot.restart_state = reset_state()
+            self._spawn_into(slot)
+
+    async def restart_now(self, reason: str) -> None:
+        """Restart every instance now (file change, cron, control API), resetting backoff.
+
+        Slots waiting to restart or errored start at once; an app serving sockets rolls
+        with zero downtime, any other app stops each worker and starts it again.
+        """
+        self._app_event("restart_requested", reason=reason)
+        running: list[int] = []
+        for slot in list(self.slots.values()):
+            if slot.timer is not None:
+                slot.timer.cancel()
+                slot.timer = None
+            slot.restart_state = reset_state()
+            if slot.worker is None or not slot.worker.alive:
+                slot.restarts += 1
+                self._spawn_into(slot)
+            else:
+                running.append(slot.index)
+        if self.listeners is not None:
+            await self.reload(running)
+            return
+        for index in running:
+            current = self.slots.get(index)
+            if current is not None and current.worker is not None:
+                await self._replace(current, current.worker)
+
+    # ----- stop ----------------------------------------------------------------------
+
+    async def _stop_worker(self, worker: Worker) -> ExitStatus:
+        worker.stopping = True
+        return await stop_process(
+            worker.pid,
+            worker.exited,
+            kill_timeout_s=self.spec.kill_timeout_ms / 1000,
+            treekill=self.spec.treekill,
+        )
+
+    async def stop(self) -> None:
+        """Graceful stop of every instance (TERM, kill_timeout, KILL), all at once."""
+        for slot in self.slots.values():
+            if slot.timer is not None:
+                slot.timer.cancel()
+                slot.timer = None
+            if slot.worker is not None:
+                slot.status = AppStatus.STOPPING
+        await asyncio.gather(*(self._stop_worker(w) for w in self.workers()))
+        for slot in self.slots.values():
+            slot.worker = slot.replacing = None
+            slot.status, slot.ended = AppStatus.STOPPED, True
+        await self._cancel_tasks()
+
+    def kill(self) -> None:
+        """SIGKILL every worker group now (SIGQUIT, or a second SIGTERM)."""
+        for worker in self.workers():
+            worker.stopping = True
+            kill_group_now(worker.pid)
+
+    async def wait_exited(self, timeout_s: float) -> None:
+        pending = [w.exited for w in self.workers()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s)
+
+    async def _cancel_tasks(self) -> None:
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # ----- reload --------------------------------------------------------------------
+
+    async def reload(self, slots: Sequence[int] | None = None) -> bool:
+        """Rolling reload, one slot at a time; the first failure stops the rollout."""
+        if self.reloading:
+            self._app_event("reload_skipped", level="warning", reason="a reload is already running")
+            return False
+        self.reloading = True
+        try:
+            rollout, actions = plan_rollout(sorted(self.slots) if slots is None else slots)
+            while True:
+                for action in actions:
+                    if isinstance(action, ReloadFinished):
+                        self._report_reload(action)
+                        return action.ok
+                event = await self._run_rollout_actions(actions)
+                if event is None:
+                    return False
+                rollout, actions = step_rollout(rollout, event)
+        finally:
+            self.reloading = False
+
+    def _report_reload(self, done: ReloadFinished) -> None:
+        if done.ok:
+            self._app_event("reload_done", slots=list(done.reloaded))
+        else:
+            self._app_event(
+                "reload_failed",
+                level="error",
+                slot=done.failed_slot,
+                reason=done.reason,
+                reloaded=list(done.reloaded),
+            )
+
+    async def _run_rollout_actions(self, actions: Sequence[Action]) -> Event | None:
+        event: Event | None = None
+        for action in actions:
+            if self.ctx.shutting_down():
+                return None
+            if isinstance(action, StartReplacement):
+                event = await self._start_replacement(action.slot)
+            elif isinstance(action, StopOld):
+                event = await self._stop_old(action.slot)
+            elif isinstance(action, KillReplacement):
+                slot = self.slots[action.slot]
+                if slot.replacing is not None:
+                    await self._stop_worker(slot.replacing)
+                    slot.replacing = None
+        return event
+
+    async def _start_replacement(self, index: int) -> Event:
+        slot = self.slots.get(index)
+        if slot is None:
+            return ReplacementFailed(index, "slot removed")
+        if slot.worker is None or not slot.worker.alive:
+            if slot.timer is not None:
+                slot.timer.cancel()
+            slot.restart_state = reset_state()
+            fresh = self._spawn_into(slot)  # nothing to overlap with: start it in place
+            if await fresh.ready and fresh.alive:
+                return ReplacementReady(index)
+            return ReplacementFailed(index, _not_ready_reason(fresh))
+        new = self._spawn(slot)
+        slot.replacing = new
+        if await new.ready and new.alive:
+            return ReplacementReady(index)
+        return ReplacementFailed(index, _not_ready_reason(new))
+
+    async def _stop_old(self, index: int) -> Event:
+        slot = self.slots[index]
+        old, new = slot.worker, slot.replacing
+        if new is None:  # the slot was started in place: nothing old to stop
+            return OldStopped(index)
+        slot.worker, slot.replacing = new, None
+        slot.restarts += 1
+        slot.restart_state = reset_state()
+        if new is not None:
+            slot.status = AppStatus.ONLINE
+        if old is not None and old.alive:
+            await self._stop_worker(old)
+        return OldStopped(index)
+
+    async def _reload_slot(self, slot: Slot) -> None:
+        worker = slot.worker
+        event = await self._start_replacement(slot.index)
+        if isinstance(event, ReplacementReady):
+            await self._stop_old(slot.index)
+        elif slot.replacing is not None:
+            await self._stop_worker(slot.replacing)
+            slot.replacing = None
+            if worker is not None:
+                worker.restart_pending = False
+
+    # ----- scale ---------------------------------------------------------------------
+
+    async def scale(self, request: ScaleRequest) -> None:
+        plan = plan_scale(sorted(self.slots), request)
+        for index in plan.start:
+            slot = self.slots.setdefault(index, Slot(index))
+            self._spawn_into(slot)
+        stops = [self.slots.pop(index) for index in plan.stop]
+        self._app_event(
+            "scaled", instances=len(self.slots), started=list(plan.start), stopped=list(plan.stop)
+        )
+        for slot in stops:
+            if slot.timer is not None:
+                slot.timer.cancel()
+        await asyncio.gather(
+            *(self._stop_worker(w) for s in stops for w in (s.worker, s.replacing) if w is not None)
+        )
+        if self.listeners is not None:
+            for slot in stops:
+                self.listeners.release_slot(slot.index)
+        self.ctx.changed()
+
+    # ----- events --------------------------------------------------------------------
+
+    def _event(self, name: str, worker: Worker, *, level: str = "info", **fields: object) -> None:
+        self.ctx.sink.event(
+            name, level=level, app=self.spec.name, instance=worker.slot, pid=worker.pid, **fields
+        )
+
+    def _app_event(self, name: str, *, level: str = "info", **fields: Any) -> None:
+        self.ctx.sink.event(name, level=level, app=self.spec.name, **fields)
+
+
+def _not_ready_reason(worker: Worker) -> str:
+    if worker.exited.done():
+        return f"exited with {worker.exited.result().describe()}"
+    return "not ready within listen_timeout"
+
+
+def _signame(sig: int | None) -> str | None:
+    if sig is None:
+        return None
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return str(sig)
+
+
+async def _reap_leftovers(pgid: int, timeout_s: float) -> None:
+    """After a crash, what is left of the worker's group gets SIGTERM, then SIGKILL."""
+    from runtime.process import signal_worker
+
+    if not signal_worker(pgid, signal.SIGTERM, group=True):
+        return
+    if not await wait_group_gone(pgid, timeout_s):
+        kill_group_now(pgid)

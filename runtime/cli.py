@@ -1,0 +1,175 @@
+"""Command line: argv to a command; the only place where errors become exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Sequence
+from functools import partial
+
+from runtime import __version__
+from runtime.errors import EXIT_OK, EXIT_USAGE, RuntimeUserError, UsageError
+
+EXAMPLES = """\
+examples:
+  python -m runtime ecosystem.config.yml             run every app of an ecosystem file
+  python -m runtime ecosystem.config.yml --env prod  merge env_prod over env
+  python -m runtime ecosystem.config.yml --only web  start a subset of the apps
+  python -m runtime Procfile                         each `type: command` line is an app
+  python -m runtime app.py -i 4 --name web           the direct form, like pm2-runtime start
+  python -m runtime server.js -i max --env-var NODE_ENV=production
+  python -m runtime check ecosystem.config.yml       validate and print the resolved apps
+
+signals: TERM/INT graceful stop (a second one kills), QUIT kill now, HUP re-read the
+file and reload with zero downtime, USR1 status snapshot, TTIN/TTOU one more/fewer
+instance of each cluster app.
+exit codes: 0 stopped on request or every app ended cleanly, 1 every app ended and one
+failed, 2 usage error, 78 configuration error."""
+
+ECOSYSTEM_SUFFIXES = (".yml", ".yaml", ".json", ".toml", ".config.js", ".config.cjs", ".cjs")
+LOG_FORMATS = ("json", "pretty", "pm2", "raw")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so errors keep to one line and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="runtime",
+        description="A foreground process runtime for containers (the Python pm2-runtime).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"runtime {__version__}")
+    parser.add_argument("target", help="ecosystem file (YAML, JSON, TOML, JS, Procfile) or script")
+    parser.add_argument("args", nargs="*", help="script arguments (direct form; after --)")
+    parser.add_argument("--env", dest="env_name", metavar="NAME", help="merge env_NAME over env")
+    parser.add_argument("--only", metavar="A,B", help="start only these apps")
+    parser.add_argument(
+        "--log-format", choices=LOG_FORMATS, help="default: pretty on a TTY, else json"
+    )
+    parser.add_argument(
+        "--no-auto-exit", action="store_true", help="keep running when every app has ended"
+    )
+    direct = parser.add_argument_group("direct form (a script instead of an ecosystem file)")
+    direct.add_argument("-i", "--instances", metavar="N", help="N, max, or -1")
+    direct.add_argument("--name", help="app name (default: the script's basename)")
+    direct.add_argument(
+        "--env-var",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable for the app (repeatable)",
+    )
+    direct.add_argument("--interpreter", help="run the script with this program")
+    direct.add_argument("-x", "--exec-mode", choices=("fork", "cluster"))
+    return parser
+
+
+CHECK_USAGE = "usage: runtime check FILE [--env NAME] [--only A,B]"
+
+
+def is_ecosystem(target: str) -> bool:
+    base = os.path.basename(target)
+    return base.endswith(ECOSYSTEM_SUFFIXES) or base == "Procfile" or base.endswith(".procfile")
+
+
+def _env_vars(pairs: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--env-var expects KEY=VALUE, got {pair!r}")
+        out[key] = value
+    return out
+
+
+def _loader(ns: argparse.Namespace) -> Callable[[], object]:
+    from runtime import config
+
+    only = [name for name in ns.only.split(",") if name] if ns.only else None
+    if is_ecosystem(ns.target):
+        if ns.args:
+            raise UsageError(f"unexpected arguments after an ecosystem file: {' '.join(ns.args)}")
+        return partial(config.load_ecosystem, ns.target, env_name=ns.env_name, only=only)
+    args = list(ns.args)
+    return partial(
+        config.direct_app,
+        ns.target,
+        name=ns.name,
+        instances=ns.instances,
+        exec_mode=ns.exec_mode,
+        env_vars=_env_vars(ns.env_var),
+        args=args,
+        interpreter=ns.interpreter,
+        watch=False,
+        environ=None,
+        cwd=None,
+    )
+
+
+def cmd_check(argv: Sequence[str]) -> int:
+    from runtime import config
+
+    parser = _Parser(prog="runtime check", usage=CHECK_USAGE)
+    parser.add_argument("file")
+    parser.add_argument("--env", dest="env_name")
+    parser.add_argument("--only")
+    ns = parser.parse_args(argv)
+    only = [name for name in ns.only.split(",") if name] if ns.only else None
+    eco = config.load_ecosystem(ns.file, env_name=ns.env_name, only=only)
+    for warning in eco.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(config.format_check(eco))
+    return EXIT_OK
+
+
+def cmd_run(argv: Sequence[str]) -> int:
+    ns = build_parser().parse_intermixed_args(argv)
+    load = _loader(ns)
+    eco = load()  # validated in the parent, before anything starts
+    return _run_master(eco, load, ns)
+
+
+def _run_master(eco: object, load: Callable[[], object], ns: argparse.Namespace) -> int:
+    import uvloop
+
+    from runtime.config import Ecosystem
+    from runtime.logs import LogFormat, LogSink, default_format
+    from runtime.supervisor import Options, Supervisor
+
+    assert isinstance(eco, Ecosystem)
+    fmt = LogFormat(ns.log_format) if ns.log_format else default_format(1)
+
+    async def main() -> int:
+        sink = LogSink(1, fmt, asyncio.get_running_loop())
+        for warning in eco.warnings:
+            sink.event("config_warning", level="warning", message=warning)
+        try:
+            options = Options(auto_exit=not ns.no_auto_exit, reload_config=load)  # type: ignore[arg-type]
+            return await Supervisor(eco, sink, options).run()
+        finally:
+            await sink.aclose()
+
+    return uvloop.run(main())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args[:1] == ["check"]:
+            return cmd_check(args[1:])
+        return cmd_run(args)
+    except RuntimeUserError as exc:
+        print(f"runtime: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except SystemExit as exc:  # argparse --help / --version
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE

@@ -1,0 +1,350 @@
+"""The master: binds listeners, starts apps, turns signals into commands, decides when to exit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+import psutil
+
+from runtime.app import App, AppContext
+from runtime.config import Ecosystem
+from runtime.errors import ConfigError, RuntimeUserError
+from runtime.logs import LogSink
+from runtime.metrics import sample_trees
+from runtime.notify import NotifyServer
+from runtime.policy.lifecycle import StopKind, decide_auto_exit, decide_stop_signal
+from runtime.policy.scale import ScaleRequest
+from runtime.process import Reaper, set_child_subreaper
+from runtime.sockets import AppListeners, ListenError, bind_app_listeners, parse_listen
+from runtime.spec import AppSpec
+from runtime.worker import Worker
+
+MEMORY_CHECK_S = 0.5
+FINAL_KILL_WAIT_S = 2.0
+
+
+class Command(StrEnum):
+    """What a signal (or later the control API) asks the master to do."""
+
+    STOP = "stop"
+    QUIT = "quit"
+    RELOAD = "reload"
+    STATUS = "status"
+    SCALE_UP = "scale_up"
+    SCALE_DOWN = "scale_down"
+
+
+SIGNAL_COMMANDS: dict[signal.Signals, Command] = {
+    signal.SIGTERM: Command.STOP,
+    signal.SIGINT: Command.STOP,
+    signal.SIGQUIT: Command.QUIT,
+    signal.SIGHUP: Command.RELOAD,
+    signal.SIGUSR1: Command.STATUS,
+    signal.SIGTTIN: Command.SCALE_UP,
+    signal.SIGTTOU: Command.SCALE_DOWN,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    """Internal command: leave the main loop with this exit code."""
+
+    code: int
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A signal turned into a command."""
+
+    command: Command
+    signame: str
+
+
+@dataclass(frozen=True)
+class Options:
+    """How the master runs, from the command line."""
+
+    auto_exit: bool = True
+    reload_config: Callable[[], Ecosystem] | None = None
+
+
+class Supervisor:
+    """Owns every app; signal handlers only enqueue, the main loop does the work."""
+
+    def __init__(self, eco: Ecosystem, sink: LogSink, options: Options) -> None:
+        self.eco = eco
+        self.sink = sink
+        self.options = options
+        self.loop = asyncio.get_running_loop()
+        self.reaper = Reaper(self.loop)
+        self.inbox: asyncio.Queue[Received | Exit] = asyncio.Queue()
+        self.apps: dict[str, App] = {}
+        self.stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._notify: NotifyServer | None = None
+        self._notify_dir: tempfile.TemporaryDirectory[str] | None = None
+
+    # ----- setup ---------------------------------------------------------------------
+
+    def _bind(self, spec: AppSpec) -> AppListeners | None:
+        if not spec.listen:
+            return None
+        try:
+            addresses = [parse_listen(text, environ=os.environ) for text in spec.listen]
+        except ValueError as exc:
+            raise ConfigError(self.eco.file, str(exc), app=spec.name, key="listen") from None
+        return bind_app_listeners(addresses, spec.socket_sharing, range(spec.instances))
+
+    def _bind_all(self, specs: tuple[AppSpec, ...]) -> dict[str, AppListeners | None]:
+        """Bind every listener before any worker starts; all or nothing."""
+        bound: dict[str, AppListeners | None] = {}
+        try:
+            for spec in specs:
+                bound[spec.name] = self._bind(spec)
+        except (ListenError, ConfigError):
+            for listeners in bound.values():
+                if listeners is not None:
+                    listeners.close()
+            raise
+        return bound
+
+    def _context(self) -> AppContext:
+        return AppContext(
+            loop=self.loop,
+            sink=self.sink,
+            reaper=self.reaper,
+            base_env=dict(os.environ),
+            notify_socket=self._notify.path if self._notify else None,
+            shutting_down=lambda: self.stopping,
+            changed=self._check_auto_exit,
+        )
+
+    async def _start_notify(self) -> None:
+        self._notify_dir = tempfile.TemporaryDirectory(prefix="runtime-notify-")
+        os.chmod(self._notify_dir.name, 0o700)
+        path = os.path.join(self._notify_dir.name, "notify.sock")
+        self._notify = NotifyServer(path, self._on_notify)
+        await self._notify.start()
+
+    def _install_signals(self) -> None:
+        for sig, command in SIGNAL_COMMANDS.items():
+            self.loop.add_signal_handler(sig, self.inbox.put_nowait, Received(command, sig.name))
+        self.reaper.install()
+
+    # ----- run -----------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Start everything, serve commands until told to exit; return the exit code."""
+        listeners = self._bind_all(self.eco.apps)
+        set_child_subreaper()
+        self._install_signals()
+        await self._start_notify()
+        ctx = self._context()
+        for spec in self.eco.apps:
+            self.apps[spec.name] = App(spec, ctx, listeners[spec.name])
+        self.sink.event("runtime_started", apps=[s.name for s in self.eco.apps], pid=os.getpid())
+        for app in self.apps.values():
+            app.start()
+        if any(s.max_memory_restart_bytes for s in self.eco.apps):
+            self._own(self._watch_memory())
+        try:
+            code = await self._serve()
+        finally:
+            await self._teardown()
+        self.sink.event("runtime_exited", code=code)
+        return code
+
+    async def _serve(self) -> int:
+        while True:
+            item = await self.inbox.get()
+            if isinstance(item, Exit):
+                return item.code
+            self._dispatch(item)
+
+    def _dispatch(self, item: Received) -> None:
+        command = item.command
+        if command in (Command.STOP, Command.QUIT):
+            self._on_stop_signal(item)
+        elif self.stopping:
+            return
+        elif command is Command.RELOAD:
+            self._own(self._reload())
+        elif command is Command.STATUS:
+            self._log_status()
+        elif command in (Command.SCALE_UP, Command.SCALE_DOWN):
+            request = ScaleRequest("add" if command is Command.SCALE_UP else "remove", 1)
+            for app in self.apps.values():
+                if app.spec.exec_mode == "cluster":
+                    self._own(app.scale(request))
+
+    def _on_stop_signal(self, item: Received) -> None:
+        signame = item.signame.removeprefix("SIG")
+        kind = decide_stop_signal(signame, self.stopping)
+        self.sink.event("stop_requested", signal=item.signame, mode=str(kind))
+        if kind is StopKind.KILL:
+            self.stopping = True
+            self._own(self._kill_all())
+        else:
+            self.stopping = True
+            self._own(self._graceful_stop(0))
+
+    async def _graceful_stop(self, code: int) -> None:
+        await asyncio.gather(*(app.stop() for app in self.apps.values()))
+        self.inbox.put_nowait(Exit(code))
+
+    async def _kill_all(self) -> None:
+        for app in self.apps.values():
+            app.kill()
+        await asyncio.gather(*(app.wait_exited(FINAL_KILL_WAIT_S) for app in self.apps.values()))
+        self.inbox.put_nowait(Exit(0))
+
+    def _check_auto_exit(self) -> None:
+        if self.stopping:
+            return
+        outcomes = {name: app.outcome() for name, app in self.apps.items()}
+        code = decide_auto_exit(outcomes, auto_exit=self.options.auto_exit)
+        if code is not None:
+            self.stopping = True
+            self.sink.event("auto_exit", code=code, level="info" if code == 0 else "error")
+            self._own(self._graceful_stop(code))
+
+    async def _teardown(self) -> None:
+        self.stopping = True
+        for app in self.apps.values():
+            app.kill()
+            await app.wait_exited(FINAL_KILL_WAIT_S)
+            if app.listeners is not None:
+                app.listeners.close()
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        for sig in SIGNAL_COMMANDS:
+            self.loop.remove_signal_handler(sig)
+        self.reaper.reap()
+        self.reaper.uninstall()
+        if self._notify is not None:
+            self._notify.close()
+        if self._notify_dir is not None:
+            self._notify_dir.cleanup()
+
+    def _own(self, coro: object) -> None:
+        task: asyncio.Task[None] = self.loop.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self.sink.event("internal_error", level="error", error=repr(exc))
+
+    # ----- commands ------------------------------------------------------------------
+
+    async def _reload(self) -> None:
+        """SIGHUP: re-read the ecosystem; start new apps, stop removed ones, roll the rest."""
+        if self.options.reload_config is not None:
+            try:
+                eco = self.options.reload_config()
+            except RuntimeUserError as exc:
+                self.sink.event("config_reload_failed", level="error", error=str(exc))
+                return
+            for warning in eco.warnings:
+                self.sink.event("config_warning", level="warning", message=warning)
+            await self._apply(eco)
+            return
+        await asyncio.gather(*(app.reload() for app in self.apps.values()))
+
+    async def _apply(self, eco: Ecosystem) -> None:
+        new_specs = {spec.name: spec for spec in eco.apps}
+        removed = [app for name, app in self.apps.items() if name not in new_specs]
+        added = [spec for name, spec in new_specs.items() if name not in self.apps]
+        try:
+            listeners = self._bind_all(tuple(added))
+        except (ListenError, ConfigError) as exc:
+            self.sink.event("config_reload_failed", level="error", error=str(exc))
+            return
+        self.eco = eco
+        ctx = self._context()
+        rolling = []
+        for name, app in self.apps.items():
+            if name in new_specs:
+                if new_specs[name].listen != app.spec.listen:
+                    self.sink.event(
+                        "listen_unchanged",
+                        level="warning",
+                        app=name,
+                        reason="listen addresses change with a restart of the runtime",
+                    )
+                app.update_spec(new_specs[name])
+                rolling.append(app.reload())
+        for spec in added:
+            self.apps[spec.name] = app = App(spec, ctx, listeners[spec.name])
+            app.start()
+        for app in removed:
+            del self.apps[app.spec.name]
+        stopping = [app.stop() for app in removed]
+        await asyncio.gather(*stopping, *rolling)
+        for app in removed:
+            if app.listeners is not None:
+                app.listeners.close()
+        self.sink.event("config_reloaded", apps=list(self.apps))
+
+    def _log_status(self) -> None:
+        now = self.loop.time()
+        for app in self.apps.values():
+            for slot in app.slots.values():
+                worker = slot.worker
+                self.sink.event(
+                    "status",
+                    app=app.spec.name,
+                    instance=slot.index,
+                    pid=worker.pid if worker else None,
+                    status=str(slot.status),
+                    restarts=slot.restarts,
+                    uptime_s=round(now - worker.started_at, 3) if worker else None,
+                )
+
+    # ----- readiness and memory ------------------------------------------------------
+
+    def _on_notify(self, pid: int, fields: Mapping[str, str]) -> None:
+        worker = self._find_worker(pid)
+        if worker is None:
+            return
+        if "STATUS" in fields:
+            worker.status_text = fields["STATUS"]
+        if fields.get("READY") == "1":
+            worker.mark_ready(True)
+
+    def _find_worker(self, pid: int) -> Worker | None:
+        """The worker that sent a datagram: by pid, or the nearest worker ancestor."""
+        by_pid = {w.pid: w for app in self.apps.values() for w in app.workers()}
+        candidate: int | None = pid
+        for _ in range(8):
+            if candidate is None or candidate <= 1:
+                return None
+            if candidate in by_pid:
+                return by_pid[candidate]
+            try:
+                candidate = psutil.Process(candidate).ppid()
+            except psutil.Error:
+                return None
+        return None
+
+    async def _watch_memory(self) -> None:
+        while not self.stopping:
+            apps = [a for a in self.apps.values() if a.spec.max_memory_restart_bytes]
+            pids = [w.pid for app in apps for w in app.workers()]
+            samples = sample_trees(pids)
+            rss = {pid: sample.rss_bytes for pid, sample in samples.items()}
+            for app in apps:
+                app.check_memory(rss)
+            await asyncio.sleep(MEMORY_CHECK_S)
