@@ -80,12 +80,11 @@ _ts_prefix = ""
 def utc_timestamp(now: float | None = None) -> str:
     """ISO-8601 UTC with milliseconds and `Z` (`2026-11-28T22:47:29.123Z`), cached per second."""
     global _ts_second, _ts_prefix
-    t = time.time() if now is None else now
-    second = int(t)
+    second, ms = divmod(round((time.time() if now is None else now) * 1000), 1000)
     if second != _ts_second:
         _ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         _ts_second = second
-    return f"{_ts_prefix}.{int((t - second) * 1000):03d}Z"
+    return f"{_ts_prefix}.{ms:03d}Z"
 
 
 def cut_point(data: bytes, limit: int) -> int:
