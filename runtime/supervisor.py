@@ -97,9 +97,9 @@ class Supervisor:
             return None
         try:
             addresses = [parse_listen(text, environ=os.environ) for text in spec.listen]
-        except ValueError as exc:
-            raise ConfigError(self.eco.file, str(exc), app=spec.name, key="listen") from None
-        return bind_app_listeners(addresses, spec.socket_sharing, range(spec.instances))
+            return bind_app_listeners(addresses, spec.socket_sharing, range(spec.instances))
+        except (ValueError, ListenError) as exc:
+            raise ConfigError(self.eco.file, str(exc), key=f"{spec.name}.listen") from None
 
     def _bind_all(self, specs: tuple[AppSpec, ...]) -> dict[str, AppListeners | None]:
         """Bind every listener before any worker starts; all or nothing."""
@@ -107,7 +107,7 @@ class Supervisor:
         try:
             for spec in specs:
                 bound[spec.name] = self._bind(spec)
-        except (ListenError, ConfigError):
+        except ConfigError:
             for listeners in bound.values():
                 if listeners is not None:
                     listeners.close()
@@ -269,7 +269,7 @@ class Supervisor:
         added = [spec for name, spec in new_specs.items() if name not in self.apps]
         try:
             listeners = self._bind_all(tuple(added))
-        except (ListenError, ConfigError) as exc:
+        except ConfigError as exc:
             self.sink.event("config_reload_failed", level="error", error=str(exc))
             return
         self.eco = eco

@@ -71,7 +71,7 @@ class Master:
                 r for r in self.records if "event" not in r and (app is None or r.get("app") == app)
             ]
 
-    def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
         """Wait until `predicate()` is truthy; fail with the recent log after `timeout`."""
         deadline = time.monotonic() + timeout
         with self._cond:
