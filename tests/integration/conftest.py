@@ -88,7 +88,7 @@ class Master:
                 self._cond.wait(min(remaining, 0.05))
 
     def wait_event(
-        self, name: str, count: int = 1, timeout: float = 10.0, **match: Any
+        self, name: str, count: int = 1, timeout: float = 20.0, **match: Any
     ) -> list[Record]:
         return self.wait_for(  # type: ignore[no-any-return]
             lambda: (found := self.events(name, **match)) and len(found) >= count and found,
