@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,10 +141,15 @@ class App:
         slot.worker = worker = self._spawn(slot)
         return worker
 
-    def _own(self, coro: object) -> None:
-        task: asyncio.Task[None] = self.ctx.loop.create_task(coro)  # type: ignore[arg-type]
+    def _own(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self.ctx.loop.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._app_event("internal_error", level="error", error=repr(task.exception()))
 
     # ----- readiness -----------------------------------------------------------------
 

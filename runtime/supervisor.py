@@ -6,9 +6,10 @@ import asyncio
 import os
 import signal
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import psutil
 
@@ -87,6 +88,7 @@ class Supervisor:
         self.apps: dict[str, App] = {}
         self.stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._devloops: dict[str, asyncio.Task[None]] = {}
         self._notify: NotifyServer | None = None
         self._notify_dir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -150,7 +152,7 @@ class Supervisor:
             self.apps[spec.name] = App(spec, ctx, listeners[spec.name])
         self.sink.event("runtime_started", apps=[s.name for s in self.eco.apps], pid=os.getpid())
         for app in self.apps.values():
-            app.start()
+            self._start_app(app)
         if any(s.max_memory_restart_bytes for s in self.eco.apps):
             self._own(self._watch_memory())
         try:
@@ -234,10 +236,25 @@ class Supervisor:
         if self._notify_dir is not None:
             self._notify_dir.cleanup()
 
-    def _own(self, coro: object) -> None:
-        task: asyncio.Task[None] = self.loop.create_task(coro)  # type: ignore[arg-type]
+    def _start_app(self, app: App) -> None:
+        app.start()
+        self._start_devloop(app)
+
+    def _start_devloop(self, app: App) -> None:
+        """File watching and cron restarts, only for apps that ask (and only then imported)."""
+        old = self._devloops.pop(app.spec.name, None)
+        if old is not None:
+            old.cancel()
+        if app.spec.watch or app.spec.cron_restart:
+            from runtime.devloop import run_devloop
+
+            self._devloops[app.spec.name] = self._own(run_devloop(app, self.sink))
+
+    def _own(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -285,18 +302,28 @@ class Supervisor:
                         reason="listen addresses change with a restart of the runtime",
                     )
                 app.update_spec(new_specs[name])
-                rolling.append(app.reload())
+                self._start_devloop(app)
+                rolling.append(self._roll(app))
         for spec in added:
             self.apps[spec.name] = app = App(spec, ctx, listeners[spec.name])
-            app.start()
+            self._start_app(app)
         for app in removed:
             del self.apps[app.spec.name]
+            devloop = self._devloops.pop(app.spec.name, None)
+            if devloop is not None:
+                devloop.cancel()
         stopping = [app.stop() for app in removed]
         await asyncio.gather(*stopping, *rolling)
         for app in removed:
             if app.listeners is not None:
                 app.listeners.close()
         self.sink.event("config_reloaded", apps=list(self.apps))
+
+    async def _roll(self, app: App) -> None:
+        """Reload one app, then match its new `instances` count."""
+        await app.reload()
+        if app.spec.instances != len(app.slots) and not self.stopping:
+            await app.scale(ScaleRequest("set", app.spec.instances))
 
     def _log_status(self) -> None:
         now = self.loop.time()
