@@ -29,7 +29,8 @@ from runtime.watch import Debounce, IgnoreRules, TreeWatcher
 
 __all__ = ["Clock", "LoopClock", "cron_restarts", "run_devloop", "watch_files"]
 
-MIN_QUIET_MS = 50  # `watch_delay` below this still waits 50 ms: an editor's save is a burst
+DEFAULT_QUIET_MS = 100  # `watch_delay` unset: a save (or `git checkout`) is a burst of events
+MIN_QUIET_MS = 50  # a smaller `watch_delay` still waits this long
 MAX_WAIT_FACTOR = 10  # a tree that never goes quiet still restarts every 10 quiet periods
 MIN_MAX_WAIT_S = 1.0
 MAX_CRON_SLEEP_S = 60.0  # re-read the wall clock at least this often (clock jumps, suspend)
@@ -88,7 +89,7 @@ def _shown(path: str, cwd: str) -> str:
 async def watch_files(app: App, sink: LogSink) -> None:
     """Restart `app` once per burst of changes under its `watch` paths."""
     spec, loop = app.spec, asyncio.get_running_loop()
-    quiet_s = max(spec.watch_delay_ms, MIN_QUIET_MS) / 1000
+    quiet_s = max(spec.watch_delay_ms or DEFAULT_QUIET_MS, MIN_QUIET_MS) / 1000
     debounce = Debounce(quiet_s, max(quiet_s * MAX_WAIT_FACTOR, MIN_MAX_WAIT_S))
     wake = asyncio.Event()
 
