@@ -4,7 +4,8 @@ Standard library + asyncio only (uvloop when importable). It serves on:
 
 * the inherited listening socket at fd 3 when `LISTEN_FDS` is set and `LISTEN_PID`
   is this process's pid (the systemd socket-activation protocol the runtime uses);
-* otherwise a socket it binds itself on `$HOST:$PORT` (default 127.0.0.1:3000).
+* otherwise a socket it binds itself on `$HOST:$PORT` (default 127.0.0.1:3000), with
+  SO_REUSEPORT when `$RUNTIME_APP` is set so the instances of one app can share it.
 
 Once serving it sends `READY=1` to `$NOTIFY_SOCKET` (sd_notify) when that is set.
 
@@ -93,10 +94,13 @@ def inherited_socket() -> socket.socket | None:
     return sock
 
 
-def own_socket(host: str, port: int) -> socket.socket:
+def own_socket(host: str, port: int, *, share: bool) -> socket.socket:
+    """Bind $HOST:$PORT. `share`: SO_REUSEPORT, so sibling instances can bind it too."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if share and hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(1024)
     sock.setblocking(False)
@@ -440,7 +444,9 @@ async def main() -> int:
         host = os.environ.get("HOST", "127.0.0.1")
         try:
             port = int(os.environ.get("PORT") or DEFAULT_PORT)
-            sock = own_socket(host, port)
+            # Under the runtime without `listen:` (the direct form `-i N`), the instances
+            # of one app share the port with SO_REUSEPORT; outside it a busy port is an error.
+            sock = own_socket(host, port, share=bool(os.environ.get("RUNTIME_APP")))
         except (ValueError, OSError) as exc:
             log("error", "cannot listen", host=host, port=os.environ.get("PORT"), error=str(exc))
             return 1

@@ -28,7 +28,10 @@ def main() -> int:
     beats = 0
 
     def emit(**record: object) -> None:
-        sys.stdout.write(json.dumps({"level": "info", "instance": instance, **record}) + "\n")
+        sys.stdout.write(
+            json.dumps({"level": "info", "instance": instance, **record}, separators=(",", ":"))
+            + "\n"
+        )
         sys.stdout.flush()
 
     emit(message="worker started", interval_s=interval)
