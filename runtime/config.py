@@ -328,7 +328,7 @@ def _read_env_file(app: RawApp, base_dir: str) -> tuple[str | None, dict[str, st
     try:
         return path, parse_dotenv(text)
     except BadValue as exc:
-        raise app.error("env_file", f"{given}: {exc}") from None
+        raise app.error("env_file", f"{given!r}: {exc}") from None
 
 
 def resolve_app(
@@ -374,6 +374,8 @@ def _select(apps: list[RawApp], only: Sequence[str] | None, label: str) -> list[
     if only is None:
         return apps
     wanted = {n.strip() for item in only for n in item.split(",") if n.strip()}
+    if not wanted:
+        raise ConfigError(label, "expected app names, got nothing", key="--only")
     unknown = sorted(wanted - seen.keys())
     if unknown:
         names = ", ".join(repr(n) for n in unknown)

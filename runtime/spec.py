@@ -433,10 +433,15 @@ def _where(file: str, index: int | None, name: str | None) -> str:
 
 def _unknown_key_warning(where: str, key: str) -> str:
     if key in PM2_IGNORED_KEYS:
-        return f"{where}: pm2 key '{key}' has no effect here and is ignored"
+        return f"{where}: pm2 key {key!r} has no effect here and is ignored"
     close = difflib.get_close_matches(key, [*KNOWN_KEYS, *ALIASES], n=1)
     hint = f" (did you mean '{ALIASES.get(close[0], close[0])}'?)" if close else ""
-    return f"{where}: unknown key '{key}'{hint}"
+    return f"{where}: unknown key {key!r}{hint}"
+
+
+def _showable(name: str) -> bool:
+    """A name that can go inside an error line as it is (no spaces, newlines or controls)."""
+    return bool(name) and name.isprintable() and not any(c.isspace() for c in name)
 
 
 def _canonical(raw: Mapping[object, object], file: str, index: int | None) -> RawApp:
@@ -445,7 +450,7 @@ def _canonical(raw: Mapping[object, object], file: str, index: int | None) -> Ra
     envs: dict[str, object] = {}
     unknown: list[str] = []
     hint = raw.get("name")
-    name = hint if isinstance(hint, str) else None
+    name = hint if isinstance(hint, str) and _showable(hint) else None
     for key, value in raw.items():
         if not isinstance(key, str):
             message = f"expected string keys, got {_got(key)}"
@@ -476,8 +481,10 @@ def normalize_app(raw: object, *, file: str, index: int | None) -> RawApp:
         raise app.error("script", f"expected a file or a command line, got {_got(script)}")
     named = RawApp(file, index, app.name or default_name(script), app.values, app.envs)
     name = named.get("name", parse_text, named.name).strip()
-    if "," in name or any(c.isspace() for c in name):
-        raise named.error("name", f"expected a name without commas or spaces, got {name!r}")
+    if "," in name or not _showable(name):
+        message = f"expected a name without commas or spaces, got {name!r}"
+        shown = name if _showable(name) else None
+        raise ConfigError(file, message, index=index, app=shown, key="name")
     where = _where(file, index, name)
     warnings = tuple(_unknown_key_warning(where, key) for key in app.warnings)
     return RawApp(file, index, name, app.values, app.envs, warnings)

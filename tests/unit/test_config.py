@@ -89,7 +89,7 @@ ERROR_CASES = {
         "apps[0] (web).env_file: cannot read 'no-such.env': No such file or directory"
     ),
     "env_file_bad.yml": (
-        "apps[0] (web).env_file: bad.env: line 2: expected KEY=value,"
+        "apps[0] (web).env_file: 'bad.env': line 2: expected KEY=value,"
         " got 'this is not an assignment'"
     ),
     "empty_apps.yml": "apps: expected at least one app, got an empty list",
