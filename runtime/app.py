@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +44,7 @@ from runtime.spec import AppSpec
 from runtime.worker import Worker, WorkerEnv, start_worker
 
 HEALTH_POLL_S = 0.1
+EXIT_HISTORY = 10
 
 
 @dataclass
@@ -55,6 +58,7 @@ class AppContext:
     notify_socket: str | None
     shutting_down: Callable[[], bool]
     changed: Callable[[], None]
+    next_id: Callable[[], int]
 
 
 @dataclass(eq=False)
@@ -62,6 +66,7 @@ class Slot:
     """One instance number of an app and whatever currently runs in it."""
 
     index: int
+    id: int = 0
     worker: Worker | None = None
     status: AppStatus = AppStatus.LAUNCHING
     restart_state: RestartState = field(default_factory=reset_state)
@@ -71,6 +76,10 @@ class Slot:
     restarts: int = 0
     replacing: Worker | None = None
     last_exit: ExitStatus | None = None
+    manual_stop: bool = False  # stopped through the control API: not an ending for auto-exit
+    exits: deque[tuple[float, int | None, int | None]] = field(
+        default_factory=lambda: deque(maxlen=EXIT_HISTORY)
+    )
 
 
 class App:
@@ -99,8 +108,15 @@ class App:
         return out
 
     def outcome(self) -> AppOutcome:
-        ended = bool(self.slots) and all(s.ended for s in self.slots.values())
-        return AppOutcome(ended=ended, failed=any(s.failed for s in self.slots.values()))
+        slots = self.slots.values()
+        ended = bool(self.slots) and all(s.ended and not s.manual_stop for s in slots)
+        return AppOutcome(ended=ended, failed=any(s.failed for s in slots))
+
+    def _new_slot(self, index: int) -> Slot:
+        slot = self.slots.get(index)
+        if slot is None:
+            slot = self.slots[index] = Slot(index, id=self.ctx.next_id())
+        return slot
 
     def worker_by_pid(self, pid: int) -> Worker | None:
         return next((w for w in self.workers() if w.pid == pid), None)
@@ -109,7 +125,7 @@ class App:
 
     def start(self) -> None:
         for index in range(self.spec.instances):
-            self._spawn_into(self.slots.setdefault(index, Slot(index)))
+            self._spawn_into(self._new_slot(index))
 
     def _spawn(self, slot: Slot) -> Worker:
         wenv = WorkerEnv(base=self.ctx.base_env, notify_socket=self.ctx.notify_socket)
@@ -136,7 +152,7 @@ class App:
 
     def _spawn_into(self, slot: Slot) -> Worker:
         slot.timer = None
-        slot.ended = slot.failed = False
+        slot.ended = slot.failed = slot.manual_stop = False
         slot.status = AppStatus.LAUNCHING
         slot.worker = worker = self._spawn(slot)
         return worker
@@ -238,6 +254,7 @@ class App:
         if slot is None or slot.worker is not worker or requested:
             return  # a replacement, a stopped or a scaled-down worker: its owner handles it
         slot.last_exit = status
+        slot.exits.append((time.time(), status.code, status.signal))
         exit_ = WorkerExit(
             code=status.code, signal=status.signal, uptime_s=uptime_s, requested=False
         )
@@ -341,6 +358,69 @@ class App:
             current = self.slots.get(index)
             if current is not None and current.worker is not None:
                 await self._replace(current, current.worker)
+
+    # ----- control API ---------------------------------------------------------------
+
+    def _pick(self, indices: Sequence[int] | None) -> list[Slot]:
+        chosen = sorted(self.slots) if indices is None else indices
+        return [self.slots[i] for i in chosen if i in self.slots]
+
+    async def stop_slots(self, indices: Sequence[int] | None = None) -> None:
+        """Stop instances on request; they stay listed as stopped until started again."""
+        slots = self._pick(indices)
+        for slot in slots:
+            if slot.timer is not None:
+                slot.timer.cancel()
+                slot.timer = None
+            slot.manual_stop = True
+            if slot.worker is not None:
+                slot.status = AppStatus.STOPPING
+        await asyncio.gather(
+            *(self._stop_worker(w) for s in slots for w in (s.worker, s.replacing) if w)
+        )
+        for slot in slots:
+            slot.worker = slot.replacing = None
+            slot.status, slot.ended = AppStatus.STOPPED, True
+        self._app_event("stopped", instances=[s.index for s in slots])
+        self.ctx.changed()
+
+    def start_slots(self, indices: Sequence[int] | None = None) -> list[int]:
+        """Start instances that are not running (stopped, errored, waiting to restart)."""
+        started = []
+        for slot in self._pick(indices):
+            if slot.worker is not None and slot.worker.alive:
+                continue
+            if slot.timer is not None:
+                slot.timer.cancel()
+            slot.restart_state = reset_state()
+            self._spawn_into(slot)
+            started.append(slot.index)
+        return started
+
+    async def restart_slots(self, indices: Sequence[int] | None = None) -> None:
+        """pm2's restart: each instance in turn is stopped, then started (no overlap)."""
+        for slot in self._pick(indices):
+            if slot.timer is not None:
+                slot.timer.cancel()
+                slot.timer = None
+            if slot.worker is not None and slot.worker.alive:
+                await self._stop_worker(slot.worker)
+            if self.slots.get(slot.index) is slot and not self.ctx.shutting_down():
+                slot.restarts += 1
+                slot.restart_state = reset_state()
+                self._spawn_into(slot)
+
+    async def delete_slot(self, index: int) -> None:
+        """Stop one instance and forget it (`delete <id>`)."""
+        slot = self.slots.pop(index, None)
+        if slot is None:
+            return
+        if slot.timer is not None:
+            slot.timer.cancel()
+        await asyncio.gather(*(self._stop_worker(w) for w in (slot.worker, slot.replacing) if w))
+        if self.listeners is not None:
+            self.listeners.release_slot(index)
+        self.ctx.changed()
 
     # ----- stop ----------------------------------------------------------------------
 
@@ -485,7 +565,7 @@ class App:
     async def scale(self, request: ScaleRequest) -> None:
         plan = plan_scale(sorted(self.slots), request)
         for index in plan.start:
-            slot = self.slots.setdefault(index, Slot(index))
+            slot = self._new_slot(index)
             self._spawn_into(slot)
         stops = [self.slots.pop(index) for index in plan.stop]
         self._app_event(

@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-auto-exit", action="store_true", help="keep running when every app has ended"
     )
+    parser.add_argument(
+        "--control",
+        metavar="PATH",
+        help="control socket (default: one per ecosystem under $XDG_RUNTIME_DIR or /tmp/runtime-$UID)",
+    )
     direct = parser.add_argument_group("direct form (a script instead of an ecosystem file)")
     direct.add_argument("-i", "--instances", metavar="N", help="N, max, or -1")
     direct.add_argument("--name", help="app name (default: the script's basename)")
@@ -72,6 +77,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+CONTROL_VERBS = frozenset(
+    (
+        "list",
+        "ls",
+        "l",
+        "status",
+        "ps",
+        "show",
+        "logs",
+        "monit",
+        "stop",
+        "start",
+        "restart",
+        "reload",
+        "delete",
+        "scale",
+        "ping",
+    )
+)
 CHECK_USAGE = "usage: runtime check FILE [--env NAME] [--only A,B]"
 
 
@@ -114,6 +138,13 @@ def _loader(ns: argparse.Namespace) -> Callable[[], object]:
     )
 
 
+def _control_key(ns: argparse.Namespace) -> str:
+    """What names the control socket: the ecosystem file, or the script and app name."""
+    if is_ecosystem(ns.target):
+        return str(ns.target)
+    return f"{ns.target}.{ns.name}" if ns.name else str(ns.target)
+
+
 def cmd_check(argv: Sequence[str]) -> int:
     from runtime import config
 
@@ -141,6 +172,7 @@ def _run_master(eco: object, load: Callable[[], object], ns: argparse.Namespace)
     import uvloop
 
     from runtime.config import Ecosystem
+    from runtime.control.protocol import default_socket_path
     from runtime.logs import LogFormat, LogSink, default_format
     from runtime.supervisor import Options, Supervisor
 
@@ -152,7 +184,11 @@ def _run_master(eco: object, load: Callable[[], object], ns: argparse.Namespace)
         for warning in eco.warnings:
             sink.event("config_warning", level="warning", message=warning)
         try:
-            options = Options(auto_exit=not ns.no_auto_exit, reload_config=load)  # type: ignore[arg-type]
+            options = Options(
+                auto_exit=not ns.no_auto_exit,
+                reload_config=load,  # type: ignore[arg-type]
+                control_path=ns.control or default_socket_path(_control_key(ns)),
+            )
             return await Supervisor(eco, sink, options).run()
         finally:
             await sink.aclose()
@@ -165,6 +201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args[:1] == ["check"]:
             return cmd_check(args[1:])
+        if args[:1] and args[0] in CONTROL_VERBS:
+            from runtime.control.client import main as client_main
+
+            return client_main(args)
         return cmd_run(args)
     except RuntimeUserError as exc:
         print(f"runtime: {exc}", file=sys.stderr)

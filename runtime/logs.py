@@ -31,7 +31,7 @@ import os
 import stat
 import sys
 from collections import deque
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -98,6 +98,7 @@ class LogSink:
         self.high_water = high_water
         self.low_water = high_water // 4
         self.paused = False
+        self.tap: Callable[[Source, str, str, bytes], None] | None = None  # the log ring
         self.lost_bytes = 0
         self.peak_buffered = 0
         self._loop = loop
@@ -412,6 +413,8 @@ class WorkerLogs:
         if end >= 0:
             block = data if end == len(data) - 1 else data[: end + 1]
             fmt.lines_into(out, src, p.stream, ts, block, max_line)
+            if self._sink.tap is not None:
+                self._sink.tap(src, p.stream, ts, block)
             data = data[end + 1 :]
         if len(data) > max_line:
             p.next_part, data = fmt.cut(
@@ -446,6 +449,8 @@ class WorkerLogs:
             p.next_part = 0
         else:
             out.append(fmt.line(self._source, p.stream, ts, data))
+            if self._sink.tap is not None:
+                self._sink.tap(self._source, p.stream, ts, data + b"\n")
         self._write(out)
 
     def _close_pipe(self, p: _Pipe) -> None:

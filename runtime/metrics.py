@@ -1,7 +1,12 @@
-"""Process-tree samples of workers (RSS, CPU) with psutil, one /proc pass per tick."""
+"""Process-tree samples of workers (RSS, CPU) with psutil, reading only our own trees.
+
+Descendants come from `/proc/<pid>/task/<tid>/children`, so a sample costs a few
+/proc reads per worker process, not a scan of every process on the host.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -10,43 +15,91 @@ import psutil
 
 @dataclass(frozen=True, slots=True)
 class TreeSample:
-    """Resources of one worker and all of its descendants."""
+    """Resources of one worker and all of its descendants at one moment."""
 
     rss_bytes: int
     cpu_seconds: float
     processes: int
+    at: float  # time.monotonic()
 
 
-def _snapshot() -> tuple[dict[int, list[int]], dict[int, tuple[int, float]]]:
-    children: dict[int, list[int]] = {}
-    usage: dict[int, tuple[int, float]] = {}
-    for proc in psutil.process_iter(["ppid", "memory_info", "cpu_times"]):
-        info = proc.info
-        mem, cpu = info.get("memory_info"), info.get("cpu_times")
-        if mem is None or cpu is None:
-            continue  # vanished or not ours to read
-        children.setdefault(info["ppid"], []).append(proc.pid)
-        usage[proc.pid] = (mem.rss, cpu.user + cpu.system)
-    return children, usage
-
-
-def sample_trees(roots: Iterable[int]) -> dict[int, TreeSample]:
-    """RSS and CPU time of each root pid's whole process tree."""
-    children, usage = _snapshot()
-    samples: dict[int, TreeSample] = {}
-    for root in roots:
-        if root not in usage:
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return kids
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids.extend(int(k) for k in f.read().split())
+        except OSError:
             continue
-        rss, cpu, count = 0, 0.0, 0
-        stack = [root]
-        seen: set[int] = set()
-        while stack:
-            pid = stack.pop()
-            if pid in seen or pid not in usage:
-                continue
-            seen.add(pid)
-            pid_rss, pid_cpu = usage[pid]
-            rss, cpu, count = rss + pid_rss, cpu + pid_cpu, count + 1
-            stack.extend(children.get(pid, ()))
-        samples[root] = TreeSample(rss_bytes=rss, cpu_seconds=cpu, processes=count)
-    return samples
+    return kids
+
+
+def _usage(pid: int) -> tuple[int, float] | None:
+    try:
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            cpu = proc.cpu_times()
+            return proc.memory_info().rss, cpu.user + cpu.system
+    except psutil.Error:
+        return None
+
+
+def sample_tree(root: int, now: float) -> TreeSample | None:
+    """RSS and CPU time of `root` and every descendant, or None once it is gone."""
+    top = _usage(root)
+    if top is None:
+        return None
+    rss, cpu = top
+    count = 1
+    stack = _children(root)
+    seen = {root}
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        usage = _usage(pid)
+        if usage is None:
+            continue
+        rss, cpu, count = rss + usage[0], cpu + usage[1], count + 1
+        stack.extend(_children(pid))
+    return TreeSample(rss_bytes=rss, cpu_seconds=cpu, processes=count, at=now)
+
+
+def sample_trees(roots: Iterable[int], now: float = 0.0) -> dict[int, TreeSample]:
+    """One sample per live root pid."""
+    out: dict[int, TreeSample] = {}
+    for root in roots:
+        sample = sample_tree(root, now)
+        if sample is not None:
+            out[root] = sample
+    return out
+
+
+def cpu_percent(before: TreeSample | None, after: TreeSample) -> float | None:
+    """CPU use between two samples, in percent of one core."""
+    if before is None or after.at <= before.at:
+        return None
+    return round(
+        100.0 * max(0.0, after.cpu_seconds - before.cpu_seconds) / (after.at - before.at), 1
+    )
+
+
+class Sampler:
+    """Keeps the latest sample of each worker and the CPU % since the one before."""
+
+    def __init__(self) -> None:
+        self.latest: dict[int, TreeSample] = {}
+        self.cpu: dict[int, float | None] = {}
+        self.last_at = 0.0
+
+    def sample(self, pids: Iterable[int], now: float) -> dict[int, TreeSample]:
+        fresh = sample_trees(pids, now)
+        self.cpu = {pid: cpu_percent(self.latest.get(pid), s) for pid, s in fresh.items()}
+        self.latest = fresh
+        self.last_at = now
+        return fresh

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import tempfile
@@ -17,7 +18,10 @@ from runtime.app import App, AppContext
 from runtime.config import Ecosystem
 from runtime.errors import ConfigError, RuntimeUserError
 from runtime.logs import LogSink
-from runtime.metrics import sample_trees
+from runtime.control.handler import ControlHandler
+from runtime.control.server import AlreadyRunning, ControlServer
+from runtime.logring import LogRing
+from runtime.metrics import Sampler
 from runtime.notify import NotifyServer
 from runtime.policy.lifecycle import StopKind, decide_auto_exit, decide_stop_signal
 from runtime.policy.scale import ScaleRequest
@@ -73,6 +77,7 @@ class Options:
 
     auto_exit: bool = True
     reload_config: Callable[[], Ecosystem] | None = None
+    control_path: str | None = None
 
 
 class Supervisor:
@@ -89,6 +94,11 @@ class Supervisor:
         self.stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._devloops: dict[str, asyncio.Task[None]] = {}
+        self._ids = itertools.count()
+        self.sampler = Sampler()
+        self.log_ring = LogRing()
+        self.sink.tap = self.log_ring.add
+        self._control: ControlServer | None = None
         self._notify: NotifyServer | None = None
         self._notify_dir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -116,6 +126,9 @@ class Supervisor:
             raise
         return bound
 
+    def _next_id(self) -> int:
+        return next(self._ids)
+
     def _context(self) -> AppContext:
         return AppContext(
             loop=self.loop,
@@ -125,6 +138,7 @@ class Supervisor:
             notify_socket=self._notify.path if self._notify else None,
             shutting_down=lambda: self.stopping,
             changed=self._check_auto_exit,
+            next_id=self._next_id,
         )
 
     async def _start_notify(self) -> None:
@@ -141,9 +155,24 @@ class Supervisor:
 
     # ----- run -----------------------------------------------------------------------
 
+    async def _start_control(self) -> None:
+        if self.options.control_path is None:
+            return
+        server = ControlServer(self.options.control_path, ControlHandler(self))
+        try:
+            await server.start()
+        except AlreadyRunning as exc:
+            raise RuntimeUserError(str(exc)) from None
+        self._control = server
+
     async def run(self) -> int:
         """Start everything, serve commands until told to exit; return the exit code."""
-        listeners = self._bind_all(self.eco.apps)
+        await self._start_control()
+        try:
+            listeners = self._bind_all(self.eco.apps)
+        except ConfigError:
+            await self._close_control()
+            raise
         set_child_subreaper()
         self._install_signals()
         await self._start_notify()
@@ -231,10 +260,30 @@ class Supervisor:
             self.loop.remove_signal_handler(sig)
         self.reaper.reap()
         self.reaper.uninstall()
+        await self._close_control()
         if self._notify is not None:
             self._notify.close()
         if self._notify_dir is not None:
             self._notify_dir.cleanup()
+
+    async def _close_control(self) -> None:
+        if self._control is not None:
+            await self._control.close()
+            self._control = None
+
+    async def remove_app(self, name: str) -> None:
+        """Stop an app and forget it (`delete NAME`, or gone from the file on SIGHUP)."""
+        app = self.apps.pop(name, None)
+        if app is None:
+            return
+        devloop = self._devloops.pop(name, None)
+        if devloop is not None:
+            devloop.cancel()
+        await app.stop()
+        if app.listeners is not None:
+            app.listeners.close()
+        self.sink.event("app_deleted", app=name)
+        self._check_auto_exit()
 
     def _start_app(self, app: App) -> None:
         app.start()
@@ -282,7 +331,7 @@ class Supervisor:
 
     async def _apply(self, eco: Ecosystem) -> None:
         new_specs = {spec.name: spec for spec in eco.apps}
-        removed = [app for name, app in self.apps.items() if name not in new_specs]
+        removed = [name for name in self.apps if name not in new_specs]
         added = [spec for name, spec in new_specs.items() if name not in self.apps]
         try:
             listeners = self._bind_all(tuple(added))
@@ -307,16 +356,7 @@ class Supervisor:
         for spec in added:
             self.apps[spec.name] = app = App(spec, ctx, listeners[spec.name])
             self._start_app(app)
-        for app in removed:
-            del self.apps[app.spec.name]
-            devloop = self._devloops.pop(app.spec.name, None)
-            if devloop is not None:
-                devloop.cancel()
-        stopping = [app.stop() for app in removed]
-        await asyncio.gather(*stopping, *rolling)
-        for app in removed:
-            if app.listeners is not None:
-                app.listeners.close()
+        await asyncio.gather(*(self.remove_app(name) for name in removed), *rolling)
         self.sink.event("config_reloaded", apps=list(self.apps))
 
     async def _roll(self, app: App) -> None:
@@ -366,12 +406,19 @@ class Supervisor:
                 return None
         return None
 
+    def sample(self, max_age_s: float = 0.0) -> Sampler:
+        """Fresh metrics of every worker (reusing a sample younger than `max_age_s`)."""
+        now = self.loop.time()
+        if now - self.sampler.last_at >= max_age_s:
+            pids = [w.pid for app in self.apps.values() for w in app.workers()]
+            self.sampler.sample(pids, now)
+        return self.sampler
+
     async def _watch_memory(self) -> None:
         while not self.stopping:
-            apps = [a for a in self.apps.values() if a.spec.max_memory_restart_bytes]
-            pids = [w.pid for app in apps for w in app.workers()]
-            samples = sample_trees(pids)
-            rss = {pid: sample.rss_bytes for pid, sample in samples.items()}
-            for app in apps:
-                app.check_memory(rss)
+            latest = self.sample().latest
+            rss = {pid: sample.rss_bytes for pid, sample in latest.items()}
+            for app in self.apps.values():
+                if app.spec.max_memory_restart_bytes:
+                    app.check_memory(rss)
             await asyncio.sleep(MEMORY_CHECK_S)

@@ -1,0 +1,154 @@
+"""Turns control requests into operations on the running master's apps."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from runtime import __version__
+from runtime.control.protocol import VERBS, ControlError
+from runtime.policy.scale import parse_scale
+from runtime.status import describe_app, process_rows
+
+if TYPE_CHECKING:
+    from runtime.app import App
+    from runtime.supervisor import Supervisor
+
+LIST_MAX_AGE_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The apps and instance slots a target names (None = every slot of the app)."""
+
+    picks: tuple[tuple[App, tuple[int, ...] | None], ...]
+
+
+def resolve(sup: Supervisor, target: str | None) -> Selection:
+    """`all`, an app name or a numeric id; anything else is a one-line error."""
+    if not target:
+        raise ControlError("missing target: an app name, an id or 'all'")
+    if target == "all":
+        return Selection(tuple((app, None) for app in sup.apps.values()))
+    if target in sup.apps:
+        return Selection(((sup.apps[target], None),))
+    if target.isdigit():
+        wanted = int(target)
+        for app in sup.apps.values():
+            for slot in app.slots.values():
+                if slot.id == wanted:
+                    return Selection(((app, (slot.index,)),))
+    known = ", ".join(sorted(sup.apps)) or "none"
+    raise ControlError(f"unknown app or id {target!r} (apps: {known})")
+
+
+class ControlHandler:
+    """One method per verb; each returns the reply (or a stream for `logs --follow`)."""
+
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+
+    async def __call__(self, req: dict[str, Any]) -> dict[str, Any] | AsyncIterator[dict[str, Any]]:
+        cmd = req.get("cmd")
+        if cmd not in VERBS:
+            raise ControlError(f"unknown command {cmd!r}")
+        if self.sup.stopping and cmd not in ("ping", "list", "show", "logs"):
+            raise ControlError("the runtime is stopping")
+        args = req.get("args") or {}
+        if not isinstance(args, dict):
+            raise ControlError("malformed request: args must be an object")
+        target = req.get("target")
+        if target is not None and not isinstance(target, str):
+            target = str(target)
+        method = getattr(self, f"do_{cmd}")
+        result = await method(target, args)
+        if isinstance(result, dict) and "ok" in result:
+            return result
+        if hasattr(result, "__aiter__"):
+            return result  # type: ignore[no-any-return]
+        return {"ok": True, "result": result}
+
+    def rows(self) -> list[dict[str, Any]]:
+        sampler = self.sup.sample(LIST_MAX_AGE_S)
+        return process_rows(self.sup.apps.values(), sampler, self.sup.loop.time())
+
+    async def do_ping(self, _target: str | None, _args: dict[str, Any]) -> dict[str, Any]:
+        return {"pid": os.getpid(), "version": __version__, "apps": sorted(self.sup.apps)}
+
+    async def do_list(self, _target: str | None, _args: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.rows()
+
+    async def do_show(self, target: str | None, _args: dict[str, Any]) -> dict[str, Any]:
+        app, _slots = resolve(self.sup, target).picks[0]
+        if target == "all":
+            raise ControlError("show takes one app name or id")
+        return describe_app(app, self.rows(), self.sup.sink.fmt.value)
+
+    async def do_stop(self, target: str | None, _args: dict[str, Any]) -> list[dict[str, Any]]:
+        sel = resolve(self.sup, target)
+        await asyncio.gather(*(app.stop_slots(slots) for app, slots in sel.picks))
+        return self.rows()
+
+    async def do_start(self, target: str | None, _args: dict[str, Any]) -> list[dict[str, Any]]:
+        for app, slots in resolve(self.sup, target).picks:
+            app.start_slots(slots)
+        return self.rows()
+
+    async def do_restart(self, target: str | None, _args: dict[str, Any]) -> list[dict[str, Any]]:
+        sel = resolve(self.sup, target)
+        await asyncio.gather(*(app.restart_slots(slots) for app, slots in sel.picks))
+        return self.rows()
+
+    async def do_reload(self, target: str | None, _args: dict[str, Any]) -> dict[str, Any]:
+        sel = resolve(self.sup, target)
+        results = await asyncio.gather(*(app.reload(slots) for app, slots in sel.picks))
+        if not all(results):
+            return {"ok": False, "error": "reload failed: the old workers keep serving (see logs)"}
+        return {"ok": True, "result": self.rows()}
+
+    async def do_delete(self, target: str | None, _args: dict[str, Any]) -> list[dict[str, Any]]:
+        sel = resolve(self.sup, target)
+        for app, slots in sel.picks:
+            if slots is None:
+                await self.sup.remove_app(app.spec.name)
+            else:
+                for index in slots:
+                    await app.delete_slot(index)
+        return self.rows()
+
+    async def do_scale(self, target: str | None, args: dict[str, Any]) -> list[dict[str, Any]]:
+        if target is None or target not in self.sup.apps:
+            raise ControlError(f"scale takes an app name, got {target!r}")
+        try:
+            request = parse_scale(str(args.get("n", "")))
+        except ValueError as exc:
+            raise ControlError(str(exc)) from None
+        await self.sup.apps[target].scale(request)
+        return self.rows()
+
+    async def do_logs(self, target: str | None, args: dict[str, Any]) -> Any:
+        name = None
+        if target not in (None, "all"):
+            resolve(self.sup, target)
+            name = target if target in self.sup.apps else None
+        lines = int(args.get("lines", 15))
+        ring = self.sup.log_ring
+        backlog = ring.tail(lines, app=name)
+        if not args.get("follow"):
+            return backlog
+        return self._follow(backlog, name)
+
+    async def _follow(
+        self, backlog: list[dict[str, Any]], name: str | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        queue = self.sup.log_ring.subscribe(name)
+        try:
+            yield {"ok": True, "result": backlog}
+            while True:
+                record = await queue.get()
+                yield {"log": record}
+        finally:
+            self.sup.log_ring.unsubscribe(queue)

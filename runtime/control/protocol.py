@@ -1,0 +1,86 @@
+"""The control socket's wire format and where the socket lives.
+
+Transport: a Unix stream socket, mode 0600, in a 0700 directory; the master checks
+the peer's uid with SO_PEERCRED and refuses any uid but its own (and root's).
+
+Framing: one JSON object per line, UTF-8, in both directions.
+
+Request:  {"v": 1, "cmd": "<verb>", "target": "<name|id|all>" | null, "args": {...}}
+Reply:    {"ok": true, "result": <any>}
+          {"ok": false, "error": "<one line>"}
+`logs` with `"follow": true` sends its reply, then one {"log": {record}} line per
+worker line until the client closes the connection.
+
+Verbs: ping, list, show, logs, stop, start, restart, reload, delete, scale.
+Targets: an app name, a numeric process id (as `list` shows), or `all`.
+
+Where: `--control PATH` or `$RUNTIME_CONTROL`, else one socket per ecosystem under
+`$XDG_RUNTIME_DIR/runtime/` or `/tmp/runtime-<uid>/`, named after the ecosystem
+file and a hash of its absolute path, so two projects never collide and a client in
+the same container finds the only one there without configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+PROTOCOL_VERSION = 1
+SOCKET_MODE = 0o600
+DIR_MODE = 0o700
+SOCKET_SUFFIX = ".sock"
+MAX_LINE = 1 << 20
+
+VERBS = ("ping", "list", "show", "logs", "stop", "start", "restart", "reload", "delete", "scale")
+
+
+class ControlError(Exception):
+    """A failed control request; the message is the one line the client prints."""
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(message) + b"\n"
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise ControlError(f"malformed message: {exc}") from None
+    if not isinstance(value, dict):
+        raise ControlError("malformed message: not an object")
+    return value
+
+
+def request(cmd: str, target: str | None = None, **args: Any) -> dict[str, Any]:
+    return {"v": PROTOCOL_VERSION, "cmd": cmd, "target": target, "args": args}
+
+
+def control_dir(environ: Mapping[str, str] | None = None) -> str:
+    """The directory that holds every runtime's control socket for this user."""
+    env = os.environ if environ is None else environ
+    xdg = env.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isdir(xdg):
+        return os.path.join(xdg, "runtime")
+    return f"/tmp/runtime-{os.getuid()}"
+
+
+def socket_name(source: str) -> str:
+    """`<stem>-<hash8>.sock` for an ecosystem file (or a direct-form command line)."""
+    absolute = os.path.abspath(source)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(absolute))[:40] or "runtime"
+    digest = hashlib.sha1(absolute.encode(), usedforsecurity=False).hexdigest()[:8]
+    return f"{stem}-{digest}{SOCKET_SUFFIX}"
+
+
+def default_socket_path(source: str, environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    explicit = env.get("RUNTIME_CONTROL")
+    if explicit:
+        return explicit
+    return os.path.join(control_dir(env), socket_name(source))

@@ -1,0 +1,94 @@
+"""The last worker lines, kept in memory for `logs` and the dashboard, and live followers.
+
+Blocks of complete lines are stored as they were read (one deque append per chunk, no
+per-line work on the hot path); lines are only split when somebody asks for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.logfmt import Source
+
+DEFAULT_MAX_BYTES = 2 << 20
+FOLLOW_QUEUE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Complete lines one worker wrote to one stream, read at one moment."""
+
+    app: str
+    instance: int
+    pid: int
+    stream: str
+    timestamp: str
+    data: bytes
+
+    def records(self) -> list[dict[str, Any]]:
+        text = self.data.decode("utf-8", "replace")
+        return [
+            {
+                "timestamp": self.timestamp,
+                "app": self.app,
+                "instance": self.instance,
+                "pid": self.pid,
+                "stream": self.stream,
+                "message": line.removesuffix("\r"),
+            }
+            for line in text.split("\n")[:-1] or [text]
+        ]
+
+
+class LogRing:
+    """Bounded by bytes; followers get records through bounded queues (drop when full)."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._blocks: deque[Block] = deque()
+        self._size = 0
+        self._followers: dict[asyncio.Queue[dict[str, Any]], str | None] = {}
+        self.dropped = 0
+
+    def add(self, src: Source, stream: str, ts: str, data: bytes) -> None:
+        """Keep a block of complete lines (the log sink's tap)."""
+        block = Block(src.app, src.instance, src.pid, stream, ts, bytes(data))
+        self._blocks.append(block)
+        self._size += len(block.data)
+        while self._size > self.max_bytes and len(self._blocks) > 1:
+            self._size -= len(self._blocks.popleft().data)
+        if self._followers:
+            self._publish(block)
+
+    def _publish(self, block: Block) -> None:
+        records = block.records()
+        for queue, name in self._followers.items():
+            if name is not None and name != block.app:
+                continue
+            for record in records:
+                try:
+                    queue.put_nowait(record)
+                except asyncio.QueueFull:
+                    self.dropped += 1
+
+    def tail(self, lines: int, app: str | None = None) -> list[dict[str, Any]]:
+        """The last `lines` records (of one app when given), oldest first."""
+        out: list[dict[str, Any]] = []
+        for block in reversed(self._blocks):
+            if app is not None and block.app != app:
+                continue
+            out[:0] = block.records()
+            if len(out) >= lines:
+                break
+        return out[-lines:] if lines > 0 else []
+
+    def subscribe(self, app: str | None = None) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(FOLLOW_QUEUE)
+        self._followers[queue] = app
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self._followers.pop(queue, None)

@@ -1,0 +1,106 @@
+"""What `list`, `show`, `/status` and `/metrics` report: plain dicts built from app state."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
+
+from runtime.app import App
+from runtime.metrics import Sampler
+from runtime.spec import AppSpec, mask_env
+
+
+@lru_cache(maxsize=64)
+def app_version(cwd: str) -> str | None:
+    """The version in a package.json or pyproject.toml next to the app, if any."""
+    try:
+        with open(os.path.join(cwd, "package.json"), "rb") as f:
+            version = json.load(f).get("version")
+            if isinstance(version, str):
+                return version
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        with open(os.path.join(cwd, "pyproject.toml"), "rb") as f:
+            version = tomllib.load(f).get("project", {}).get("version")
+            if isinstance(version, str):
+                return version
+    except (OSError, ValueError, AttributeError):
+        pass
+    return None
+
+
+def process_rows(apps: Iterable[App], sampler: Sampler, now: float) -> list[dict[str, Any]]:
+    """One row per instance slot, in id order: the `list --json` and `/status` shape."""
+    rows: list[dict[str, Any]] = []
+    for app in apps:
+        version = app_version(app.spec.cwd)
+        for slot in app.slots.values():
+            worker = slot.worker if slot.worker is not None and slot.worker.alive else None
+            sample = sampler.latest.get(worker.pid) if worker else None
+            row: dict[str, Any] = {
+                "id": slot.id,
+                "name": app.spec.name,
+                "mode": app.spec.exec_mode,
+                "instance": slot.index,
+                "pid": worker.pid if worker else None,
+                "status": str(slot.status),
+                "ready": bool(worker and worker.ready.done() and worker.ready.result()),
+                "uptime_s": round(now - worker.started_at, 3) if worker else 0,
+                "restarts": slot.restarts,
+                "cpu_percent": sampler.cpu.get(worker.pid) if worker else None,
+                "memory_bytes": sample.rss_bytes if sample else None,
+                "version": version,
+                "status_text": worker.status_text if worker else None,
+            }
+            rows.append(row)
+    rows.sort(key=lambda r: int(r["id"]))
+    return rows
+
+
+def describe_app(app: App, rows: list[dict[str, Any]], log_format: str) -> dict[str, Any]:
+    """Everything `show NAME` prints about one app (secrets masked)."""
+    spec: AppSpec = app.spec
+    readiness = (
+        "READY=1 on NOTIFY_SOCKET"
+        if spec.wait_ready
+        else (f"HTTP GET {spec.health}" if spec.health else f"alive {spec.min_uptime_ms} ms")
+    )
+    history = sorted(
+        (at, s.index, code, sig) for s in app.slots.values() for at, code, sig in s.exits
+    )
+    exits = [{"instance": i, "at": at, "code": code, "signal": sig} for at, i, code, sig in history]
+    return {
+        "name": spec.name,
+        "script": spec.script,
+        "argv": list(spec.argv),
+        "interpreter": spec.interpreter,
+        "interpreter_args": list(spec.interpreter_args),
+        "args": list(spec.args),
+        "cwd": spec.cwd,
+        "exec_mode": spec.exec_mode,
+        "instances": len(app.slots),
+        "log_format": log_format,
+        "autorestart": spec.autorestart,
+        "restart_delay_ms": spec.restart_delay_ms,
+        "exp_backoff_restart_delay_ms": spec.exp_backoff_restart_delay_ms,
+        "max_restarts": spec.max_restarts,
+        "min_uptime_ms": spec.min_uptime_ms,
+        "max_memory_restart_bytes": spec.max_memory_restart_bytes,
+        "kill_timeout_ms": spec.kill_timeout_ms,
+        "stop_exit_codes": sorted(spec.stop_exit_codes),
+        "readiness": readiness,
+        "listen_timeout_ms": spec.listen_timeout_ms,
+        "sockets": [str(a) for a in app.listeners.addresses] if app.listeners else [],
+        "socket_sharing": spec.socket_sharing if app.listeners else None,
+        "watch": list(spec.watch),
+        "cron_restart": spec.cron_restart,
+        "env": mask_env(spec.env),
+        "restarts": sum(s.restarts for s in app.slots.values()),
+        "exits": exits[-20:],
+        "processes": [r for r in rows if r["name"] == spec.name],
+    }
