@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--control",
         metavar="PATH",
-        help="control socket (default: one per ecosystem under $XDG_RUNTIME_DIR or /tmp/runtime-$UID)",
+        help="control socket (default: one per ecosystem, under $XDG_RUNTIME_DIR or /tmp)",
     )
     direct = parser.add_argument_group("direct form (a script instead of an ecosystem file)")
     direct.add_argument("-i", "--instances", metavar="N", help="N, max, or -1")

@@ -16,11 +16,11 @@ import psutil
 
 from runtime.app import App, AppContext
 from runtime.config import Ecosystem
-from runtime.errors import ConfigError, RuntimeUserError
-from runtime.logs import LogSink
 from runtime.control.handler import ControlHandler
 from runtime.control.server import AlreadyRunning, ControlServer
+from runtime.errors import ConfigError, RuntimeUserError
 from runtime.logring import LogRing
+from runtime.logs import LogSink
 from runtime.metrics import Sampler
 from runtime.notify import NotifyServer
 from runtime.policy.lifecycle import StopKind, decide_auto_exit, decide_stop_signal
