@@ -62,6 +62,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="control socket (default: one per ecosystem, under $XDG_RUNTIME_DIR or /tmp)",
     )
+    parser.add_argument(
+        "--web",
+        metavar="[HOST:]PORT",
+        help="serve /health, /status, /metrics and a dashboard (host 127.0.0.1 by default)",
+    )
+    parser.add_argument(
+        "--web-token",
+        metavar="TOKEN",
+        default=os.environ.get("RUNTIME_WEB_TOKEN"),
+        help="bearer token for everything but /health (default: $RUNTIME_WEB_TOKEN)",
+    )
+    parser.add_argument(
+        "--shutdown-delay",
+        metavar="SECONDS",
+        type=float,
+        default=0.0,
+        help="on SIGTERM, keep serving this long while /health answers 503 (default 0)",
+    )
     direct = parser.add_argument_group("direct form (a script instead of an ecosystem file)")
     direct.add_argument("-i", "--instances", metavar="N", help="N, max, or -1")
     direct.add_argument("--name", help="app name (default: the script's basename)")
@@ -188,6 +206,9 @@ def _run_master(eco: object, load: Callable[[], object], ns: argparse.Namespace)
                 auto_exit=not ns.no_auto_exit,
                 reload_config=load,  # type: ignore[arg-type]
                 control_path=ns.control or default_socket_path(_control_key(ns)),
+                web=ns.web,
+                web_token=ns.web_token,
+                shutdown_delay_s=max(0.0, ns.shutdown_delay),
             )
             return await Supervisor(eco, sink, options).run()
         finally:

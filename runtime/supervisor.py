@@ -78,6 +78,9 @@ class Options:
     auto_exit: bool = True
     reload_config: Callable[[], Ecosystem] | None = None
     control_path: str | None = None
+    web: str | None = None  # [HOST:]PORT of the health/metrics/dashboard server
+    web_token: str | None = None
+    shutdown_delay_s: float = 0.0
 
 
 class Supervisor:
@@ -99,6 +102,8 @@ class Supervisor:
         self.log_ring = LogRing()
         self.sink.tap = self.log_ring.add
         self._control: ControlServer | None = None
+        self._web: Any = None
+        self.draining = False  # SIGTERM received: /health answers 503 from now on
         self._notify: NotifyServer | None = None
         self._notify_dir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -136,7 +141,7 @@ class Supervisor:
             reaper=self.reaper,
             base_env=dict(os.environ),
             notify_socket=self._notify.path if self._notify else None,
-            shutting_down=lambda: self.stopping,
+            shutting_down=lambda: self.stopping or self.draining,
             changed=self._check_auto_exit,
             next_id=self._next_id,
         )
@@ -170,7 +175,8 @@ class Supervisor:
         await self._start_control()
         try:
             listeners = self._bind_all(self.eco.apps)
-        except ConfigError:
+            await self._start_web()
+        except (ConfigError, RuntimeUserError):
             await self._close_control()
             raise
         set_child_subreaper()
@@ -216,14 +222,23 @@ class Supervisor:
 
     def _on_stop_signal(self, item: Received) -> None:
         signame = item.signame.removeprefix("SIG")
-        kind = decide_stop_signal(signame, self.stopping)
+        kind = decide_stop_signal(signame, self.stopping or self.draining)
         self.sink.event("stop_requested", signal=item.signame, mode=str(kind))
         if kind is StopKind.KILL:
             self.stopping = True
             self._own(self._kill_all())
         else:
-            self.stopping = True
-            self._own(self._graceful_stop(0))
+            self.draining = True
+            self._own(self._drain_then_stop())
+
+    async def _drain_then_stop(self) -> None:
+        """`--shutdown-delay`: keep serving while /health says 503, then stop."""
+        delay = self.options.shutdown_delay_s
+        if delay > 0:
+            self.sink.event("draining", delay_s=delay)
+            await asyncio.sleep(delay)
+        self.stopping = True
+        await self._graceful_stop(0)
 
     async def _graceful_stop(self, code: int) -> None:
         await asyncio.gather(*(app.stop() for app in self.apps.values()))
@@ -261,10 +276,21 @@ class Supervisor:
         self.reaper.reap()
         self.reaper.uninstall()
         await self._close_control()
+        if self._web is not None:
+            await self._web.close()
+            self._web = None
         if self._notify is not None:
             self._notify.close()
         if self._notify_dir is not None:
             self._notify_dir.cleanup()
+
+    async def _start_web(self) -> None:
+        if self.options.web is None:
+            return
+        from runtime.web import WebServer  # only with --web
+
+        self._web = WebServer(self, self.options.web, self.options.web_token)
+        await self._web.start()
 
     async def _close_control(self) -> None:
         if self._control is not None:

@@ -55,7 +55,7 @@ class ControlHandler:
         cmd = req.get("cmd")
         if cmd not in VERBS:
             raise ControlError(f"unknown command {cmd!r}")
-        if self.sup.stopping and cmd not in ("ping", "list", "show", "logs"):
+        if (self.sup.stopping or self.sup.draining) and cmd not in ("ping", "list", "show", "logs"):
             raise ControlError("the runtime is stopping")
         args = req.get("args") or {}
         if not isinstance(args, dict):
