@@ -17,6 +17,9 @@ SERVE = "import os, time; print('up', os.getpid(), flush=True); time.sleep(3600)
 # Until the supervisor starts `run_devloop` itself, a sitecustomize on PYTHONPATH starts it
 # from `App.start` in the master under test; it steps aside once supervisor.py does.
 _HARNESS = """
+import os
+
+os.environ["PYTHONPATH"] = os.environ["PYTHONPATH"].split(":", 1)[1]  # workers do not need it
 import runtime.supervisor as _sup
 
 if "run_devloop" not in open(_sup.__file__).read():
