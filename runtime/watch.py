@@ -362,7 +362,8 @@ class TreeWatcher:
                 continue
             if mask & IN_IGNORED:
                 del self._dirs[wd]
-                self._wds.pop(directory, None)
+                if self._wds.get(directory) == wd:  # not a new directory of the same name
+                    del self._wds[directory]
                 continue
             name = os.fsdecode(raw.split(b"\0", 1)[0])
             path = os.path.join(directory, name) if name else directory

@@ -280,3 +280,24 @@ def test_watcher_reports_a_missing_root(tmp_path: Path) -> None:
             watcher.close()
 
     _run(main)
+
+
+def test_watcher_follows_a_renamed_directory(tmp_path: Path) -> None:
+    """A directory renamed inside the tree reports changes under its new name."""
+    (tmp_path / "a").mkdir()
+
+    async def main() -> None:
+        watcher, seen, got = _collect(tmp_path, IgnoreRules.compile([]))
+        try:
+            (tmp_path / "a").rename(tmp_path / "b")
+            await _settle(got)
+            assert seen == [str(tmp_path / "a"), str(tmp_path / "b")]
+            seen.clear()
+            got.clear()
+            (tmp_path / "b" / "f.py").write_text("1")
+            await _settle(got)
+            assert seen == [str(tmp_path / "b" / "f.py")]
+        finally:
+            watcher.close()
+
+    _run(main)
