@@ -1,0 +1,240 @@
+"""Shared helpers for the start-up, idle, respawn and memory-limit benchmarks.
+
+Not a benchmark itself. Every benchmark measures the master against a baseline taken
+in the same run (the machine is noisy), prints the figures, and with `--write` puts a
+markdown block into its own section of bench/RESULTS.md (re-read right before the
+edit, only that section replaced).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "RESULTS.md"
+_VENV_PY = ROOT / ".venv" / "bin" / "python"
+PY = str(_VENV_PY) if _VENV_PY.exists() else sys.executable
+
+
+def runtime_argv(*args: str) -> list[str]:
+    """`python -m runtime ARGS` with the project's interpreter."""
+    return [PY, "-m", "runtime", *args]
+
+
+def runtime_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.update(extra or {})
+    return env
+
+
+def tmpdir(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-"))
+
+
+def write_eco(directory: Path, apps: list[dict[str, Any]], name: str = "eco.json") -> Path:
+    path = directory / name
+    path.write_text(json.dumps({"apps": apps}))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- a child process whose stdout lines are time-stamped on arrival -----------------
+
+
+class Proc:
+    """Popen with a reader thread: every stdout line is kept as (monotonic_ns, text)."""
+
+    def __init__(
+        self, argv: Sequence[str], env: dict[str, str] | None = None, cwd: str | None = None
+    ) -> None:
+        self.lines: list[tuple[int, str]] = []
+        self._cond = threading.Condition()
+        self._stderr = tempfile.TemporaryFile()
+        self.t_launch = time.monotonic_ns()
+        self.popen = subprocess.Popen(
+            list(argv),
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+        self.pid = self.popen.pid
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for raw in self.popen.stdout:
+            now = time.monotonic_ns()
+            with self._cond:
+                self.lines.append((now, raw.decode(errors="replace").rstrip("\n")))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_line(
+        self, pred: Callable[[str], bool], timeout: float = 20.0, start: int = 0
+    ) -> tuple[int, int, str]:
+        """First line at index >= start matching pred: (index, arrival ns, text)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            i = start
+            while True:
+                while i < len(self.lines):
+                    t, text = self.lines[i]
+                    if pred(text):
+                        return i, t, text
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.popen.poll() is not None and not self._thread.is_alive()):
+                    raise TimeoutError(f"no matching line; stderr: {self.stderr()[-2000:]}")
+                self._cond.wait(min(left, 0.5))
+
+    def events(self) -> list[tuple[int, dict[str, Any]]]:
+        """Every JSON line so far, parsed, with its arrival time."""
+        out = []
+        with self._cond:
+            lines = list(self.lines)
+        for t, text in lines:
+            if text.startswith("{"):
+                try:
+                    out.append((t, json.loads(text)))
+                except ValueError:
+                    pass
+        return out
+
+    def stderr(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 8.0) -> int | None:
+        if self.popen.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.pid, signal.SIGKILL)
+                self.popen.wait(5)
+            except ProcessLookupError:
+                pass
+        # a bare baseline's group (the master's own workers die with it)
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self._thread.join(2)
+        return self.popen.returncode
+
+
+def json_pred(**want: Any) -> Callable[[str], bool]:
+    """A line predicate: a JSON record holding every key=value in `want`."""
+
+    def pred(text: str) -> bool:
+        if not text.startswith("{"):
+            return False
+        try:
+            rec = json.loads(text)
+        except ValueError:
+            return False
+        return all(rec.get(k) == v for k, v in want.items())
+
+    return pred
+
+
+def iso_ms_to_ns(stamp: str) -> int:
+    """The master's UTC timestamp `2026-11-28T22:47:29.123Z` as realtime ns."""
+    from datetime import datetime, timezone
+
+    dt = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return int(round(dt.timestamp() * 1000)) * 1_000_000
+
+
+# --- statistics and output -------------------------------------------------------
+
+
+def median(xs: Sequence[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def pct(xs: Sequence[float], p: float) -> float:
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    k = min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))
+    return s[k]
+
+
+def fmt_ms(ns: float) -> str:
+    return f"{ns / 1e6:.1f} ms"
+
+
+def verdict(ok: bool) -> str:
+    return "**PASS**" if ok else "**MISS**"
+
+
+def command_line() -> str:
+    """The command that produced this run, as a user would type it from the repo root."""
+    script = os.path.relpath(sys.argv[0], ROOT)
+    args = [a for a in sys.argv[1:] if a != "--write"]
+    return " ".join([".venv/bin/python", shlex.quote(script), *map(shlex.quote, args)])
+
+
+def machine_line() -> str:
+    import platform
+
+    cpus = os.cpu_count()
+    try:
+        load = "%.2f" % os.getloadavg()[0]
+    except OSError:
+        load = "?"
+    return (
+        f"Python {platform.python_version()}, Linux {platform.release()}, "
+        f"{cpus} CPUs, load {load}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+
+
+def update_results(title: str, body: str) -> None:
+    """Replace (or append) the `## title` section of bench/RESULTS.md, leaving the rest."""
+    header = f"## {title}"
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    block = f"{header}\n\n{body.strip()}\n"
+    pattern = re.compile(rf"^{re.escape(header)}[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: block + "\n", text, count=1).rstrip("\n") + "\n"
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    tmp = RESULTS.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, RESULTS)
+
+
+def add_common_args(parser: Any) -> None:
+    parser.add_argument("--quick", action="store_true", help="fewer samples, for a smoke run")
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="write the figures into this benchmark's section of RESULTS.md",
+    )
