@@ -24,7 +24,15 @@ import pytest
 import structlog
 import uvloop
 
-from runtime.logs import READ_BUDGET, LogFormat, LogSink, WorkerLogs, configure, make_pipe
+from runtime.logs import (
+    READ_BUDGET,
+    LogFormat,
+    LogSink,
+    WorkerLogs,
+    configure,
+    default_format,
+    make_pipe,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -399,3 +407,33 @@ def test_throughput_smoke() -> None:
     elapsed = time.perf_counter() - started
     assert bytes(out.data).count(b"\n") == 200_001
     assert elapsed < 10
+
+
+def test_make_pipe_is_cloexec_with_a_megabyte_buffer() -> None:
+    """make_pipe() gives close-on-exec ends and asks for a 1 MiB pipe buffer."""
+    import fcntl
+
+    read_fd, write_fd = make_pipe()
+    try:
+        for fd in (read_fd, write_fd):
+            assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+        assert fcntl.fcntl(read_fd, 1032) >= 1 << 20  # F_GETPIPE_SZ
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_default_format_is_json_off_a_tty() -> None:
+    """default_format() picks json for a pipe and pretty for a terminal."""
+    read_fd, write_fd = os.pipe()
+    try:
+        assert default_format(write_fd) is LogFormat.JSON
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+    primary, secondary = os.openpty()
+    try:
+        assert default_format(secondary) is LogFormat.PRETTY
+    finally:
+        os.close(primary)
+        os.close(secondary)
