@@ -50,30 +50,9 @@ APP = "import os, time; print('up', os.getpid(), flush=True); time.sleep(3600)"
 LATENCY_TARGET_MS = 300.0
 IDLE_TARGET_PCT = 0.5
 
-# Until supervisor.py starts run_devloop itself, start it from App.start (as the
-# integration tests do); steps aside once supervisor.py does.
-_HARNESS = """
-import os
-os.environ["PYTHONPATH"] = os.environ["PYTHONPATH"].split(":", 1)[1]  # not for workers
-import runtime.supervisor as _sup
-if "run_devloop" not in open(_sup.__file__).read():
-    from runtime.app import App
-    from runtime.devloop import run_devloop
-    _start = App.start
-    def start(self):
-        _start(self)
-        if (self.spec.watch or self.spec.cron_restart) and not getattr(self, "_devloop", 0):
-            self._devloop = 1
-            self._own(run_devloop(self, self.ctx.sink))
-    App.start = start
-"""
-
-
 def master(directory: Path, apps: list[dict[str, Any]]) -> Proc:
-    shim = tmpdir("watch-shim")
-    (shim / "sitecustomize.py").write_text(_HARNESS)
     write_eco(directory, apps)
-    env = runtime_env({"PYTHONPATH": f"{shim}:{ROOT}"})
+    env = runtime_env({"PYTHONPATH": str(ROOT)})
     return Proc(runtime_argv("eco.json", "--log-format", "json"), env=env, cwd=str(directory))
 
 

@@ -241,10 +241,18 @@ class Supervisor:
         await self._graceful_stop(0)
 
     async def _graceful_stop(self, code: int) -> None:
+        self._stop_devloops()
         await asyncio.gather(*(app.stop() for app in self.apps.values()))
         self.inbox.put_nowait(Exit(code))
 
+    def _stop_devloops(self) -> None:
+        """No file change or cron tick may restart anything once a stop has begun."""
+        for task in self._devloops.values():
+            task.cancel()
+        self._devloops.clear()
+
     async def _kill_all(self) -> None:
+        self._stop_devloops()
         for app in self.apps.values():
             app.kill()
         await asyncio.gather(*(app.wait_exited(FINAL_KILL_WAIT_S) for app in self.apps.values()))

@@ -9,47 +9,19 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ROOT, Master, py, write_ecosystem
+from tests.integration.conftest import Master, py, write_ecosystem
 
 # Prints its pid, then stays up until stopped.
 SERVE = "import os, time; print('up', os.getpid(), flush=True); time.sleep(3600)"
-
-# Until the supervisor starts `run_devloop` itself, a sitecustomize on PYTHONPATH starts it
-# from `App.start` in the master under test; it steps aside once supervisor.py does.
-_HARNESS = """
-import os
-
-os.environ["PYTHONPATH"] = os.environ["PYTHONPATH"].split(":", 1)[1]  # workers do not need it
-import runtime.supervisor as _sup
-
-if "run_devloop" not in open(_sup.__file__).read():
-    from runtime.app import App
-    from runtime.devloop import run_devloop
-
-    _start = App.start
-
-    def start(self):
-        _start(self)
-        if (self.spec.watch or self.spec.cron_restart) and not getattr(self, "_devloop", False):
-            self._devloop = True
-            self._own(run_devloop(self, self.ctx.sink))
-
-    App.start = start
-"""
-
 
 @pytest.fixture
 def start(
     tmp_path: Path, run_master: Callable[..., Master]
 ) -> Callable[[list[dict[str, Any]]], Master]:
     """Write an ecosystem into tmp_path and run a master on it."""
-    shim = tmp_path.parent / f"{tmp_path.name}-shim"
-    shim.mkdir()
-    (shim / "sitecustomize.py").write_text(_HARNESS)
-
     def go(apps: list[dict[str, Any]]) -> Master:
         write_ecosystem(tmp_path / "eco.json", apps)
-        return run_master("eco.json", env={"PYTHONPATH": f"{shim}:{ROOT}"})
+        return run_master("eco.json", "--control", str(tmp_path / "ctl.sock"))
 
     return go
 
