@@ -1,0 +1,61 @@
+// Node hello-world for the cluster benchmarks. One file, three ways to run:
+//
+// - under this runtime: LISTEN_FDS is set and LISTEN_PID is our pid -> server.listen({fd: 3}),
+//   then READY=1 to $NOTIFY_SOCKET (Node has no AF_UNIX datagram API, so a short-lived
+//   python3 child sends it; the runtime maps a worker's descendants to the worker);
+// - under pm2 / pm2-runtime cluster mode (pm_id in env): listen($PORT) through the cluster
+//   module, then process.send('ready') for pm2's wait_ready;
+// - bare: listen($HOST:$PORT) with reusePort when this Node has it (>= 22.12 / 23.1).
+//
+// Answers `<instance>\n` so a client can tally which worker served it; keep-alive unless
+// the request says `Connection: close`. Prints `served <instance> <n>` on SIGTERM.
+'use strict';
+const http = require('http');
+const { execFile } = require('child_process');
+
+const instance = process.env.RUNTIME_INSTANCE ?? process.env.NODE_APP_INSTANCE ?? process.env.INSTANCE ?? '0';
+const body = `${instance}\n`;
+let served = 0;
+let stopping = false;
+
+const server = http.createServer((req, res) => {
+  served++;
+  const headers = { 'Content-Type': 'text/plain', 'Content-Length': body.length };
+  if (stopping) headers.Connection = 'close';
+  res.writeHead(200, headers);
+  res.end(body);
+});
+server.keepAliveTimeout = 65000;
+
+function notifyReady() {
+  if (process.env.NOTIFY_SOCKET) {
+    const py = "import os,socket,time\n" +
+      "p=os.environ['NOTIFY_SOCKET']\np='\\0'+p[1:] if p.startswith('@') else p\n" +
+      "s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM);s.sendto(b'READY=1',p);time.sleep(1)\n";
+    execFile(process.env.NOTIFY_PYTHON || 'python3', ['-S', '-c', py], (err) => { if (err) console.error('sd_notify failed', err.message); });
+  }
+  if (process.send && process.env.pm_id !== undefined) process.send('ready');
+}
+
+if (process.env.LISTEN_FDS && process.env.LISTEN_PID === String(process.pid)) {
+  server.listen({ fd: 3 }, notifyReady);
+} else if (process.env.pm_id !== undefined) {
+  server.listen(Number(process.env.PORT), process.env.HOST || '127.0.0.1', notifyReady);
+} else {
+  server.listen({ port: Number(process.env.PORT), host: process.env.HOST || '127.0.0.1', reusePort: true }, notifyReady);
+}
+
+function stop() {
+  // Graceful: keep answering for a moment, each answer with `Connection: close`, so a
+  // keep-alive client never sends into a socket we are closing. Node >= 19's
+  // server.close() also closes idle keep-alive connections at once, which races with a
+  // client's next request: switched off here.
+  if (stopping) return;
+  stopping = true;
+  const exit = () => { console.log(`served ${instance} ${served}`); process.exit(0); };
+  server.closeIdleConnections = () => {};
+  setTimeout(() => server.close(exit), 200);
+  setTimeout(exit, 1500).unref();
+}
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop); // pm2 stops with SIGINT
