@@ -1,0 +1,370 @@
+"""`--web [HOST:]PORT`: /health, /status, /metrics and a live dashboard, served by the master.
+
+A deliberately small HTTP/1.1 server on asyncio streams (stdlib only, no thread, no
+keep-alive): one GET or HEAD per connection, request size and read time bounded.
+
+- `/health` is 200 `{"status": "ok"}` while every slot of every app is online and
+  ready; otherwise 503 with the worst reason (`draining` after SIGTERM, `errored`,
+  `stopped`, `down` (crashed, waiting to restart), `starting`, `reloading` when an app
+  in a rolling reload has nothing ready) and the reason per app. Never needs the token.
+- `/status` is JSON: the rows of `list --json` plus the runtime and its apps.
+- `/metrics` is the Prometheus text format (`runtime.prom`).
+- `/` is the dashboard page; `/events` streams it status snapshots every second and
+  worker log lines as Server-Sent Events.
+
+With a token, everything but `/health` needs `Authorization: Bearer <token>` or
+`?token=<token>` (the page passes its own query token on to `/events`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import os
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+from runtime import __version__
+from runtime.errors import ConfigError, RuntimeUserError
+from runtime.policy.lifecycle import AppStatus
+from runtime.status import process_rows
+from runtime.web_assets.dashboard import CSP, PAGE
+
+if TYPE_CHECKING:
+    from runtime.app import App, Slot
+    from runtime.prom import Metrics
+    from runtime.supervisor import Supervisor
+
+DEFAULT_HOST = "127.0.0.1"
+MAX_LINE_BYTES = 8192
+MAX_HEADERS = 64
+READ_TIMEOUT_S = 10.0
+CLOSE_TIMEOUT_S = 2.0
+SNAPSHOT_EVERY_S = 1.0
+SAMPLE_MAX_AGE_S = 0.5  # every client polling within this window shares one psutil sample
+LOG_TAIL_LINES = 200
+LOG_BATCH_WAIT_S = 0.05  # gather lines this long before sending them as one event
+LOG_BATCH_MAX = 500
+BACKLOG = 128
+# worst first: the reason /health gives when several apps are unwell
+REASONS = ("draining", "errored", "stopped", "down", "starting", "reloading")
+ROUTES = ("/", "/status", "/metrics", "/events")
+
+
+class WebError(RuntimeUserError):
+    """The web server cannot start (address in use, unknown host): one line, exit 1."""
+
+
+def parse_web_spec(spec: str) -> tuple[str, int]:
+    """`PORT`, `HOST:PORT`, `[V6]:PORT` or `:PORT` (host 127.0.0.1 when left out)."""
+    host, sep, port_text = spec.strip().rpartition(":")
+    host = host.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host:
+        host = DEFAULT_HOST
+    if not port_text.isdigit() or int(port_text) > 65535 or ("[" in host or "]" in host):
+        raise ConfigError("--web", f"expected [HOST:]PORT, got {spec!r}")
+    return host, int(port_text)
+
+
+# ----- health ------------------------------------------------------------------------
+
+
+def _slot_ready(slot: Slot) -> bool:
+    worker = slot.worker
+    return (
+        slot.status is AppStatus.ONLINE
+        and worker is not None
+        and worker.alive
+        and worker.ready.done()
+        and worker.ready.result() is True
+    )
+
+
+def app_problem(app: App) -> str | None:
+    """Why this app does not count as up, or None when it does."""
+    slots = list(app.slots.values())
+    if any(s.status is AppStatus.ERRORED for s in slots):
+        return "errored"
+    unready = [s for s in slots if not _slot_ready(s)]
+    if not unready:
+        return None
+    if app.reloading:
+        return None if len(unready) < len(slots) else "reloading"
+    statuses = {s.status for s in unready}
+    if statuses & {AppStatus.STOPPED, AppStatus.STOPPING}:
+        return "stopped"
+    if AppStatus.WAITING_RESTART in statuses:
+        return "down"
+    return "starting"
+
+
+def health(apps: Iterable[App], draining: bool) -> tuple[int, dict[str, Any]]:
+    """The /health status code and body."""
+    if draining:
+        return 503, {"status": "draining"}
+    problems = {app.spec.name: p for app in apps if (p := app_problem(app)) is not None}
+    if not problems:
+        return 200, {"status": "ok"}
+    worst = min(problems.values(), key=REASONS.index)
+    return 503, {"status": worst, "apps": problems}
+
+
+# ----- HTTP --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+
+
+class BadRequest(Exception):
+    """A request we will not parse further: answered 400."""
+
+
+async def read_request(reader: asyncio.StreamReader) -> Request | None:
+    """The request line and headers (the body, if any, is never read)."""
+    line = await reader.readline()
+    if not line:
+        return None
+    parts = line.decode("latin-1").split()
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise BadRequest
+    headers: dict[str, str] = {}
+    for _ in range(MAX_HEADERS):
+        raw = await reader.readline()
+        if raw in (b"\r\n", b"\n", b""):
+            break
+        name, sep, value = raw.decode("latin-1").partition(":")
+        if not sep:
+            raise BadRequest
+        headers[name.strip().lower()] = value.strip()
+    else:
+        raise BadRequest
+    url = urlsplit(parts[1])
+    return Request(parts[0].upper(), url.path or "/", parse_qs(url.query), headers)
+
+
+def response_head(code: int, content_type: str, length: int | None, extra: str = "") -> bytes:
+    reason = HTTPStatus(code).phrase
+    head = f"HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\n"
+    if length is not None:
+        head += f"Content-Length: {length}\r\n"
+    head += "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+    return (head + extra + "Connection: close\r\n\r\n").encode("latin-1")
+
+
+def json_body(value: Any) -> bytes:
+    return orjson.dumps(value) + b"\n"
+
+
+def sse(event: str, data: Any) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def _create_socket(host: str, port: int) -> socket.socket:
+    """Bound and listening, resolved synchronously: asyncio's resolver would start a thread."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise WebError(f"--web {host}:{port}: cannot resolve {host!r}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise WebError(f"--web {host}:{port}: {exc.strerror or exc}") from None
+    sock.setblocking(False)
+    return sock
+
+
+class WebServer:
+    """Owns the listening socket and one task per open connection (cancelled on close)."""
+
+    def __init__(self, sup: Supervisor, spec: str, token: str | None) -> None:
+        self.sup = sup
+        self.host, self.port = parse_web_spec(spec)
+        self._token = token.encode() if token else None
+        self._server: asyncio.Server | None = None
+        self._clients: set[asyncio.Task[Any]] = set()
+        self._metrics: Metrics | None = None
+        self.started_at = sup.loop.time()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    async def start(self) -> None:
+        sock = _create_socket(self.host, self.port)
+        self.port = sock.getsockname()[1]
+        self._server = await asyncio.start_server(self._serve, sock=sock, limit=MAX_LINE_BYTES)
+        self.sup.sink.event("web_started", url=self.url, auth=self._token is not None)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        clients = list(self._clients)
+        for task in clients:
+            task.cancel()
+        if clients:
+            await asyncio.wait(clients, timeout=CLOSE_TIMEOUT_S)
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await self._server.wait_closed()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._clients.add(task)
+        try:
+            try:
+                async with asyncio.timeout(READ_TIMEOUT_S):
+                    req = await read_request(reader)
+            except (BadRequest, ValueError, UnicodeError):
+                self._reply(writer, 400, {"error": "bad request"})
+                return
+            if req is not None:
+                await self._respond(req, writer)
+                await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            self._clients.discard(task)
+            writer.close()
+
+    def _authorized(self, req: Request) -> bool:
+        if self._token is None:
+            return True
+        scheme, _, credential = req.headers.get("authorization", "").partition(" ")
+        offered = [credential.strip()] if scheme.lower() == "bearer" else []
+        offered += req.query.get("token", [])[:1]
+        return any(
+            hmac.compare_digest(o.encode("utf-8", "surrogateescape"), self._token) for o in offered
+        )
+
+    async def _respond(self, req: Request, writer: asyncio.StreamWriter) -> None:
+        head_only = req.method == "HEAD"
+        if req.method not in ("GET", "HEAD"):
+            self._reply(writer, 405, {"error": "method not allowed"}, extra="Allow: GET, HEAD\r\n")
+        elif req.path == "/health":
+            code, body = health(self.sup.apps.values(), self.sup.draining or self.sup.stopping)
+            self._reply(writer, code, body, head_only=head_only)
+        elif req.path not in ROUTES:
+            self._reply(writer, 404, {"error": "not found"}, head_only=head_only)
+        elif not self._authorized(req):
+            extra = 'WWW-Authenticate: Bearer realm="runtime"\r\n'
+            self._reply(writer, 401, {"error": "unauthorized"}, extra=extra, head_only=head_only)
+        elif req.path == "/status":
+            self._reply(writer, 200, self.status(), head_only=head_only)
+        elif req.path == "/metrics":
+            from runtime.prom import CONTENT_TYPE
+
+            text = self._render_metrics()
+            writer.write(response_head(200, CONTENT_TYPE, len(text)))
+            if not head_only:
+                writer.write(text)
+        elif req.path == "/":
+            extra = f"Content-Security-Policy: {CSP}\r\nReferrer-Policy: no-referrer\r\n"
+            writer.write(response_head(200, "text/html; charset=utf-8", len(PAGE), extra))
+            if not head_only:
+                writer.write(PAGE)
+        elif head_only:
+            writer.write(response_head(200, "text/event-stream", None))
+        else:
+            await self._events(writer)
+
+    def _reply(
+        self,
+        writer: asyncio.StreamWriter,
+        code: int,
+        value: Any,
+        *,
+        extra: str = "",
+        head_only: bool = False,
+    ) -> None:
+        body = json_body(value)
+        writer.write(response_head(code, "application/json", len(body), extra))
+        if not head_only:
+            writer.write(body)
+
+    def _render_metrics(self) -> bytes:
+        if self._metrics is None:
+            from runtime.prom import Metrics  # prometheus_client only once /metrics is asked
+
+            self._metrics = Metrics(self.sup)
+        return self._metrics.render()
+
+    # ----- /status and /events ------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The /status document (and each dashboard snapshot)."""
+        sup = self.sup
+        now = sup.loop.time()
+        rows = process_rows(sup.apps.values(), sup.sample(SAMPLE_MAX_AGE_S), now)
+        code, report = health(sup.apps.values(), sup.draining or sup.stopping)
+        problems = report.get("apps", {})
+        apps = [
+            {
+                "name": name,
+                "exec_mode": app.spec.exec_mode,
+                "instances": len(app.slots),
+                "reloading": app.reloading,
+                "health": problems.get(name, "ok" if code == 200 else report["status"]),
+            }
+            for name, app in sup.apps.items()
+        ]
+        runtime = {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_s": round(now - self.started_at, 3),
+            "health": report["status"],
+            "draining": sup.draining,
+            "stopping": sup.stopping,
+        }
+        return {"runtime": runtime, "apps": apps, "processes": rows}
+
+    async def _events(self, writer: asyncio.StreamWriter) -> None:
+        """Status every SNAPSHOT_EVERY_S and log lines as they come, until the client goes."""
+        writer.write(response_head(200, "text/event-stream", None, "X-Accel-Buffering: no\r\n"))
+        writer.write(b"retry: 1000\n\n")
+        ring = self.sup.log_ring
+        queue = ring.subscribe(None)
+        try:
+            writer.write(sse("logs", ring.tail(LOG_TAIL_LINES)))
+            loop = self.sup.loop
+            while True:
+                writer.write(sse("status", self.status()))
+                await writer.drain()
+                deadline = loop.time() + SNAPSHOT_EVERY_S
+                while (left := deadline - loop.time()) > 0:
+                    try:
+                        async with asyncio.timeout(left):
+                            first = await queue.get()
+                    except TimeoutError:
+                        break
+                    await asyncio.sleep(LOG_BATCH_WAIT_S)
+                    batch = [first]
+                    while len(batch) < LOG_BATCH_MAX and not queue.empty():
+                        batch.append(queue.get_nowait())
+                    writer.write(sse("logs", batch))
+                    await writer.drain()
+        finally:
+            ring.unsubscribe(queue)
