@@ -18,7 +18,8 @@ Routes (all JSON, `Content-Length` always set, HTTP/1.1 keep-alive):
     GET /slow?ms=N    answers after N ms (default 1000): an in-flight request to stop on
 
 SIGTERM / SIGINT: stop accepting, let in-flight requests finish (at most
-`$GRACEFUL_TIMEOUT` seconds, default 5), exit 0.
+`$GRACEFUL_TIMEOUT` seconds, default 5), exit 0. A repeated SIGTERM changes nothing;
+a second SIGINT exits at once (130).
 """
 
 from __future__ import annotations
@@ -453,8 +454,16 @@ async def main() -> int:
     app = App()
     server = await asyncio.start_server(app.serve, sock=sock, limit=MAX_HEADER_BYTES)
     stop = asyncio.Event()
+
+    def on_stop_signal(signum: int) -> None:
+        # A platform may signal every process at once, so a second SIGTERM (the platform's
+        # and the master's) is routine: ignore it. A second Ctrl-C means "now".
+        if stop.is_set() and signum == signal.SIGINT:
+            os._exit(130)
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_stop_signal, signum)
     log("info", describe(sock, inherited))
     sd_notify("READY=1")
 
@@ -467,6 +476,9 @@ async def main() -> int:
     log("info", "shutting down", in_flight=busy, grace_s=grace)
     clean = await app.drain(grace)
     log("info", "stopped" if clean else "stopped with requests still in flight")
+    # Closing the loop restores SIG_DFL: a late SIGTERM must not turn this clean exit 0
+    # into a death by signal. Blocked, it stays pending until the process is gone.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     return 0
 
 
