@@ -145,7 +145,7 @@ def test_status_has_the_rows_of_list_json(
 ) -> None:
     """/status carries the same process rows as `list --json`, plus the runtime itself."""
     apps = [
-        {"name": "web", **py(TICKER), "instances": 2, "exec_mode": "cluster"},
+        {"name": "web", **py(TICKER), "instances": 2},
         {"name": "db", **py(TICKER), "env": {"DB_PASSWORD": "hunter2"}},
     ]
     master, port = start(run_master, tmp_path, apps)
@@ -190,7 +190,7 @@ def test_metrics_parse_with_one_sample_per_worker(
 ) -> None:
     """/metrics is valid Prometheus text with one sample per worker, and starts no thread."""
     apps = [
-        {"name": "web", **py(TICKER), "instances": 2, "exec_mode": "cluster"},
+        {"name": "web", **py(TICKER), "instances": 2},
         {"name": "job", **py(TICKER)},
     ]
     master, port = start(run_master, tmp_path, apps)
