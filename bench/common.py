@@ -8,6 +8,7 @@ edit, only that section replaced).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +72,7 @@ class Proc:
     ) -> None:
         self.lines: list[tuple[int, str]] = []
         self._cond = threading.Condition()
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the process
         self.t_launch = time.monotonic_ns()
         self.popen = subprocess.Popen(
             list(argv),
@@ -120,10 +122,8 @@ class Proc:
             lines = list(self.lines)
         for t, text in lines:
             if text.startswith("{"):
-                try:
+                with contextlib.suppress(ValueError):
                     out.append((t, json.loads(text)))
-                except ValueError:
-                    pass
         return out
 
     def stderr(self) -> str:
@@ -141,12 +141,22 @@ class Proc:
             except ProcessLookupError:
                 pass
         # a bare baseline's group (the master's own workers die with it)
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         self._thread.join(2)
         return self.popen.returncode
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time of every thread of pid so far, in ns (/proc/PID/task/*/schedstat, not ticks)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError):
+            pass
+    return total
 
 
 def json_pred(**want: Any) -> Callable[[str], bool]:
@@ -166,10 +176,10 @@ def json_pred(**want: Any) -> Callable[[str], bool]:
 
 def iso_ms_to_ns(stamp: str) -> int:
     """The master's UTC timestamp `2026-11-28T22:47:29.123Z` as realtime ns."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    dt = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-    return int(round(dt.timestamp() * 1000)) * 1_000_000
+    dt = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return round(dt.timestamp() * 1000) * 1_000_000
 
 
 # --- statistics and output -------------------------------------------------------
@@ -207,7 +217,7 @@ def machine_line() -> str:
 
     cpus = os.cpu_count()
     try:
-        load = "%.2f" % os.getloadavg()[0]
+        load = f"{os.getloadavg()[0]:.2f}"
     except OSError:
         load = "?"
     return (

@@ -30,22 +30,11 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as c  # noqa: E402
+import common as c
 
 RSS_TARGET_MB = 24.0
 CPU_TARGET_PCT = 0.1
 MB = 1024 * 1024
-
-
-def cpu_ns(pid: int) -> int:
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except (OSError, ValueError):
-            pass
-    return total
 
 
 def ctx_switches(pid: int) -> int:
@@ -61,15 +50,63 @@ def ctx_switches(pid: int) -> int:
     return total
 
 
+def import_rss(env: dict[str, str]) -> str:
+    """What each import adds to a bare interpreter's RSS, each in a fresh process."""
+    probe = (
+        "import os, sys; {code}\n"
+        "print(int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE'),"
+        " len(sys.modules))"
+    )
+    parts = []
+    base_rss = None
+    for label, code in [
+        ("bare", "pass"),
+        ("asyncio", "import asyncio"),
+        ("uvloop", "import uvloop"),
+        ("psutil", "import psutil"),
+        ("structlog", "import structlog"),
+        ("yaml", "import yaml"),
+        ("all five", "import asyncio, uvloop, psutil, structlog, yaml"),
+        (
+            "the master's modules",
+            "import runtime.cli, runtime.config, runtime.supervisor, runtime.logs",
+        ),
+    ]:
+        out = subprocess.run(
+            [c.PY, "-c", probe.format(code=code)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+        if len(out) != 2:
+            continue
+        r, mods = int(out[0]), int(out[1])
+        if base_rss is None:
+            base_rss = r
+            parts.append(f"bare interpreter {r / MB:.1f} MB ({mods} modules)")
+        else:
+            parts.append(f"`{label}` +{(r - base_rss) / MB:.1f} MB ({mods} modules)")
+    return ", ".join(parts)
+
+
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     c.add_common_args(ap)
     ap.add_argument("--seconds", type=float, default=10.0)
     ns = ap.parse_args()
     seconds = 3.0 if ns.quick else ns.seconds
     d = c.tmpdir("idle")
     env = c.runtime_env()
-    app = {"name": "idle", "script": "sleep", "args": ["3600"], "interpreter": "none", "instances": 4}
+    app = {
+        "name": "idle",
+        "script": "sleep",
+        "args": ["3600"],
+        "interpreter": "none",
+        "instances": 4,
+    }
     eco_plain = c.write_eco(d, [app], "plain.json")
     eco_mem = c.write_eco(d, [dict(app, max_memory_restart="200M")], "mem.json")
 
@@ -83,14 +120,16 @@ def main() -> int:
         for m in masters.values():
             idx = 0
             for _ in range(4):
-                idx, _t, _l = m.wait_line(c.json_pred(event="worker_started"), timeout=30, start=idx)
+                idx, _t, _l = m.wait_line(
+                    c.json_pred(event="worker_started"), timeout=30, start=idx
+                )
                 idx += 1
         time.sleep(2.0)
         ps = {k: psutil.Process(p.pid) for k, p in procs.items()}
-        rss = {k: 0 for k in procs}
-        uss = {k: 0 for k in procs}
-        threads = {k: 0 for k in procs}
-        cpu0 = {k: cpu_ns(p.pid) for k, p in procs.items()}
+        rss = dict.fromkeys(procs, 0)
+        uss = dict.fromkeys(procs, 0)
+        threads = dict.fromkeys(procs, 0)
+        cpu0 = {k: c.cpu_ns(p.pid) for k, p in procs.items()}
         sw0 = {k: ctx_switches(p.pid) for k, p in procs.items()}
         t0 = time.monotonic_ns()
         end = time.monotonic() + seconds
@@ -102,21 +141,27 @@ def main() -> int:
             if left <= 0:
                 break
             time.sleep(min(1.0, left))
-        cpu1 = {k: cpu_ns(p.pid) for k, p in procs.items()}
+        cpu1 = {k: c.cpu_ns(p.pid) for k, p in procs.items()}
         sw1 = {k: ctx_switches(p.pid) for k, p in procs.items()}
         wall = time.monotonic_ns() - t0
         for k, p in ps.items():
             uss[k] = p.memory_full_info().uss
-        workers = {k: len([1 for _t, e in m.events() if e.get("event") == "worker_started"])
-                   for k, m in masters.items()}
+        workers = {
+            k: len([1 for _t, e in m.events() if e.get("event") == "worker_started"])
+            for k, m in masters.items()
+        }
     finally:
-        for p in procs.values():
-            p.stop()
+        for proc in procs.values():
+            proc.stop()
 
     b = "baseline (bare python sleep)"
-    lines = [f"Machine: {c.machine_line()}. Window {wall / 1e9:.1f} s, all three side by side.", "",
-             "| process | RSS (max) | RSS - baseline | USS | threads | CPU | wake-ups/s | verdict (<= 24 MB, <= 0.1 %) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"Machine: {c.machine_line()}. Window {wall / 1e9:.1f} s, all three side by side.",
+        "",
+        "| process | RSS (max) | RSS - baseline | USS | threads | CPU | wake-ups/s "
+        "| verdict (<= 24 MB, <= 0.1 %) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     ok_all = True
     for k in procs:
         cpu_pct = (cpu1[k] - cpu0[k]) / wall * 100
@@ -126,34 +171,29 @@ def main() -> int:
         else:
             ok = rss[k] / MB <= RSS_TARGET_MB and cpu_pct <= CPU_TARGET_PCT
             ok_all &= ok
-            v = c.verdict(ok) + f" (RSS {'ok' if rss[k] / MB <= RSS_TARGET_MB else 'over'}, CPU {'ok' if cpu_pct <= CPU_TARGET_PCT else 'over'})"
-        lines.append(f"| {k}{'' if k == b else f' ({workers[k]} workers)'} | {rss[k] / MB:.1f} MB | "
-                     f"{'-' if k == b else f'+{(rss[k] - rss[b]) / MB:.1f} MB'} | {uss[k] / MB:.1f} MB | "
-                     f"{threads[k]} | {cpu_pct:.3f} % | {wake:.1f} | {v} |")
-    # where the RSS goes: what each import adds to a bare interpreter, in a fresh process
-    probe = ("import os, sys; {code}\n"
-             "print(int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE'),"
-             " len(sys.modules))")
-    parts = []
-    base_rss = None
-    for label, code in [("bare", "pass"), ("asyncio", "import asyncio"), ("uvloop", "import uvloop"),
-                        ("psutil", "import psutil"), ("structlog", "import structlog"), ("yaml", "import yaml"),
-                        ("all five", "import asyncio, uvloop, psutil, structlog, yaml"),
-                        ("the master's modules", "import runtime.cli, runtime.config, runtime.supervisor, runtime.logs")]:
-        out = subprocess.run([c.PY, "-c", probe.format(code=code)], env=env, capture_output=True,
-                             text=True, check=False).stdout.split()
-        if len(out) != 2:
-            continue
-        r, mods = int(out[0]), int(out[1])
-        if base_rss is None:
-            base_rss = r
-            parts.append(f"bare interpreter {r / MB:.1f} MB ({mods} modules)")
-        else:
-            parts.append(f"`{label}` +{(r - base_rss) / MB:.1f} MB ({mods} modules)")
-    lines += ["", "RSS added by imports alone (fresh interpreter each): " + ", ".join(parts) + "."]
-    lines += ["", "References: pm2-runtime 56 MB and 1.1 %, gunicorn master 26.5 MB, supervisord 25 MB.",
-              "", f"Command: `{c.command_line()}`"]
-    body = "\n".join(lines)
+            rss_v = "ok" if rss[k] / MB <= RSS_TARGET_MB else "over"
+            cpu_v = "ok" if cpu_pct <= CPU_TARGET_PCT else "over"
+            v = f"{c.verdict(ok)} (RSS {rss_v}, CPU {cpu_v})"
+        lines.append(
+            f"| {k}{'' if k == b else f' ({workers[k]} workers)'} | {rss[k] / MB:.1f} MB | "
+            f"{'-' if k == b else f'+{(rss[k] - rss[b]) / MB:.1f} MB'} | {uss[k] / MB:.1f} MB | "
+            f"{threads[k]} | {cpu_pct:.3f} % | {wake:.1f} | {v} |"
+        )
+    lines += ["", "RSS added by imports alone (fresh interpreter each): " + import_rss(env) + "."]
+    lines += [
+        "",
+        "References: pm2-runtime 56 MB and 1.1 %, gunicorn master 26.5 MB, supervisord 25 MB.",
+        "",
+        f"Command: `{c.command_line()}`",
+    ]
+    verdict = (
+        f"**Verdict: {'PASS' if ok_all else 'MISS'}** (targets <= 24 MB RSS, <= 0.1 % CPU): "
+        + "; ".join(
+            f"{k} {rss[k] / MB:.1f} MB, {(cpu1[k] - cpu0[k]) / wall * 100:.3f} %" for k in masters
+        )
+        + "."
+    )
+    body = "\n".join([verdict, "", *lines])
     print(body)
     if ns.write:
         c.update_results("Idle cost", body)

@@ -22,9 +22,10 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as c  # noqa: E402
+import common as c
 
 TARGET_MS = 1000.0
 LIMIT = "80M"
@@ -47,7 +48,9 @@ while True:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     c.add_common_args(ap)
     ap.add_argument("--trials", type=int, default=5)
     ns = ap.parse_args()
@@ -55,8 +58,20 @@ def main() -> int:
     d = c.tmpdir("memlimit")
     grow = d / "grow.py"
     grow.write_text(WORKER)
-    eco = c.write_eco(d, [{"name": "grow", "script": str(grow), "max_memory_restart": LIMIT,
-                           "restart_delay": 0, "max_restarts": 1000, "kill_timeout": 1000}])
+    eco = c.write_eco(
+        d,
+        [
+            {
+                "name": "grow",
+                "script": str(grow),
+                "max_memory_restart": LIMIT,
+                "restart_delay": 0,
+                "max_restarts": 1000,
+                "kill_timeout": 1000,
+            }
+        ],
+    )
+    mono_to_real = time.time_ns() - time.monotonic_ns()
     proc = c.Proc(c.runtime_argv(str(eco), "--log-format", "json"), env=c.runtime_env())
     try:
         idx = 0
@@ -69,7 +84,7 @@ def main() -> int:
 
     # per worker pid: its samples, and the memory_limit event naming it
     samples: dict[int, list[tuple[int, int, int]]] = {}
-    events: dict[int, tuple[int, dict]] = {}
+    events: dict[int, tuple[int, dict[str, Any]]] = {}
     for t_arr, e in proc.events():
         if e.get("stream") == "stdout" and str(e.get("message", "")).startswith("rss "):
             _, rss, stamp = e["message"].split()
@@ -77,7 +92,7 @@ def main() -> int:
         elif e.get("event") == "memory_limit" and e.get("pid") not in events:
             events[e["pid"]] = (t_arr, e)
     detect, floor, rss_at = [], [], []
-    for pid, (t_arr_ev, ev) in events.items():
+    for pid, (_t_arr_ev, ev) in events.items():
         ss = samples.get(pid, [])
         over = next((i for i, s in enumerate(ss) if s[0] > LIMIT_BYTES), None)
         if over is None or over == 0:
@@ -85,31 +100,42 @@ def main() -> int:
         (r0, s0, _), (r1, s1, a1) = ss[over - 1], ss[over]
         t_cross = s0 + (LIMIT_BYTES - r0) * (s1 - s0) // max(1, r1 - r0)
         detect.append(c.iso_ms_to_ns(ev["timestamp"]) - t_cross)
-        # floor: the crossing sample's stamp to its arrival here, expressed on our clock
-        # through the event: both lines cross the same pipe to us
-        floor.append((a1 - t_arr_ev) + (c.iso_ms_to_ns(ev["timestamp"]) - s1))
+        floor.append(a1 + mono_to_real - s1)  # the crossing line: worker's stamp to arrival here
         rss_at.append(int(ev.get("rss_bytes", 0)))
     try:
         sys.path.insert(0, str(c.ROOT))
-        from runtime.supervisor import MEMORY_CHECK_S  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - informational only
+        from runtime.supervisor import MEMORY_CHECK_S
+    except Exception:
         MEMORY_CHECK_S = float("nan")
     med = c.median(detect)
     ok = bool(detect) and med / 1e6 <= TARGET_MS
-    lines = [f"Machine: {c.machine_line()}. {len(detect)} trials, limit {LIMIT} ({LIMIT_BYTES} bytes), "
-             "growth 50 MB/s, worker samples every 10 ms.", "",
-             "| measure | median | min | max | target | verdict |", "| --- | --- | --- | --- | --- | --- |",
-             f"| crossing -> `memory_limit` event | **{c.fmt_ms(med)}** | {c.fmt_ms(min(detect, default=0))} | "
-             f"{c.fmt_ms(max(detect, default=0))} | <= {TARGET_MS:.0f} ms | {c.verdict(ok)} |",
-             f"| baseline: a sampler every {MEMORY_CHECK_S * 1000:.0f} ms (expected: half a period on average, "
-             f"a full one at worst) | {MEMORY_CHECK_S * 500:.0f} ms | 0 ms | {MEMORY_CHECK_S * 1000:.0f} ms | - | - |",
-             f"| floor: crossing sample's own log line, worker stamp -> arrival here | {c.fmt_ms(c.median(floor))} | "
-             f"{c.fmt_ms(min(floor, default=0))} | {c.fmt_ms(max(floor, default=0))} | - | - |",
-             "", f"RSS reported in the events: median {c.median(rss_at) / 2**20:.1f} MB "
-             f"(over the limit by {(c.median(rss_at) - LIMIT_BYTES) / 2**20:.1f} MB at 50 MB/s). "
-             "pm2 samples every 30 s (15 s on average).",
-             "", f"Command: `{c.command_line()}`"]
-    body = "\n".join(lines)
+    lines = [
+        f"Machine: {c.machine_line()}. {len(detect)} trials, limit {LIMIT} ({LIMIT_BYTES} bytes), "
+        "growth 50 MB/s, worker samples every 10 ms.",
+        "",
+        "| measure | median | min | max | target | verdict |",
+        "| --- | --- | --- | --- | --- | --- |",
+        f"| crossing -> `memory_limit` event | **{c.fmt_ms(med)}** | "
+        f"{c.fmt_ms(min(detect, default=0))} | {c.fmt_ms(max(detect, default=0))} | "
+        f"<= {TARGET_MS:.0f} ms | {c.verdict(ok)} |",
+        f"| baseline: a sampler every {MEMORY_CHECK_S * 1000:.0f} ms (expected: half a period "
+        f"on average, a full one at worst) | {MEMORY_CHECK_S * 500:.0f} ms | 0 ms | "
+        f"{MEMORY_CHECK_S * 1000:.0f} ms | - | - |",
+        "| floor: crossing sample's own log line, worker stamp -> arrival here | "
+        f"{c.fmt_ms(c.median(floor))} | {c.fmt_ms(min(floor, default=0))} | "
+        f"{c.fmt_ms(max(floor, default=0))} | - | - |",
+        "",
+        f"RSS reported in the events: median {c.median(rss_at) / 2**20:.1f} MB "
+        f"(over the limit by {(c.median(rss_at) - LIMIT_BYTES) / 2**20:.1f} MB at 50 MB/s). "
+        "pm2 samples every 30 s (15 s on average).",
+        "",
+        f"Command: `{c.command_line()}`",
+    ]
+    verdict = (
+        f"**Verdict: {'PASS' if ok else 'MISS'}** (target <= {TARGET_MS:.0f} ms): median "
+        f"{c.fmt_ms(med)} from crossing the limit to the `memory_limit` event."
+    )
+    body = "\n".join([verdict, "", *lines])
     print(body)
     if ns.write:
         c.update_results("Memory-limit detection", body)

@@ -27,11 +27,10 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as c  # noqa: E402
+import common as c
 
 TARGET_MS = 10.0
 
@@ -64,7 +63,9 @@ def build(d: Path) -> Path:
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
         raise SystemExit("respawn.py needs gcc or cc to build its C worker")
-    if subprocess.run([cc, "-O2", "-static", "-o", str(exe), str(src)], capture_output=True).returncode:
+    if subprocess.run(
+        [cc, "-O2", "-static", "-o", str(exe), str(src)], capture_output=True
+    ).returncode:
         subprocess.run([cc, "-O2", "-o", str(exe), str(src)], check=True)
     return exe
 
@@ -104,8 +105,13 @@ def bare_posix_spawn(exe: Path, n: int) -> list[int]:
     r, w = os.pipe()
     buf = b""
     for _ in range(n):
-        pid = os.posix_spawn(str(exe), [str(exe)], os.environ,
-                             file_actions=[(os.POSIX_SPAWN_DUP2, w, 1)], setpgroup=0)
+        pid = os.posix_spawn(
+            str(exe),
+            [str(exe)],
+            os.environ,
+            file_actions=[(os.POSIX_SPAWN_DUP2, w, 1)],
+            setpgroup=0,
+        )
         os.waitpid(pid, 0)
         buf += os.read(r, 4096)
     os.close(r)
@@ -114,8 +120,18 @@ def bare_posix_spawn(exe: Path, n: int) -> list[int]:
 
 
 def via_master(exe: Path, d: Path, n: int) -> tuple[list[int], list[int], int]:
-    eco = c.write_eco(d, [{"name": "crash", "script": str(exe), "interpreter": "none",
-                           "restart_delay": 0, "max_restarts": 1_000_000}])
+    eco = c.write_eco(
+        d,
+        [
+            {
+                "name": "crash",
+                "script": str(exe),
+                "interpreter": "none",
+                "restart_delay": 0,
+                "max_restarts": 1_000_000,
+            }
+        ],
+    )
     proc = c.Proc(c.runtime_argv(str(eco), "--log-format", "json"), env=c.runtime_env())
     try:
         idx = 0
@@ -139,7 +155,9 @@ def via_master(exe: Path, d: Path, n: int) -> tuple[list[int], list[int], int]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     c.add_common_args(ap)
     ap.add_argument("--crashes", type=int, default=60)
     ns = ap.parse_args()
@@ -156,23 +174,39 @@ def main() -> int:
         master += m
     over = c.median(e2e) - c.median(base)
     ok = c.median(e2e) / 1e6 <= TARGET_MS
-    lines = [f"Machine: {c.machine_line()}. {len(e2e)} crashes through the master, {len(base)} in the bare loop.", "",
-             "| measure | median | p90 | max | target | verdict |", "| --- | --- | --- | --- | --- | --- |",
-             # min is the least load-sensitive figure: printed below the table
-             f"| baseline: bare Python fork+exec loop, exit to next `main` | {c.fmt_ms(c.median(base))} | "
-             f"{c.fmt_ms(c.pct(base, 90))} | {c.fmt_ms(max(base))} | - | baseline |",
-             f"| reference: bare Python `os.posix_spawn` (vfork) loop | {c.fmt_ms(c.median(vfork))} | "
-             f"{c.fmt_ms(c.pct(vfork, 90))} | {c.fmt_ms(max(vfork))} | - | - |",
-             f"| runtime, end to end: exit to replacement's `main` | **{c.fmt_ms(c.median(e2e))}** | "
-             f"{c.fmt_ms(c.pct(e2e, 90))} | {c.fmt_ms(max(e2e))} | <= {TARGET_MS:.0f} ms | {c.verdict(ok)} |",
-             f"| runtime, master's view: `worker_started` - `worker_exited` (ms clock) | {c.fmt_ms(c.median(master))} | "
-             f"{c.fmt_ms(c.pct(master, 90))} | {c.fmt_ms(max(master))} | - | - |",
-             "", f"Minimum (least disturbed by load): bare fork loop {c.fmt_ms(min(base))}, "
-             f"posix_spawn loop {c.fmt_ms(min(vfork))}, runtime {c.fmt_ms(min(e2e))}.",
-             "", f"Overhead over the bare loop: {c.fmt_ms(over)} (median minus median); "
-             f"ratio {c.median(e2e) / max(c.median(base), 1):.1f}x.",
-             "", f"Command: `{c.command_line()}`"]
-    body = "\n".join(lines)
+    lines = [
+        f"Machine: {c.machine_line()}. {len(e2e)} crashes through the master, "
+        f"{len(base)} in the bare loop.",
+        "",
+        "| measure | median | p90 | max | target | verdict |",
+        "| --- | --- | --- | --- | --- | --- |",
+        # min is the least load-sensitive figure: printed below the table
+        "| baseline: bare Python fork+exec loop, exit to next `main` | "
+        f"{c.fmt_ms(c.median(base))} | "
+        f"{c.fmt_ms(c.pct(base, 90))} | {c.fmt_ms(max(base))} | - | baseline |",
+        f"| reference: bare Python `os.posix_spawn` (vfork) loop | {c.fmt_ms(c.median(vfork))} | "
+        f"{c.fmt_ms(c.pct(vfork, 90))} | {c.fmt_ms(max(vfork))} | - | - |",
+        f"| runtime, end to end: exit to replacement's `main` | **{c.fmt_ms(c.median(e2e))}** | "
+        f"{c.fmt_ms(c.pct(e2e, 90))} | {c.fmt_ms(max(e2e))} | <= {TARGET_MS:.0f} ms "
+        f"| {c.verdict(ok)} |",
+        "| runtime, master's view: `worker_started` - `worker_exited` (ms clock) | "
+        f"{c.fmt_ms(c.median(master))} | {c.fmt_ms(c.pct(master, 90))} | "
+        f"{c.fmt_ms(max(master))} | - | - |",
+        "",
+        f"Minimum (least disturbed by load): bare fork loop {c.fmt_ms(min(base))}, "
+        f"posix_spawn loop {c.fmt_ms(min(vfork))}, runtime {c.fmt_ms(min(e2e))}.",
+        "",
+        f"Overhead over the bare loop: {c.fmt_ms(over)} (median minus median); "
+        f"ratio {c.median(e2e) / max(c.median(base), 1):.1f}x.",
+        "",
+        f"Command: `{c.command_line()}`",
+    ]
+    verdict = (
+        f"**Verdict: {'PASS' if ok else 'MISS'}** (target <= {TARGET_MS:.0f} ms median): "
+        f"{c.fmt_ms(c.median(e2e))} end to end, against {c.fmt_ms(c.median(base))} for a bare "
+        f"fork+exec loop and {c.fmt_ms(c.median(vfork))} for a posix_spawn one."
+    )
+    body = "\n".join([verdict, "", *lines])
     print(body)
     if ns.write:
         c.update_results("Crash to respawn", body)
