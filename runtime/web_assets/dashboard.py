@@ -127,7 +127,7 @@ function renderTable(procs) {
       el("td", { class: "num" }, p.restarts));
     const cpu = el("td"), mem = el("td");
     const cpuBox = el("div", { class: "metric" }), memBox = el("div", { class: "metric" });
-    cpuBox.append(spark(s.cpu, Math.max(100, ...s.cpu), "cpu"),
+    cpuBox.append(spark(s.cpu, Math.max(5, ...s.cpu) * 1.2, "cpu"),
       el("span", {}, p.cpu_percent === null ? "-" : p.cpu_percent.toFixed(1) + " %"));
     memBox.append(spark(s.mem, Math.max(...s.mem) * 1.15, "mem"),
       el("span", {}, bytes(p.memory_bytes)));
