@@ -125,7 +125,7 @@ class Probe:
 def reload_schedule(seconds: float, reloads: int) -> list[float]:
     """Times (s from start) of the SIGHUPs: from 1 s to `seconds - 3` s, evenly spaced."""
     span = max(0.5, seconds - 4.0)
-    return [1.0 + span * i / max(1, reloads - 1) for i in range(reloads)]
+    return [1.0 + span * i / max(1, reloads - 1) for i in range(reloads)]  # [] for 0: a control run
 
 
 def runtime_run(work: Path, script: str, sharing: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -291,7 +291,7 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     args = ap.parse_args()
     args.seconds = args.seconds or (5 if args.quick else 30)
-    args.reloads = args.reloads or (3 if args.quick else 20)
+    args.reloads = (3 if args.quick else 20) if args.reloads is None else args.reloads
     c.ensure_wrk()
     apps = [a for a in args.apps.split(",") if a]
     pm2 = None if args.no_pm2 or "node" not in apps else c.ensure_pm2()
