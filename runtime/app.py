@@ -39,11 +39,11 @@ from runtime.policy.rollout import (
 )
 from runtime.policy.scale import ScaleRequest, plan_scale
 from runtime.process import ExitStatus, Reaper, kill_group_now, stop_process, wait_group_gone
+from runtime.readiness import wait_notified, wait_ready
 from runtime.sockets import AppListeners
 from runtime.spec import AppSpec
 from runtime.worker import Worker, WorkerEnv, start_worker
 
-HEALTH_POLL_S = 0.1
 EXIT_HISTORY = 10
 
 
@@ -170,60 +170,20 @@ class App:
     # ----- readiness -----------------------------------------------------------------
 
     async def _track_readiness(self, worker: Worker) -> None:
-        ok = await self._wait_ready(worker)
-        worker.mark_ready(ok)
-        slot = self.slots.get(worker.slot)
-        if ok and slot is not None and slot.worker is worker and worker.alive:
-            slot.status = AppStatus.ONLINE
-            self._event("worker_ready", worker)
-            self.ctx.changed()
-
-    async def _wait_ready(self, worker: Worker) -> bool:
-        """READY=1 when `wait_ready`, then the `health` path, else `min_uptime` alive."""
-        timeout_s = self.spec.listen_timeout_ms / 1000
-        if self.spec.wait_ready:
-            futures: list[asyncio.Future[Any]] = [worker.ready, worker.exited]
-            done, _ = await asyncio.wait(
-                futures,
-                timeout=timeout_s,
-                return_when=asyncio.FIRST_COMPLETED,
+        ok = await wait_ready(self.spec, worker, self.listeners)
+        worker.mark_ready(ok)  # the verdict a reload waits for
+        if not ok and worker.alive and self.spec.wait_ready:
+            self._event(
+                "ready_timeout", worker, level="warning", timeout_ms=self.spec.listen_timeout_ms
             )
-            if worker.exited in done or not worker.ready.done():
-                if worker.alive:
-                    self._event(
-                        "ready_timeout",
-                        worker,
-                        level="warning",
-                        timeout_ms=self.spec.listen_timeout_ms,
-                    )
-                return False
-            if self.spec.health is None:
-                return bool(worker.ready.result())
-        if self.spec.health is not None:
-            return await self._probe_until_healthy(worker, timeout_s)
-        exited, _ = await asyncio.wait([worker.exited], timeout=self.spec.min_uptime_ms / 1000)
-        return not exited
-
-    async def _probe_until_healthy(self, worker: Worker, timeout_s: float) -> bool:
-        assert self.spec.health is not None
-        deadline = self.ctx.loop.time() + timeout_s
-        while worker.alive and self.ctx.loop.time() < deadline:
-            if await self._probe_once(self.spec.health):
-                return True
-            await asyncio.sleep(HEALTH_POLL_S)
-        return False
-
-    async def _probe_once(self, path: str) -> bool:
-        from runtime.health import probe_http, probe_unix  # only apps with `health:` need it
-
-        if self.listeners is None:
-            port = int(self.spec.env.get("PORT", self.ctx.base_env.get("PORT", "3000")))
-            return await probe_http("127.0.0.1", port, path, 1.0)
-        addr = self.listeners.addresses[0]
-        if addr.kind == "unix":
-            return await probe_unix(addr.path, path, 1.0)
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(addr.host, addr.host)
-        return await probe_http(host, addr.port, path, 1.0)
+            ok = await wait_notified(worker)
+        slot = self.slots.get(worker.slot)
+        if not ok or slot is None or not worker.alive:
+            return
+        self._event("worker_ready", worker)
+        if slot.worker is worker:  # a replacement becomes the slot's worker when the old stops
+            slot.status = AppStatus.ONLINE
+            self.ctx.changed()
 
     # ----- exits and restarts --------------------------------------------------------
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -187,6 +186,8 @@ def cmd_run(argv: Sequence[str]) -> int:
 
 
 def _run_master(eco: object, load: Callable[[], object], ns: argparse.Namespace) -> int:
+    import asyncio
+
     import uvloop
 
     from runtime.config import Ecosystem
@@ -232,5 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `runtime check FILE | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except SystemExit as exc:  # argparse --help / --version
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE

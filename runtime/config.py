@@ -10,15 +10,10 @@ import json
 import os
 import re
 import shlex
-import shutil
-import subprocess
 import sys
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-
-import yaml
 
 from runtime.cpus import cpu_count
 from runtime.errors import ConfigError
@@ -96,6 +91,8 @@ def _read_text(path: str) -> str:
 
 
 def _parse_yaml(text: str, label: str) -> object:
+    import yaml  # each format's parser is imported only for files of that format
+
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         return yaml.load(text, Loader=loader)  # a safe loader, C or Python
@@ -116,6 +113,8 @@ def _parse_json(text: str, label: str) -> object:
 
 
 def _parse_toml(text: str, label: str) -> object:
+    import tomllib
+
     try:
         return tomllib.loads(text)
     except (tomllib.TOMLDecodeError, RecursionError) as exc:
@@ -136,7 +135,9 @@ def _node_error(stderr: str) -> str:
 
 
 def _parse_js(path: str, label: str, environ: Mapping[str, str]) -> object:
-    node = shutil.which("node", path=environ.get("PATH", os.defpath))
+    import subprocess
+
+    node = _which("node", environ.get("PATH", os.defpath))
     if node is None:
         name = os.path.basename(path)
         raise ConfigError(label, f"node is not installed; it is needed to read {name}")
@@ -247,9 +248,14 @@ def _app_list(doc: object, label: str, warnings: list[str]) -> list[object]:
 
 
 def _which(name: str, path: str) -> str | None:
-    if "/" in name:
+    """`shutil.which` without importing shutil (and the compression modules it pulls in)."""
+    if "/" in name or not name:
         return None
-    return shutil.which(name, path=path)
+    for directory in path.split(os.pathsep):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 def _find_interpreter(app: RawApp, name: str, path: str, script: str, cwd: str) -> str:

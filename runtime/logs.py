@@ -34,8 +34,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
-import structlog
-
 from runtime.logfmt import (
     STDERR,
     STDOUT,
@@ -500,6 +498,8 @@ def configure(sink: LogSink, level: str = "info") -> None:
     Called once by the CLI. Loggers are cached on first use, so the per-event cost is
     the filtering bound logger plus one render; worker lines never pass through here.
     """
+    import structlog  # only for embedders who route structlog into the sink
+
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

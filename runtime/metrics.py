@@ -10,8 +10,6 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import psutil
-
 
 @dataclass(frozen=True, slots=True)
 class TreeSample:
@@ -39,6 +37,8 @@ def _children(pid: int) -> list[int]:
 
 
 def _usage(pid: int) -> tuple[int, float] | None:
+    import psutil  # loaded on the first sample, not at start-up
+
     try:
         proc = psutil.Process(pid)
         with proc.oneshot():

@@ -7,7 +7,6 @@ here, so it can be tested without a file system.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import posixpath
@@ -439,6 +438,8 @@ def _where(file: str, index: int | None, name: str | None) -> str:
 def _unknown_key_warning(where: str, key: str) -> str:
     if key in PM2_IGNORED_KEYS:
         return f"{where}: pm2 key {key!r} has no effect here and is ignored"
+    import difflib  # only when there is an unknown key to suggest a name for
+
     close = difflib.get_close_matches(key, [*KNOWN_KEYS, *ALIASES], n=1)
     hint = f" (did you mean '{ALIASES.get(close[0], close[0])}'?)" if close else ""
     return f"{where}: unknown key {key!r}{hint}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
@@ -24,6 +23,8 @@ def app_version(cwd: str) -> str | None:
                 return version
     except (OSError, ValueError, AttributeError):
         pass
+    import tomllib
+
     try:
         with open(os.path.join(cwd, "pyproject.toml"), "rb") as f:
             version = tomllib.load(f).get("project", {}).get("version")

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import psutil
-
 from runtime.app import App, AppContext
 from runtime.config import Ecosystem
 from runtime.control.handler import ControlHandler
@@ -423,10 +421,12 @@ class Supervisor:
         if "STATUS" in fields:
             worker.status_text = fields["STATUS"]
         if fields.get("READY") == "1":
-            worker.mark_ready(True)
+            worker.mark_notified()
 
     def _find_worker(self, pid: int) -> Worker | None:
         """The worker that sent a datagram: by pid, or the nearest worker ancestor."""
+        import psutil
+
         by_pid = {w.pid: w for app in self.apps.values() for w in app.workers()}
         candidate: int | None = pid
         for _ in range(8):

@@ -60,6 +60,9 @@ class Worker:
     ready: asyncio.Future[bool] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    notified: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )  # READY=1 arrived on NOTIFY_SOCKET
     stopping: bool = False
     status_text: str | None = None
     restart_pending: bool = False
@@ -74,6 +77,10 @@ class Worker:
     def mark_ready(self, value: bool = True) -> None:
         if not self.ready.done():
             self.ready.set_result(value)
+
+    def mark_notified(self) -> None:
+        if not self.notified.done():
+            self.notified.set_result(None)
 
 
 def start_worker(

@@ -21,8 +21,14 @@ def sd_notify(message: str) -> None:
         s.sendto(message.encode(), path)
 
 
+ACTIVE: set[asyncio.Task[None]] = set()
+
+
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     body = f"{os.environ.get('RUNTIME_INSTANCE')} {os.getpid()}\n".encode()
+    task = asyncio.current_task()
+    assert task is not None
+    ACTIVE.add(task)
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -40,6 +46,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
     except (asyncio.IncompleteReadError, ConnectionError):
         pass
     finally:
+        ACTIVE.discard(task)
         writer.close()
 
 
@@ -63,7 +70,12 @@ async def main() -> None:
     sd_notify("READY=1")
     await STOPPING.wait()
     server.close()
-    await asyncio.sleep(0.05)
+    # Connections already accepted are answered before exiting (bounded); their
+    # handler tasks start one loop pass after the accept, hence the first sleep.
+    await asyncio.sleep(0.1)
+    deadline = loop.time() + 5
+    while ACTIVE and loop.time() < deadline:
+        await asyncio.sleep(0.01)
 
 
 asyncio.run(main())
