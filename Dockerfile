@@ -17,8 +17,8 @@ ENV PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH
 
 # The user the apps run as: numeric in USER, so Kubernetes runAsNonRoot can check it.
-RUN groupadd --system --gid 10001 app \
- && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent \
+RUN groupadd --gid 10001 app \
+ && useradd --uid 10001 --gid app --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin app \
  && python -m venv "$VIRTUAL_ENV"
 
@@ -37,10 +37,17 @@ COPY runtime ./runtime
 RUN pip install --no-deps --no-build-isolation . \
  && rm -rf build ./*.egg-info
 COPY examples/heroku-app ./examples/heroku-app
+# `listen: [":PORT"]` binds 127.0.0.1 unless on Heroku, which `docker run -p` cannot reach.
+# Until the example's ecosystem names its host as "${HOST:-}:${PORT:-3000}", this copy
+# is given exactly that line (a no-op once it does); HOST below makes it 0.0.0.0.
+RUN sed -i 's/"\(:\${PORT:-3000}"\)/"${HOST:-}\1/' examples/heroku-app/ecosystem.config.yml \
+ && grep -q '"${HOST:-}:${PORT:-3000}"' examples/heroku-app/ecosystem.config.yml
 
 USER 10001:10001
 WORKDIR /srv/runtime/examples/heroku-app
-ENV PORT=3000
+# The app's port (Heroku-style $PORT), on every interface of the container.
+ENV PORT=3000 \
+    HOST=0.0.0.0
 EXPOSE 3000
 # docker stop sends this to PID 1 (the runtime), which stops every worker gracefully
 # within kill_timeout (5 s), inside docker stop's 10 s.
