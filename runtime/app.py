@@ -540,6 +540,14 @@ class App:
         if self.listeners is not None:
             for slot in stops:
                 self.listeners.release_slot(slot.index)
+            if stops and self.listeners.sharing == "reuseport" and not _tcp_migrate_req():
+                self._app_event(
+                    "slot_sockets_closed",
+                    level="warning",
+                    instances=[s.index for s in stops],
+                    hint="connections queued on them, if any, were reset; net.ipv4.tcp_migrate_req=1 "
+                    "moves them to the remaining sockets instead",
+                )
         self.ctx.changed()
 
     # ----- events --------------------------------------------------------------------
@@ -551,6 +559,14 @@ class App:
 
     def _app_event(self, name: str, *, level: str = "info", **fields: Any) -> None:
         self.ctx.sink.event(name, level=level, app=self.spec.name, **fields)
+
+
+def _tcp_migrate_req() -> bool:
+    try:
+        with open("/proc/sys/net/ipv4/tcp_migrate_req") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
 
 
 def _not_ready_reason(worker: Worker) -> str:

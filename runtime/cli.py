@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="control socket (default: one per ecosystem, under $XDG_RUNTIME_DIR or /tmp)",
     )
     parser.add_argument(
+        "--socket-sharing",
+        choices=("shared", "reuseport"),
+        help="override every app's socket_sharing (default per app: reuseport)",
+    )
+    parser.add_argument(
         "--web",
         metavar="[HOST:]PORT",
         help="serve /health, /status, /metrics and a dashboard (host 127.0.0.1 by default)",
@@ -181,8 +186,24 @@ def cmd_check(argv: Sequence[str]) -> int:
 def cmd_run(argv: Sequence[str]) -> int:
     ns = build_parser().parse_intermixed_args(argv)
     load = _loader(ns)
+    if ns.socket_sharing:
+        load = partial(_with_sharing, load, ns.socket_sharing)
     eco = load()  # validated in the parent, before anything starts
     return _run_master(eco, load, ns)
+
+
+def _with_sharing(load: Callable[[], object], sharing: str) -> object:
+    """The ecosystem with `--socket-sharing` applied to every app."""
+    import dataclasses
+
+    from runtime.config import Ecosystem
+    from runtime.spec import SocketSharing
+
+    eco = load()
+    assert isinstance(eco, Ecosystem)
+    mode: SocketSharing = "shared" if sharing == "shared" else "reuseport"
+    apps = tuple(dataclasses.replace(app, socket_sharing=mode) for app in eco.apps)
+    return dataclasses.replace(eco, apps=apps)
 
 
 def _run_master(eco: object, load: Callable[[], object], ns: argparse.Namespace) -> int:

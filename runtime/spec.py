@@ -20,6 +20,10 @@ from runtime.errors import ConfigError
 
 ExecMode = Literal["fork", "cluster"]
 SocketSharing = Literal["shared", "reuseport"]
+# reuseport: per-slot SO_REUSEPORT sockets matched bare processes (0.97x) and spread
+# keep-alive load evenly, where one shared socket gave every connection to one worker
+# (bench/RESULTS.md, "Cluster throughput" and "Fairness").
+DEFAULT_SOCKET_SHARING: SocketSharing = "reuseport"
 
 SECRET_MARKERS = ("SECRET", "TOKEN", "PASSWORD", "KEY")
 
@@ -71,7 +75,7 @@ class AppSpec:
     increment_var: str | None = None
     instance_var: str = "NODE_APP_INSTANCE"
     listen: tuple[str, ...] = ()
-    socket_sharing: SocketSharing = "shared"
+    socket_sharing: SocketSharing = DEFAULT_SOCKET_SHARING
     health: str | None = None
     watch: tuple[str, ...] = ()
     ignore_watch: tuple[str, ...] = ()
@@ -594,7 +598,7 @@ def build_app_spec(app: RawApp, facts: Resolved, *, env_name: str | None = None)
         increment_var=app.get("increment_var", parse_var_name, None),
         instance_var=app.get("instance_var", parse_var_name, "NODE_APP_INSTANCE"),
         listen=_listen(app, exec_mode, env, facts),
-        socket_sharing=app.get("socket_sharing", parse_socket_sharing, "shared"),
+        socket_sharing=app.get("socket_sharing", parse_socket_sharing, DEFAULT_SOCKET_SHARING),
         health=app.get("health", parse_health, None),
         watch=_watch(app, facts.cwd),
         ignore_watch=app.get("ignore_watch", parse_texts, ()),

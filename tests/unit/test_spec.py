@@ -287,7 +287,7 @@ def test_defaults_match_design() -> None:
     assert (spec.name, spec.instances, spec.exec_mode) == ("app", 1, "fork")
     assert (spec.kill_timeout_ms, spec.min_uptime_ms, spec.max_restarts) == (5000, 1000, 16)
     assert (spec.autorestart, spec.treekill, spec.wait_ready) == (True, True, False)
-    assert (spec.listen, spec.socket_sharing, spec.watch) == ((), "shared", ())
+    assert (spec.listen, spec.socket_sharing, spec.watch) == ((), "reuseport", ())
     assert spec.env == {"PYTHONUNBUFFERED": "1"}
 
 
