@@ -545,8 +545,8 @@ class App:
                     "slot_sockets_closed",
                     level="warning",
                     instances=[s.index for s in stops],
-                    hint="connections queued on them, if any, were reset; net.ipv4.tcp_migrate_req=1 "
-                    "moves them to the remaining sockets instead",
+                    hint="connections queued on them, if any, were reset; "
+                    "net.ipv4.tcp_migrate_req=1 moves them to the remaining sockets",
                 )
         self.ctx.changed()
 
