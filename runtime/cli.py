@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     direct.add_argument("--interpreter", help="run the script with this program")
     direct.add_argument("-x", "--exec-mode", choices=("fork", "cluster"))
+    direct.add_argument("--watch", action="store_true", help="restart on file changes in cwd")
     return parser
 
 
@@ -154,7 +155,7 @@ def _loader(ns: argparse.Namespace) -> Callable[[], object]:
         env_vars=_env_vars(ns.env_var),
         args=args,
         interpreter=ns.interpreter,
-        watch=False,
+        watch=ns.watch,
         environ=None,
         cwd=None,
     )

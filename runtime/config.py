@@ -35,6 +35,7 @@ MAX_DEPTH = 64
 NODE_TIMEOUT_S = 30
 PROCFILE_WEB_PORT = "5000"
 DEFAULT_PORT = "3000"
+DEFAULT_ENV_FILE = ".env"
 
 INTERPRETERS = {
     ".py": "python",
@@ -323,8 +324,10 @@ def _resolve_cwd(app: RawApp, base_dir: str) -> str:
 
 def _read_env_file(app: RawApp, base_dir: str) -> tuple[str | None, dict[str, str]]:
     given = app.get("env_file", parse_text, None)
-    if given is None:
-        return None, {}
+    if given is None:  # like honcho and foreman: a .env next to the ecosystem file
+        given = DEFAULT_ENV_FILE
+        if not os.path.isfile(os.path.join(base_dir, given)):
+            return None, {}
     path = os.path.normpath(os.path.join(base_dir, os.path.expanduser(given)))
     try:
         text = Path(path).read_text(encoding="utf-8")

@@ -420,6 +420,9 @@ class Supervisor:
             return
         if "STATUS" in fields:
             worker.status_text = fields["STATUS"]
+        if fields.get("STOPPING") == "1":
+            worker.status_text = worker.status_text or "stopping"
+            self.sink.event("worker_stopping", app=worker.app, instance=worker.slot, pid=worker.pid)
         if fields.get("READY") == "1":
             worker.mark_notified()
 

@@ -304,6 +304,19 @@ def test_env_file_is_read_relative_to_the_ecosystem(tmp_path: Path) -> None:
     assert spec.env_file == str(tmp_path / "conf" / "app.env")
 
 
+def test_dotenv_next_to_the_ecosystem_is_read_by_default(tmp_path: Path) -> None:
+    """A .env beside the ecosystem is loaded: master env < .env < env < env_<name>."""
+    (tmp_path / ".env").write_text("A=dotenv\nB=dotenv\nC=dotenv\n", encoding="utf-8")
+    path = write(
+        tmp_path,
+        "eco.yml",
+        "apps:\n  - {name: a, script: sleep 1, cwd: /, env: {B: env, C: env}, env_prod: {C: prod}}\n",
+    )
+    spec = load_ecosystem(path, env_name="prod", environ=ENV).apps[0]
+    assert dict(spec.env) == {"A": "dotenv", "B": "env", "C": "prod"}
+    assert spec.env_file == str(tmp_path / ".env")
+
+
 @pytest.mark.parametrize(
     ("only", "expected"), [(None, ["a", "b", "c"]), (["a,c"], ["a", "c"]), (["b"], ["b"])]
 )
