@@ -2,7 +2,7 @@
 
 Answers every request with `<instance> <pid> <ppid> asyncio` and closes the connection;
 sends READY=1 to $NOTIFY_SOCKET once serving; SIGTERM stops accepting, lets the
-connections in flight finish, then exits 0.
+connections it accepted get their answers, then exits 0.
 """
 
 import asyncio
@@ -54,7 +54,14 @@ async def main() -> None:
     await stopping.wait()
     sd_notify("STOPPING=1")
     server.close()  # stop accepting; the master keeps the listener open for the others
-    await asyncio.sleep(0.2)  # let the handlers in flight write their answers
+    # every connection accepted so far gets its answer, even one whose request is still
+    # on its way (bounded: a client that never sends is dropped after 10 s)
+    # (a few loop turns first: a connection accepted just now gets its handler task
+    # from a callback that may not have run yet)
+    await asyncio.sleep(0.1)
+    handlers = asyncio.all_tasks() - {asyncio.current_task()}
+    if handlers:
+        await asyncio.wait(handlers, timeout=10)
 
 
 if __name__ == "__main__":
