@@ -20,12 +20,15 @@ from tests.integration.test_cluster import Load, cluster_app, free_port
 SLEEPER = "import time\nprint('up', flush=True)\nwhile True: time.sleep(1)"
 
 
-def cli(ctl: Path, *args: str, check: bool = True, user: str | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    ctl: Path, *args: str, check: bool = True, user: str | None = None
+) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "runtime", *args, "--control", str(ctl)]
     if user:
         cmd = ["setpriv", f"--reuid={user}", "--regid=65534", "--clear-groups", *cmd]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT))
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -45,8 +48,12 @@ def start(run_master, tmp_path: Path, apps: list[dict[str, Any]], wait: int) -> 
 
 def test_list_shows_every_worker(tmp_path: Path, run_master) -> None:
     """`list --json` has one row per worker with pid, status and memory; the table too."""
-    m, ctl = start(run_master, tmp_path, [{"name": "a", "instances": 2, **py(SLEEPER)},
-                                          {"name": "b", **py(SLEEPER)}], wait=3)
+    m, ctl = start(
+        run_master,
+        tmp_path,
+        [{"name": "a", "instances": 2, **py(SLEEPER)}, {"name": "b", **py(SLEEPER)}],
+        wait=3,
+    )
     data = rows(ctl)
     assert [(r["name"], r["instance"]) for r in data] == [("a", 0), ("a", 1), ("b", 0)]
     started = {r["pid"] for r in m.events("worker_started")}
@@ -63,7 +70,9 @@ def test_list_shows_every_worker(tmp_path: Path, run_master) -> None:
 
 def test_stop_and_start(tmp_path: Path, run_master) -> None:
     """`stop NAME` ends its workers (listed as stopped, master stays up); `start` brings them back."""
-    m, ctl = start(run_master, tmp_path, [{"name": "a", **py(SLEEPER)}, {"name": "b", **py(SLEEPER)}], wait=2)
+    m, ctl = start(
+        run_master, tmp_path, [{"name": "a", **py(SLEEPER)}, {"name": "b", **py(SLEEPER)}], wait=2
+    )
     pid = next(r["pid"] for r in rows(ctl) if r["name"] == "a")
     after = json.loads(cli(ctl, "stop", "a", "--json").stdout)
     assert not pid_alive(pid)
@@ -80,7 +89,8 @@ def test_scale_sets_the_number_of_pids(tmp_path: Path, run_master) -> None:
     _m, ctl = start(run_master, tmp_path, [{"name": "w", **py(SLEEPER)}], wait=1)
     cli(ctl, "scale", "w", "4")
     live = [r["pid"] for r in rows(ctl) if r["pid"]]
-    assert len(live) == 4 and all(pid_alive(p) for p in live)
+    assert len(live) == 4
+    assert all(pid_alive(p) for p in live)
     cli(ctl, "scale", "w", "-3")
     remaining = rows(ctl)
     assert [r["instance"] for r in remaining] == [0]
@@ -97,7 +107,8 @@ def test_reload_changes_every_pid_without_failing_a_request(tmp_path: Path, run_
         time.sleep(0.2)
     after = {r["pid"] for r in rows(ctl)}
     assert load.failures == []
-    assert before.isdisjoint(after) and len(after) == 2
+    assert before.isdisjoint(after)
+    assert len(after) == 2
 
 
 def test_restart_and_delete_by_id(tmp_path: Path, run_master) -> None:
@@ -118,7 +129,9 @@ def test_show_masks_secrets(tmp_path: Path, run_master) -> None:
     app = {"name": "api", "env": {"API_TOKEN": "s3cr3t", "MODE": "demo"}, **py(SLEEPER)}
     _m, ctl = start(run_master, tmp_path, [app], wait=1)
     text = cli(ctl, "show", "api").stdout
-    assert "MODE=demo" in text and "s3cr3t" not in text and "API_TOKEN=****" in text
+    assert "MODE=demo" in text
+    assert "s3cr3t" not in text
+    assert "API_TOKEN=****" in text
     info = json.loads(cli(ctl, "show", "api", "--json").stdout)
     assert info["env"]["API_TOKEN"] == "****"
     assert info["processes"][0]["name"] == "api"
@@ -127,16 +140,36 @@ def test_show_masks_secrets(tmp_path: Path, run_master) -> None:
 def test_logs_tail_and_follow(tmp_path: Path, run_master) -> None:
     """`logs NAME --lines N` prints the last lines; `--follow` streams new ones."""
     code = "import time,itertools\nfor i in itertools.count():\n    print('n', i, flush=True); time.sleep(0.05)"
-    _m, ctl = start(run_master, tmp_path, [{"name": "t", **py(code)}, {"name": "q", **py(SLEEPER)}], wait=2)
+    _m, ctl = start(
+        run_master, tmp_path, [{"name": "t", **py(code)}, {"name": "q", **py(SLEEPER)}], wait=2
+    )
     out = cli(ctl, "logs", "t", "--lines", "5", "--raw").stdout.splitlines()
-    assert len(out) == 5 and all(line.startswith("n ") for line in out)
+    assert len(out) == 5
+    assert all(line.startswith("n ") for line in out)
     numbers = [int(line.split()[1]) for line in out]
     assert numbers == sorted(numbers)
-    recs = [json.loads(x) for x in cli(ctl, "logs", "--lines", "100000", "--json").stdout.splitlines()]
+    recs = [
+        json.loads(x) for x in cli(ctl, "logs", "--lines", "100000", "--json").stdout.splitlines()
+    ]
     assert {"t", "q"} <= {r["app"] for r in recs}
-    follow = subprocess.Popen([sys.executable, "-m", "runtime", "logs", "t", "--follow", "--raw", "--lines", "0",
-                               "--control", str(ctl)], stdout=subprocess.PIPE, text=True,
-                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    follow = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runtime",
+            "logs",
+            "t",
+            "--follow",
+            "--raw",
+            "--lines",
+            "0",
+            "--control",
+            str(ctl),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
     try:
         assert follow.stdout is not None
         got = [follow.stdout.readline() for _ in range(3)]
@@ -162,14 +195,21 @@ def test_unknown_name_is_an_error_and_changes_nothing(tmp_path: Path, run_master
 def test_second_runtime_on_the_same_ecosystem_refuses(tmp_path: Path, run_master) -> None:
     """A second master for the same ecosystem says so and exits 1 without touching the first."""
     _m, ctl = start(run_master, tmp_path, [{"name": "w", **py(SLEEPER)}], wait=1)
-    proc = subprocess.run([sys.executable, "-m", "runtime", str(tmp_path / "eco.json"), "--control", str(ctl)],
-                          capture_output=True, text=True, timeout=30, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime", str(tmp_path / "eco.json"), "--control", str(ctl)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
     assert proc.returncode == 1
     assert "already running" in proc.stderr
     assert cli(ctl, "ping").returncode == 0
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv"
+)
 def test_other_uid_is_refused(tmp_path: Path, run_master) -> None:
     """A client running as another uid (nobody) is refused with a clear error."""
     _m, ctl = start(run_master, tmp_path, [{"name": "w", **py(SLEEPER)}], wait=1)
@@ -185,7 +225,8 @@ def test_ping_and_no_runtime(tmp_path: Path, run_master) -> None:
     m, ctl = start(run_master, tmp_path, [{"name": "w", **py(SLEEPER)}], wait=1)
     assert str(m.pid) in cli(ctl, "ping").stdout
     proc = cli(tmp_path / "nothing.sock", "ping", check=False)
-    assert proc.returncode == 1 and "no runtime is listening" in proc.stderr
+    assert proc.returncode == 1
+    assert "no runtime is listening" in proc.stderr
     m.signal(signal.SIGTERM)
     assert m.wait_exit() == 0
     assert not ctl.exists()
