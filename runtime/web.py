@@ -46,6 +46,8 @@ DEFAULT_HOST = "127.0.0.1"
 MAX_LINE_BYTES = 8192
 MAX_HEADERS = 64
 READ_TIMEOUT_S = 10.0
+WRITE_TIMEOUT_S = 10.0  # a client that stops reading is dropped, not buffered for
+MAX_CLIENTS = 64  # open connections (dashboards streaming included); more get a 503
 CLOSE_TIMEOUT_S = 2.0
 SNAPSHOT_EVERY_S = 1.0
 SAMPLE_MAX_AGE_S = 0.5  # every client polling within this window shares one psutil sample
@@ -241,14 +243,23 @@ class WebServer:
             except (BadRequest, ValueError, UnicodeError):
                 self._reply(writer, 400, {"error": "bad request"})
                 return
-            if req is not None:
+            if req is None:
+                return
+            if len(self._clients) > MAX_CLIENTS:
+                self._reply(writer, 503, {"error": "too many connections"})
+            else:
                 await self._respond(req, writer)
-                await writer.drain()
+            await self._drain(writer)
         except (TimeoutError, ConnectionError):
             pass
         finally:
             self._clients.discard(task)
             writer.close()
+
+    @staticmethod
+    async def _drain(writer: asyncio.StreamWriter) -> None:
+        async with asyncio.timeout(WRITE_TIMEOUT_S):
+            await writer.drain()
 
     def _authorized(self, req: Request) -> bool:
         if self._token is None:
@@ -352,7 +363,7 @@ class WebServer:
             loop = self.sup.loop
             while True:
                 writer.write(sse("status", self.status()))
-                await writer.drain()
+                await self._drain(writer)
                 deadline = loop.time() + SNAPSHOT_EVERY_S
                 while (left := deadline - loop.time()) > 0:
                     try:
@@ -365,6 +376,6 @@ class WebServer:
                     while len(batch) < LOG_BATCH_MAX and not queue.empty():
                         batch.append(queue.get_nowait())
                     writer.write(sse("logs", batch))
-                    await writer.drain()
+                    await self._drain(writer)
         finally:
             ring.unsubscribe(queue)
