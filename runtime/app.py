@@ -9,7 +9,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime.logs import LogSink
 from runtime.policy.lifecycle import AppOutcome, AppStatus
@@ -24,24 +24,13 @@ from runtime.policy.restart import (
     decide_restart,
     reset_state,
 )
-from runtime.policy.rollout import (
-    Action,
-    Event,
-    KillReplacement,
-    OldStopped,
-    ReloadFinished,
-    ReplacementFailed,
-    ReplacementReady,
-    StartReplacement,
-    StopOld,
-    plan_rollout,
-    step_rollout,
-)
-from runtime.policy.scale import ScaleRequest, plan_scale
 from runtime.process import ExitStatus, Reaper, kill_group_now, stop_process, wait_group_gone
 from runtime.readiness import wait_notified, wait_ready
 from runtime.sockets import AppListeners
 from runtime.spec import AppSpec
+
+if TYPE_CHECKING:
+    from runtime.policy.scale import ScaleRequest
 from runtime.worker import Worker, WorkerEnv, start_worker
 
 EXIT_HISTORY = 10
@@ -125,9 +114,9 @@ class App:
 
     def start(self) -> None:
         for index in range(self.spec.instances):
-            self._spawn_into(self._new_slot(index))
+            self.spawn_into(self._new_slot(index))
 
-    def _spawn(self, slot: Slot) -> Worker:
+    def spawn_worker(self, slot: Slot) -> Worker:
         wenv = WorkerEnv(base=self.ctx.base_env, notify_socket=self.ctx.notify_socket)
         if self.listeners is not None:
             self.listeners.ensure_slot(slot.index)
@@ -150,11 +139,11 @@ class App:
         self._own(self._track_readiness(worker))
         return worker
 
-    def _spawn_into(self, slot: Slot) -> Worker:
+    def spawn_into(self, slot: Slot) -> Worker:
         slot.timer = None
         slot.ended = slot.failed = slot.manual_stop = False
         slot.status = AppStatus.LAUNCHING
-        slot.worker = worker = self._spawn(slot)
+        slot.worker = worker = self.spawn_worker(slot)
         return worker
 
     def _own(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -165,7 +154,7 @@ class App:
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            self._app_event("internal_error", level="error", error=repr(task.exception()))
+            self.app_event("internal_error", level="error", error=repr(task.exception()))
 
     # ----- readiness -----------------------------------------------------------------
 
@@ -256,7 +245,7 @@ class App:
         if self.ctx.shutting_down() or self.slots.get(slot.index) is not slot:
             return
         slot.restarts += 1
-        self._spawn_into(slot)
+        self.spawn_into(slot)
 
     # ----- memory --------------------------------------------------------------------
 
@@ -284,14 +273,17 @@ class App:
     async def _replace(self, slot: Slot, old: Worker) -> None:
         """Graceful restart of one slot: overlap when it serves a socket, else stop then start."""
         if self.listeners is not None:
-            await self._reload_slot(slot)
+            from runtime.rolling import replace_slot
+
+            if not await replace_slot(self, slot):
+                old.restart_pending = False  # the next memory check tries again
             return
         old.stopping = True
-        await self._stop_worker(old)
+        await self.stop_worker(old)
         if self.slots.get(slot.index) is slot and not self.ctx.shutting_down():
             slot.restarts += 1
             slot.restart_state = reset_state()
-            self._spawn_into(slot)
+            self.spawn_into(slot)
 
     async def restart_now(self, reason: str) -> None:
         """Restart every instance now (file change, cron, control API), resetting backoff.
@@ -299,7 +291,7 @@ class App:
         Slots waiting to restart or errored start at once; an app serving sockets rolls
         with zero downtime, any other app stops each worker and starts it again.
         """
-        self._app_event("restart_requested", reason=reason)
+        self.app_event("restart_requested", reason=reason)
         running: list[int] = []
         for slot in list(self.slots.values()):
             if slot.timer is not None:
@@ -308,7 +300,7 @@ class App:
             slot.restart_state = reset_state()
             if slot.worker is None or not slot.worker.alive:
                 slot.restarts += 1
-                self._spawn_into(slot)
+                self.spawn_into(slot)
             else:
                 running.append(slot.index)
         if self.listeners is not None:
@@ -336,12 +328,12 @@ class App:
             if slot.worker is not None:
                 slot.status = AppStatus.STOPPING
         await asyncio.gather(
-            *(self._stop_worker(w) for s in slots for w in (s.worker, s.replacing) if w)
+            *(self.stop_worker(w) for s in slots for w in (s.worker, s.replacing) if w)
         )
         for slot in slots:
             slot.worker = slot.replacing = None
             slot.status, slot.ended = AppStatus.STOPPED, True
-        self._app_event("stopped", instances=[s.index for s in slots])
+        self.app_event("stopped", instances=[s.index for s in slots])
         self.ctx.changed()
 
     def start_slots(self, indices: Sequence[int] | None = None) -> list[int]:
@@ -353,7 +345,7 @@ class App:
             if slot.timer is not None:
                 slot.timer.cancel()
             slot.restart_state = reset_state()
-            self._spawn_into(slot)
+            self.spawn_into(slot)
             started.append(slot.index)
         return started
 
@@ -364,11 +356,11 @@ class App:
                 slot.timer.cancel()
                 slot.timer = None
             if slot.worker is not None and slot.worker.alive:
-                await self._stop_worker(slot.worker)
+                await self.stop_worker(slot.worker)
             if self.slots.get(slot.index) is slot and not self.ctx.shutting_down():
                 slot.restarts += 1
                 slot.restart_state = reset_state()
-                self._spawn_into(slot)
+                self.spawn_into(slot)
 
     async def delete_slot(self, index: int) -> None:
         """Stop one instance and forget it (`delete <id>`)."""
@@ -377,14 +369,14 @@ class App:
             return
         if slot.timer is not None:
             slot.timer.cancel()
-        await asyncio.gather(*(self._stop_worker(w) for w in (slot.worker, slot.replacing) if w))
+        await asyncio.gather(*(self.stop_worker(w) for w in (slot.worker, slot.replacing) if w))
         if self.listeners is not None:
             self.listeners.release_slot(index)
         self.ctx.changed()
 
     # ----- stop ----------------------------------------------------------------------
 
-    async def _stop_worker(self, worker: Worker) -> ExitStatus:
+    async def stop_worker(self, worker: Worker) -> ExitStatus:
         worker.stopping = True
         return await stop_process(
             worker.pid,
@@ -401,7 +393,7 @@ class App:
                 slot.timer = None
             if slot.worker is not None:
                 slot.status = AppStatus.STOPPING
-        await asyncio.gather(*(self._stop_worker(w) for w in self.workers()))
+        await asyncio.gather(*(self.stop_worker(w) for w in self.workers()))
         for slot in self.slots.values():
             slot.worker = slot.replacing = None
             slot.status, slot.ended = AppStatus.STOPPED, True
@@ -427,121 +419,38 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    # ----- reload --------------------------------------------------------------------
+    # ----- reload (runtime.rolling does the work; imported on the first reload) ------
 
     async def reload(self, slots: Sequence[int] | None = None) -> bool:
         """Rolling reload, one slot at a time; the first failure stops the rollout."""
-        if self.reloading:
-            self._app_event("reload_skipped", level="warning", reason="a reload is already running")
-            return False
-        self.reloading = True
-        try:
-            rollout, actions = plan_rollout(sorted(self.slots) if slots is None else slots)
-            while True:
-                for action in actions:
-                    if isinstance(action, ReloadFinished):
-                        self._report_reload(action)
-                        return action.ok
-                event = await self._run_rollout_actions(actions)
-                if event is None:
-                    return False
-                rollout, actions = step_rollout(rollout, event)
-        finally:
-            self.reloading = False
+        from runtime.rolling import rolling_reload
 
-    def _report_reload(self, done: ReloadFinished) -> None:
-        if done.ok:
-            self._app_event("reload_done", slots=list(done.reloaded))
-        else:
-            self._app_event(
-                "reload_failed",
-                level="error",
-                slot=done.failed_slot,
-                reason=done.reason,
-                reloaded=list(done.reloaded),
-            )
-
-    async def _run_rollout_actions(self, actions: Sequence[Action]) -> Event | None:
-        event: Event | None = None
-        for action in actions:
-            if self.ctx.shutting_down():
-                return None
-            if isinstance(action, StartReplacement):
-                event = await self._start_replacement(action.slot)
-            elif isinstance(action, StopOld):
-                event = await self._stop_old(action.slot)
-            elif isinstance(action, KillReplacement):
-                slot = self.slots[action.slot]
-                if slot.replacing is not None:
-                    await self._stop_worker(slot.replacing)
-                    slot.replacing = None
-        return event
-
-    async def _start_replacement(self, index: int) -> Event:
-        slot = self.slots.get(index)
-        if slot is None:
-            return ReplacementFailed(index, "slot removed")
-        if slot.worker is None or not slot.worker.alive:
-            if slot.timer is not None:
-                slot.timer.cancel()
-            slot.restart_state = reset_state()
-            fresh = self._spawn_into(slot)  # nothing to overlap with: start it in place
-            if await fresh.ready and fresh.alive:
-                return ReplacementReady(index)
-            return ReplacementFailed(index, _not_ready_reason(fresh))
-        new = self._spawn(slot)
-        slot.replacing = new
-        if await new.ready and new.alive:
-            return ReplacementReady(index)
-        return ReplacementFailed(index, _not_ready_reason(new))
-
-    async def _stop_old(self, index: int) -> Event:
-        slot = self.slots[index]
-        old, new = slot.worker, slot.replacing
-        if new is None:  # the slot was started in place: nothing old to stop
-            return OldStopped(index)
-        slot.worker, slot.replacing = new, None
-        slot.restarts += 1
-        slot.restart_state = reset_state()
-        if new is not None:
-            slot.status = AppStatus.ONLINE
-        if old is not None and old.alive:
-            await self._stop_worker(old)
-        return OldStopped(index)
-
-    async def _reload_slot(self, slot: Slot) -> None:
-        worker = slot.worker
-        event = await self._start_replacement(slot.index)
-        if isinstance(event, ReplacementReady):
-            await self._stop_old(slot.index)
-        elif slot.replacing is not None:
-            await self._stop_worker(slot.replacing)
-            slot.replacing = None
-            if worker is not None:
-                worker.restart_pending = False
+        return await rolling_reload(self, slots)
 
     # ----- scale ---------------------------------------------------------------------
 
     async def scale(self, request: ScaleRequest) -> None:
+        from runtime.policy.scale import plan_scale
+
         plan = plan_scale(sorted(self.slots), request)
         for index in plan.start:
             slot = self._new_slot(index)
-            self._spawn_into(slot)
+            self.spawn_into(slot)
         stops = [self.slots.pop(index) for index in plan.stop]
-        self._app_event(
+        self.app_event(
             "scaled", instances=len(self.slots), started=list(plan.start), stopped=list(plan.stop)
         )
         for slot in stops:
             if slot.timer is not None:
                 slot.timer.cancel()
         await asyncio.gather(
-            *(self._stop_worker(w) for s in stops for w in (s.worker, s.replacing) if w is not None)
+            *(self.stop_worker(w) for s in stops for w in (s.worker, s.replacing) if w is not None)
         )
         if self.listeners is not None:
             for slot in stops:
                 self.listeners.release_slot(slot.index)
             if stops and self.listeners.sharing == "reuseport" and not _tcp_migrate_req():
-                self._app_event(
+                self.app_event(
                     "slot_sockets_closed",
                     level="warning",
                     instances=[s.index for s in stops],
@@ -557,7 +466,7 @@ class App:
             name, level=level, app=self.spec.name, instance=worker.slot, pid=worker.pid, **fields
         )
 
-    def _app_event(self, name: str, *, level: str = "info", **fields: Any) -> None:
+    def app_event(self, name: str, *, level: str = "info", **fields: Any) -> None:
         self.ctx.sink.event(name, level=level, app=self.spec.name, **fields)
 
 
@@ -567,12 +476,6 @@ def _tcp_migrate_req() -> bool:
             return f.read().strip() == "1"
     except OSError:
         return False
-
-
-def _not_ready_reason(worker: Worker) -> str:
-    if worker.exited.done():
-        return f"exited with {worker.exited.result().describe()}"
-    return "not ready within listen_timeout"
 
 
 def _signame(sig: int | None) -> str | None:

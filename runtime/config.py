@@ -13,7 +13,6 @@ import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 from runtime.cpus import cpu_count
 from runtime.errors import ConfigError
@@ -82,7 +81,8 @@ def file_kind(path: str) -> str:
 
 def _read_text(path: str) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as f:
+            return f.read()
     except FileNotFoundError:
         raise ConfigError(path, "no such file") from None
     except UnicodeDecodeError as exc:
@@ -330,7 +330,8 @@ def _read_env_file(app: RawApp, base_dir: str) -> tuple[str | None, dict[str, st
             return None, {}
     path = os.path.normpath(os.path.join(base_dir, os.path.expanduser(given)))
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise app.error("env_file", f"cannot read {given!r}: {reason}") from None

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
-import tempfile
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -103,7 +103,7 @@ class Supervisor:
         self._web: Any = None
         self.draining = False  # SIGTERM received: /health answers 503 from now on
         self._notify: NotifyServer | None = None
-        self._notify_dir: tempfile.TemporaryDirectory[str] | None = None
+        self._notify_dir: str | None = None  # a private temp dir when there is no control path
 
     # ----- setup ---------------------------------------------------------------------
 
@@ -145,9 +145,14 @@ class Supervisor:
         )
 
     async def _start_notify(self) -> None:
-        self._notify_dir = tempfile.TemporaryDirectory(prefix="runtime-notify-")
-        os.chmod(self._notify_dir.name, 0o700)
-        path = os.path.join(self._notify_dir.name, "notify.sock")
+        """NOTIFY_SOCKET lives beside the control socket, in the same private directory."""
+        if self.options.control_path:
+            path = self.options.control_path.removesuffix(".sock") + ".notify"
+        else:
+            import tempfile
+
+            self._notify_dir = tempfile.mkdtemp(prefix="runtime-notify-")
+            path = os.path.join(self._notify_dir, "notify.sock")
         self._notify = NotifyServer(path, self._on_notify)
         await self._notify.start()
 
@@ -288,7 +293,8 @@ class Supervisor:
         if self._notify is not None:
             self._notify.close()
         if self._notify_dir is not None:
-            self._notify_dir.cleanup()
+            with contextlib.suppress(OSError):
+                os.rmdir(self._notify_dir)
 
     async def _start_web(self) -> None:
         if self.options.web is None:

@@ -471,7 +471,12 @@ async def main() -> int:
     grace = float(os.environ.get("GRACEFUL_TIMEOUT", "5"))
     app.stopping = True
     sd_notify("STOPPING=1")
-    server.close()  # stop accepting; with an inherited socket the master keeps its copy
+    # Stop accepting, let what this loop pass accepted attach to the server, then close:
+    # plain asyncio (3.11) drops a connection accepted in the same pass as close().
+    # The master keeps its copy of an inherited socket, so nothing queued is lost.
+    loop.remove_reader(sock.fileno())
+    await asyncio.sleep(0.05)
+    server.close()
     busy = sum(app.connections.values())
     log("info", "shutting down", in_flight=busy, grace_s=grace)
     clean = await app.drain(grace)

@@ -69,10 +69,12 @@ async def main() -> None:
     print(f"serving instance {os.environ.get('RUNTIME_INSTANCE')}", flush=True)
     sd_notify("READY=1")
     await STOPPING.wait()
+    # Stop accepting first, let connections accepted in this loop pass attach to the
+    # server, then close it: asyncio (3.11) drops a connection accepted in the same
+    # pass as Server.close() without answering it (reset by peer).
+    loop.remove_reader(sock.fileno())
+    await asyncio.sleep(0.05)
     server.close()
-    # Connections already accepted are answered before exiting (bounded); their
-    # handler tasks start one loop pass after the accept, hence the first sleep.
-    await asyncio.sleep(0.1)
     deadline = loop.time() + 5
     while ACTIVE and loop.time() < deadline:
         await asyncio.sleep(0.01)

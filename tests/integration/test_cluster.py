@@ -85,7 +85,7 @@ class Load:
                 status, body = get(self.port)
             except (OSError, http.client.HTTPException) as exc:
                 with self._lock:
-                    self.failures.append(repr(exc))
+                    self.failures.append(f"{time.time():.3f} {exc!r}")
                 continue
             with self._lock:
                 if status == 200:
@@ -135,7 +135,11 @@ def test_reload_under_load_fails_no_request(tmp_path: Path, run_master, sharing:
         m.signal(signal.SIGHUP)
         m.wait_event("reload_done", count=2, timeout=20)
         time.sleep(0.3)
-    events = [r for r in m.records if "event" in r]
+    events = [
+        (r["timestamp"], r["event"], r.get("instance"), r.get("pid"))
+        for r in m.records
+        if "event" in r
+    ]
     assert load.failures == [], events
     assert load.ok > 50
     current = {r["pid"] for r in m.events("worker_ready")} - old
