@@ -37,11 +37,6 @@ COPY runtime ./runtime
 RUN pip install --no-deps --no-build-isolation . \
  && rm -rf build ./*.egg-info
 COPY examples/heroku-app ./examples/heroku-app
-# `listen: [":PORT"]` binds 127.0.0.1 unless on Heroku, which `docker run -p` cannot reach.
-# Until the example's ecosystem names its host as "${HOST:-}:${PORT:-3000}", this copy
-# is given exactly that line (a no-op once it does); HOST below makes it 0.0.0.0.
-RUN sed -i 's/"\(:\${PORT:-3000}"\)/"${HOST:-}\1/' examples/heroku-app/ecosystem.config.yml \
- && grep -q '"${HOST:-}:${PORT:-3000}"' examples/heroku-app/ecosystem.config.yml
 
 USER 10001:10001
 WORKDIR /srv/runtime/examples/heroku-app

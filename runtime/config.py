@@ -277,6 +277,34 @@ def _no_interpreter_args(app: RawApp, iargs: tuple[str, ...], why: str) -> None:
         raise app.error("interpreter_args", f"conflicts with {why} (no interpreter to pass them)")
 
 
+_SHELL_KEYWORDS = frozenset(("exec", "cd", "export", "set", "if", "for", "while", "case", "{"))
+
+
+def _has_control_operators(command: str) -> bool:
+    """Unquoted `;`, `&`, `|`, `(`, `)` or newlines, or a leading shell keyword."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|()")
+    lexer.whitespace = " \t"  # a newline stays a token: it separates commands
+    try:
+        tokens = list(lexer)
+    except ValueError:  # unbalanced quotes: leave it to the shell as it is
+        return True
+    if not tokens or tokens[0] in _SHELL_KEYWORDS:
+        return True
+    return any(t == "\n" or (t and set(t) <= set(";&|()")) for t in tokens)
+
+
+def shell_argv(command: str) -> tuple[str, ...]:
+    """`/bin/sh -c`, with `exec` in front of a simple command line.
+
+    `exec` makes the program itself the worker process: it gets the signals, its exit
+    status is the worker's, and LISTEN_PID (the shell's pid) is its own pid, which
+    gunicorn and go-systemd check. A line with shell control operators runs as it is.
+    """
+    if _has_control_operators(command):
+        return ("/bin/sh", "-c", command)
+    return ("/bin/sh", "-c", f"exec {command.strip()}")
+
+
 def _missing_script(app: RawApp, script: str, cwd: str) -> ConfigError:
     return app.error("script", f"expected a file under {cwd} or a command on PATH, got {script!r}")
 
@@ -298,7 +326,7 @@ def resolve_command(
     if target is None and explicit is None and any(c.isspace() for c in script.strip()):
         _no_interpreter_args(app, iargs, "a shell command line")
         command = f"{script} {shlex.join(args)}" if args else script
-        return script, None, ("/bin/sh", "-c", command), (), args
+        return script, None, shell_argv(command), (), args
     if target is None:
         raise _missing_script(app, script, cwd)
     name = INTERPRETERS.get(os.path.splitext(target)[1].lower()) if explicit is None else None
@@ -352,7 +380,7 @@ def resolve_app(
     iargs: tuple[str, ...]
     args: tuple[str, ...]
     if shell:
-        script_path, interp, argv, iargs, args = script, None, ("/bin/sh", "-c", script), (), ()
+        script_path, interp, argv, iargs, args = script, None, shell_argv(script), (), ()
     else:
         path = environ.get("PATH", os.defpath)
         script_path, interp, argv, iargs, args = resolve_command(app, script, cwd, path)

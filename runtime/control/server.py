@@ -19,6 +19,7 @@ from runtime.control.protocol import (
     decode,
     encode,
 )
+from runtime.errors import RuntimeUserError
 
 Reply = dict[str, Any]
 Handler = Callable[[dict[str, Any]], Awaitable[Reply | AsyncIterator[dict[str, Any]]]]
@@ -44,8 +45,23 @@ def _live(path: str) -> bool:
     return True
 
 
+class ControlSocketError(RuntimeUserError):
+    """The control socket cannot be made where it should be."""
+
+
 def bind_control(path: str) -> socket.socket:
-    """Bind the control socket: refuse a live one, replace a stale one, mode 0600."""
+    """Bind the control socket (or say in one line why it cannot be)."""
+    try:
+        return _bind_control(path)
+    except AlreadyRunning:
+        raise
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ControlSocketError(f"control socket {path}: {reason} (set --control PATH)") from None
+
+
+def _bind_control(path: str) -> socket.socket:
+    """Refuse a live socket, replace a stale one, bind with mode 0600."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
     if os.path.exists(path):

@@ -325,16 +325,7 @@ def test_rolling_reload_fails_no_request(tmp_path: Path, run_master, server: str
     "prefix",
     [
         pytest.param("exec ", id="exec-prefixed"),
-        pytest.param(
-            "",
-            id="plain",
-            marks=pytest.mark.xfail(
-                reason="runtime bug: a command-line app runs under `/bin/sh -c` without exec; "
-                "dash forks the command, so LISTEN_PID is the shell's pid and gunicorn or "
-                "go-systemd ignore fd 3",
-                strict=True,
-            ),
-        ),
+        pytest.param("", id="plain"),
     ],
 )
 def test_command_line_app_is_the_listen_pid(tmp_path: Path, run_master, prefix: str) -> None:

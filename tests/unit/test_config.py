@@ -174,7 +174,7 @@ EXPECTED_FULL = [
         True,
         {"GREETING": "bonjour", "DEBUG": "false", "PYTHONUNBUFFERED": "1"},
     ),
-    ("worker", ("-c", "sleep 100"), 1, "fork", None, 5000, False, {}),
+    ("worker", ("-c", "exec sleep 100"), 1, "fork", None, 5000, False, {}),
 ]
 
 
@@ -231,8 +231,8 @@ def test_procfile_lines_become_shell_apps(environ: dict[str, str], web_port: str
     """Each `type: command` line is an app run through /bin/sh -c; web gets $PORT or 5000."""
     eco = load_ecosystem(str(FIXTURES / "Procfile"), environ=environ)
     assert [(s.name, s.argv, dict(s.env)) for s in eco.apps] == [
-        ("web", ("/bin/sh", "-c", "python -m http.server $PORT"), {"PORT": web_port}),
-        ("worker", ("/bin/sh", "-c", "sleep 100"), {}),
+        ("web", ("/bin/sh", "-c", "exec python -m http.server $PORT"), {"PORT": web_port}),
+        ("worker", ("/bin/sh", "-c", "exec sleep 100"), {}),
     ]
     assert all(s.cwd == str(FIXTURES) for s in eco.apps)
 
@@ -422,8 +422,8 @@ def bin_dir(tmp_path: Path) -> Path:
         ({"script": "a.js", "exec_interpreter": "deno"}, ["{bin}/deno", "{d}/a.js"]),
         ({"script": "run", "interpreter": "none", "args": ["--x"]}, ["{d}/run", "--x"]),
         ({"script": "gunicorn", "args": "app:app"}, ["{bin}/gunicorn", "app:app"]),
-        ({"script": "gunicorn app:app -w 2"}, ["/bin/sh", "-c", "gunicorn app:app -w 2"]),
-        ({"script": "echo hi", "args": ["a b"]}, ["/bin/sh", "-c", "echo hi 'a b'"]),
+        ({"script": "gunicorn app:app -w 2"}, ["/bin/sh", "-c", "exec gunicorn app:app -w 2"]),
+        ({"script": "echo hi", "args": ["a b"]}, ["/bin/sh", "-c", "exec echo hi 'a b'"]),
         ({"script": "a.py", "cwd": "sub"}, [sys.executable, "{d}/sub/a.py"]),
         ({"script": "a.py", "interpreter": "./venv/python"}, ["{d}/venv/python", "{d}/a.py"]),
     ],
@@ -516,8 +516,27 @@ def test_format_check_lists_every_setting_and_masks_secrets(tmp_path: Path) -> N
     )
     text = format_check(load_ecosystem(path, environ=ENV))
     assert text.startswith(f"{path}: 1 app\n\nweb\n  script: sleep 1\n")
-    assert "  argv: /bin/sh -c 'sleep 1'\n" in text
+    assert "  argv: /bin/sh -c 'exec sleep 1'\n" in text
     assert "  kill_timeout_ms: 5000\n" in text
     assert "  autorestart: true\n" in text
     assert text.endswith("  env:\n    API_TOKEN=****\n    MODE=prod")
     assert "hunter2" not in text
+
+
+@pytest.mark.parametrize(
+    ("command", "argv"),
+    [
+        ("gunicorn -b :$PORT app:app", ("/bin/sh", "-c", "exec gunicorn -b :$PORT app:app")),
+        ("cd web && npm start", ("/bin/sh", "-c", "cd web && npm start")),
+        ("a | b", ("/bin/sh", "-c", "a | b")),
+        ("exec node server.js", ("/bin/sh", "-c", "exec node server.js")),
+        ("sleep 1; echo x", ("/bin/sh", "-c", "sleep 1; echo x")),
+        ("python -c 'print(1); x()'", ("/bin/sh", "-c", "exec python -c 'print(1); x()'")),
+        ("a\nb", ("/bin/sh", "-c", "a\nb")),
+        ("run > log 2>&1", ("/bin/sh", "-c", "run > log 2>&1")),
+    ],
+    ids=["simple", "and-list", "pipe", "already-exec", "sequence", "quoted", "newline", "redirect"],
+)
+def test_shell_lines_exec_their_program(command: str, argv: tuple[str, ...]) -> None:
+    """A simple command line gets `exec` so the program is the worker (and LISTEN_PID's pid)."""
+    assert config.shell_argv(command) == argv
