@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -10,6 +9,10 @@ from functools import partial
 
 from runtime import __version__
 from runtime.errors import EXIT_OK, EXIT_USAGE, RuntimeUserError, UsageError
+
+TYPE_CHECKING = False  # typing is not imported on the client's path (start-up time)
+if TYPE_CHECKING:
+    import argparse
 
 EXAMPLES = """\
 examples:
@@ -31,15 +34,12 @@ ECOSYSTEM_SUFFIXES = (".yml", ".yaml", ".json", ".toml", ".config.js", ".config.
 LOG_FORMATS = ("json", "pretty", "pm2", "raw")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so errors keep to one line and exit 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    import argparse
+
+    from runtime.argv import Parser
+
+    parser = Parser(
         prog="runtime",
         description="A foreground process runtime for containers (the Python pm2-runtime).",
         epilog=EXAMPLES,
@@ -170,8 +170,9 @@ def _control_key(ns: argparse.Namespace) -> str:
 
 def cmd_check(argv: Sequence[str]) -> int:
     from runtime import config
+    from runtime.argv import Parser
 
-    parser = _Parser(prog="runtime check", usage=CHECK_USAGE)
+    parser = Parser(prog="runtime check", usage=CHECK_USAGE)
     parser.add_argument("file")
     parser.add_argument("--env", dest="env_name")
     parser.add_argument("--only")

@@ -6,26 +6,26 @@ imports only the standard library, orjson and the protocol module.
 
 from __future__ import annotations
 
-import argparse
-import glob
+import json
 import os
 import socket
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
-
-import orjson
 
 from runtime.control.protocol import (
     MAX_LINE,
     SOCKET_SUFFIX,
     control_dir,
     default_socket_path,
-    encode,
     request,
 )
 from runtime.errors import RuntimeUserError, UsageError
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up time)
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
 
 ALIASES = {"ls": "list", "l": "list", "status": "list", "ps": "list"}
 CLIENT_VERBS = (
@@ -68,14 +68,18 @@ def find_socket(explicit: str | None, ecosystem: str | None) -> str:
     if ecosystem:
         return default_socket_path(ecosystem)
     directory = control_dir()
-    live = [p for p in sorted(glob.glob(os.path.join(directory, "*" + SOCKET_SUFFIX))) if _live(p)]
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(SOCKET_SUFFIX))
+    except OSError:
+        names = []
+    live = [p for p in (os.path.join(directory, n) for n in names) if _live(p)]
     if len(live) == 1:
         return live[0]
     if not live:
         raise ClientError(f"no running runtime found in {directory} (pass --control PATH)")
-    names = ", ".join(os.path.basename(p) for p in live)
+    shown = ", ".join(os.path.basename(p) for p in live)
     raise ClientError(
-        f"several runtimes are running ({names}): pass --control PATH or --ecosystem FILE"
+        f"several runtimes are running ({shown}): pass --control PATH or --ecosystem FILE"
     )
 
 
@@ -98,11 +102,11 @@ class Connection:
         self._file = self.sock.makefile("rb")
 
     def send(self, message: dict[str, Any]) -> None:
-        self.sock.sendall(encode(message))
+        self.sock.sendall(json.dumps(message).encode() + b"\n")
 
     def replies(self) -> Iterator[dict[str, Any]]:
         while line := self._file.readline(MAX_LINE):
-            reply = orjson.loads(line)
+            reply = json.loads(line)
             if not isinstance(reply, dict):
                 raise ClientError("malformed reply from the runtime")
             yield reply
@@ -246,7 +250,9 @@ def show_text(info: dict[str, Any]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from runtime.cli import _Parser
+    """The full parser: for --help and for anything the fast path does not take."""
+
+    from runtime.argv import Parser as _Parser
 
     common = _Parser(add_help=False)
     common.add_argument("--control", help="control socket path (default: found automatically)")
@@ -277,11 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _print_json(value: Any) -> None:
-    sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n")
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
     sys.stdout.flush()
 
 
-def _logs(path: str, ns: argparse.Namespace) -> int:
+def _logs(path: str, ns: Args) -> int:
     args = {"lines": ns.lines, "follow": ns.follow}
     conn = Connection(path, timeout_s=None if ns.follow else TIMEOUT_S)
     try:
@@ -295,7 +301,7 @@ def _logs(path: str, ns: argparse.Namespace) -> int:
                 records = reply.get("result") or []
             for record in records:
                 if ns.json:
-                    sys.stdout.buffer.write(orjson.dumps(record) + b"\n")
+                    sys.stdout.write(json.dumps(record) + "\n")
                 else:
                     sys.stdout.write(format_record(record, ns.raw) + "\n")
             sys.stdout.flush()
@@ -308,13 +314,78 @@ def _logs(path: str, ns: argparse.Namespace) -> int:
     return 0
 
 
+class Args:
+    """What a verb's command line says (the fast path fills it without argparse)."""
+
+    def __init__(self, verb: str) -> None:
+        self.verb = verb
+        self.target: str | None = None
+        self.n: str | None = None
+        self.control: str | None = None
+        self.ecosystem: str | None = None
+        self.json = False
+        self.sort = "id"
+        self.lines = 15
+        self.follow = False
+        self.raw = False
+
+
+_POSITIONALS = {
+    "list": 0,
+    "ping": 0,
+    "monit": 0,
+    "logs": -1,
+    "show": 1,
+    "stop": 1,
+    "start": 1,
+    "restart": 1,
+    "reload": 1,
+    "delete": 1,
+    "scale": 2,
+}
+_VALUE_FLAGS = {
+    "--control": "control",
+    "--ecosystem": "ecosystem",
+    "--sort": "sort",
+    "--lines": "lines",
+}
+_BOOL_FLAGS = {"--json": "json", "--follow": "follow", "-f": "follow", "--raw": "raw"}
+
+
+def parse_fast(argv: Sequence[str]) -> Args | None:
+    """Parse the usual verb lines without importing argparse; None means "ask argparse"."""
+    if not argv or argv[0] not in _POSITIONALS:
+        return None
+    ns, positionals, rest = Args(argv[0]), [], list(argv[1:])
+    while rest:
+        word = rest.pop(0)
+        name, eq, value = word.partition("=")
+        if name in _VALUE_FLAGS and (eq or rest):
+            setattr(ns, _VALUE_FLAGS[name], value if eq else rest.pop(0))
+        elif word in _BOOL_FLAGS:
+            setattr(ns, _BOOL_FLAGS[word], True)
+        elif word.startswith("-") and not (ns.verb == "scale" and word[1:].isdigit()):
+            return None  # --help, a typo: argparse says it properly
+        else:
+            positionals.append(word)
+    wanted = _POSITIONALS[ns.verb]
+    if (wanted >= 0 and len(positionals) != wanted) or (wanted < 0 and len(positionals) > 1):
+        return None
+    if not str(ns.lines).isdigit():
+        return None
+    ns.lines = int(ns.lines)
+    ns.target = positionals[0] if positionals else None
+    ns.n = positionals[1] if len(positionals) > 1 else None
+    return ns
+
+
 def main(argv: Sequence[str]) -> int:
     args = list(argv)
     for i, word in enumerate(args):
         if not word.startswith("-"):
             args[i] = ALIASES.get(word, word)
             break
-    ns = build_parser().parse_args(args)
+    ns: Any = parse_fast(args) or build_parser().parse_args(args)
     path = find_socket(ns.control, ns.ecosystem)
     if ns.verb == "logs":
         return _logs(path, ns)

@@ -22,13 +22,12 @@ the same container finds the only one there without configuration.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 from collections.abc import Mapping
-from typing import Any
 
-import orjson
+TYPE_CHECKING = False  # typing is not imported at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 PROTOCOL_VERSION = 1
 SOCKET_MODE = 0o600
@@ -44,10 +43,14 @@ class ControlError(Exception):
 
 
 def encode(message: Mapping[str, Any]) -> bytes:
+    import orjson  # the master's side; the client uses the standard json module
+
     return orjson.dumps(message) + b"\n"
 
 
 def decode(line: bytes) -> dict[str, Any]:
+    import orjson
+
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -72,6 +75,9 @@ def control_dir(environ: Mapping[str, str] | None = None) -> str:
 
 def socket_name(source: str) -> str:
     """`<stem>-<hash8>.sock` for an ecosystem file (or a direct-form command line)."""
+    import hashlib
+    import re
+
     absolute = os.path.abspath(source)
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(absolute))[:40] or "runtime"
     digest = hashlib.sha1(absolute.encode(), usedforsecurity=False).hexdigest()[:8]
