@@ -249,9 +249,13 @@ def test_root_procfile_web_serves_on_port(
     assert body.get("app") == "web", log_path.read_text()
     assert body["message"] == "hello from runtime"
 
+    # Heroku stops a dyno that has booted: wait until every worker is ready.
+    deadline = time.monotonic() + READY_TIMEOUT
+    while log_path.read_text().count('"event":"worker_ready"') < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
     # Heroku's stop: SIGTERM to every process of the dyno at once, SIGKILL 30 s later.
     pids = session_pids(proc.pid)
-    assert len(pids) >= 5  # sh, the master, two web workers, the worker
+    assert len(pids) >= 4  # the master (sh execs it), two web workers, the worker
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -270,4 +274,7 @@ def test_root_procfile_web_serves_on_port(
     ]
     assert "restart_scheduled" not in events
     assert [r["code"] for r in log if r.get("event") == "runtime_exited"] == [0]
-    assert all(r["code"] == 0 for r in log if r.get("event") == "worker_exited")
+    exits = [r for r in log if r.get("event") == "worker_exited"]
+    assert all(r["code"] == 0 for r in exits), [
+        (r["app"], r["code"], r["signal"], r.get("uptime_s")) for r in exits
+    ]
