@@ -50,6 +50,7 @@ APP = "import os, time; print('up', os.getpid(), flush=True); time.sleep(3600)"
 LATENCY_TARGET_MS = 300.0
 IDLE_TARGET_PCT = 0.5
 
+
 def master(directory: Path, apps: list[dict[str, Any]]) -> Proc:
     write_eco(directory, apps)
     env = runtime_env({"PYTHONPATH": str(ROOT)})

@@ -14,11 +14,13 @@ from tests.integration.conftest import Master, py, write_ecosystem
 # Prints its pid, then stays up until stopped.
 SERVE = "import os, time; print('up', os.getpid(), flush=True); time.sleep(3600)"
 
+
 @pytest.fixture
 def start(
     tmp_path: Path, run_master: Callable[..., Master]
 ) -> Callable[[list[dict[str, Any]]], Master]:
     """Write an ecosystem into tmp_path and run a master on it."""
+
     def go(apps: list[dict[str, Any]]) -> Master:
         write_ecosystem(tmp_path / "eco.json", apps)
         return run_master("eco.json", "--control", str(tmp_path / "ctl.sock"))
