@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,19 +37,31 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
+_PROCS: dict[int, Any] = {}  # psutil.Process per pid: built once (it reads /proc to check identity)
+
+
 def _usage(pid: int) -> tuple[int, float] | None:
     import psutil  # loaded on the first sample, not at start-up
 
     try:
-        proc = psutil.Process(pid)
+        proc = _PROCS.get(pid)
+        if proc is None:
+            proc = _PROCS[pid] = psutil.Process(pid)
         with proc.oneshot():
             cpu = proc.cpu_times()
             return proc.memory_info().rss, cpu.user + cpu.system
     except psutil.Error:
+        _PROCS.pop(pid, None)
         return None
 
 
-def sample_tree(root: int, now: float) -> TreeSample | None:
+def forget_gone(alive: set[int]) -> None:
+    """Drop cached process handles of pids no longer sampled."""
+    for pid in [p for p in _PROCS if p not in alive]:
+        del _PROCS[pid]
+
+
+def sample_tree(root: int, now: float, seen: set[int] | None = None) -> TreeSample | None:
     """RSS and CPU time of `root` and every descendant, or None once it is gone."""
     top = _usage(root)
     if top is None:
@@ -56,7 +69,8 @@ def sample_tree(root: int, now: float) -> TreeSample | None:
     rss, cpu = top
     count = 1
     stack = _children(root)
-    seen = {root}
+    seen = set() if seen is None else seen
+    seen.add(root)
     while stack:
         pid = stack.pop()
         if pid in seen:
@@ -70,11 +84,13 @@ def sample_tree(root: int, now: float) -> TreeSample | None:
     return TreeSample(rss_bytes=rss, cpu_seconds=cpu, processes=count, at=now)
 
 
-def sample_trees(roots: Iterable[int], now: float = 0.0) -> dict[int, TreeSample]:
-    """One sample per live root pid."""
+def sample_trees(
+    roots: Iterable[int], now: float = 0.0, seen: set[int] | None = None
+) -> dict[int, TreeSample]:
+    """One sample per live root pid (`seen` collects every pid visited)."""
     out: dict[int, TreeSample] = {}
     for root in roots:
-        sample = sample_tree(root, now)
+        sample = sample_tree(root, now, seen)
         if sample is not None:
             out[root] = sample
     return out
@@ -98,7 +114,9 @@ class Sampler:
         self.last_at = 0.0
 
     def sample(self, pids: Iterable[int], now: float) -> dict[int, TreeSample]:
-        fresh = sample_trees(pids, now)
+        seen: set[int] = set()
+        fresh = sample_trees(pids, now, seen)
+        forget_gone(seen)
         self.cpu = {pid: cpu_percent(self.latest.get(pid), s) for pid, s in fresh.items()}
         self.latest = fresh
         self.last_at = now

@@ -27,6 +27,16 @@ GROUP_POLL_S = 0.02
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+def release_startup_memory() -> None:
+    """Collect start-up garbage (config parsing, imports) and give freed heap back to the OS."""
+    import gc
+
+    gc.collect()
+    trim = getattr(_libc, "malloc_trim", None)  # glibc; absent on musl
+    if trim is not None:
+        trim(0)
+
+
 def set_child_subreaper() -> bool:
     """Adopt orphaned descendants (what PID 1 gets for free), so they are reaped here."""
     if os.getpid() == 1:

@@ -23,12 +23,13 @@ from runtime.metrics import Sampler
 from runtime.notify import NotifyServer
 from runtime.policy.lifecycle import StopKind, decide_auto_exit, decide_stop_signal
 from runtime.policy.scale import ScaleRequest
-from runtime.process import Reaper, set_child_subreaper
+from runtime.process import Reaper, release_startup_memory, set_child_subreaper
 from runtime.sockets import AppListeners, ListenError, bind_app_listeners, parse_listen
 from runtime.spec import AppSpec
 from runtime.worker import Worker
 
 MEMORY_CHECK_S = 0.5
+STARTUP_TRIM_S = 1.0  # after the first workers are up, not in their way
 FINAL_KILL_WAIT_S = 2.0
 
 
@@ -189,6 +190,7 @@ class Supervisor:
         for spec in self.eco.apps:
             self.apps[spec.name] = App(spec, ctx, listeners[spec.name])
         self.sink.event("runtime_started", apps=[s.name for s in self.eco.apps], pid=os.getpid())
+        self.loop.call_later(STARTUP_TRIM_S, release_startup_memory)
         for app in self.apps.values():
             self._start_app(app)
         if any(s.max_memory_restart_bytes for s in self.eco.apps):
