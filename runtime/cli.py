@@ -100,25 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-CONTROL_VERBS = frozenset(
-    (
-        "list",
-        "ls",
-        "l",
-        "status",
-        "ps",
-        "show",
-        "logs",
-        "monit",
-        "stop",
-        "start",
-        "restart",
-        "reload",
-        "delete",
-        "scale",
-        "ping",
-    )
-)
 CHECK_USAGE = "usage: runtime check FILE [--env NAME] [--only A,B]"
 
 
@@ -246,7 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args[:1] == ["check"]:
             return cmd_check(args[1:])
-        if args[:1] and args[0] in CONTROL_VERBS:
+        from runtime.control.protocol import ALIASES, CLIENT_VERBS
+
+        if args[:1] and (args[0] in CLIENT_VERBS or args[0] in ALIASES):
             from runtime.control.client import main as client_main
 
             return client_main(args)

@@ -14,11 +14,13 @@ import time
 from collections.abc import Iterator, Sequence
 
 from runtime.control.protocol import (
+    ALIASES,
     MAX_LINE,
     SOCKET_SUFFIX,
     control_dir,
     default_socket_path,
     request,
+    socket_is_live,
 )
 from runtime.errors import RuntimeUserError, UsageError
 
@@ -27,36 +29,12 @@ if TYPE_CHECKING:
     import argparse
     from typing import Any
 
-ALIASES = {"ls": "list", "l": "list", "status": "list", "ps": "list"}
-CLIENT_VERBS = (
-    "list",
-    "show",
-    "logs",
-    "monit",
-    "stop",
-    "start",
-    "restart",
-    "reload",
-    "delete",
-    "scale",
-    "ping",
-)
 SORT_KEYS = ("name", "id", "pid", "memory", "cpu", "status", "uptime")
 TIMEOUT_S = 60.0
 
 
 class ClientError(RuntimeUserError):
     """A control request that failed: one line, exit 1."""
-
-
-def _live(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(0.5)
-        try:
-            probe.connect(path)
-        except OSError:
-            return False
-    return True
 
 
 def find_socket(explicit: str | None, ecosystem: str | None) -> str:
@@ -72,7 +50,7 @@ def find_socket(explicit: str | None, ecosystem: str | None) -> str:
         names = sorted(n for n in os.listdir(directory) if n.endswith(SOCKET_SUFFIX))
     except OSError:
         names = []
-    live = [p for p in (os.path.join(directory, n) for n in names) if _live(p)]
+    live = [p for p in (os.path.join(directory, n) for n in names) if socket_is_live(p)]
     if len(live) == 1:
         return live[0]
     if not live:

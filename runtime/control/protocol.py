@@ -23,6 +23,7 @@ the same container finds the only one there without configuration.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up time)
@@ -36,6 +37,8 @@ SOCKET_SUFFIX = ".sock"
 MAX_LINE = 1 << 20
 
 VERBS = ("ping", "list", "show", "logs", "stop", "start", "restart", "reload", "delete", "scale")
+CLIENT_VERBS = (*VERBS, "monit")  # monit is the client's own: list and logs in a loop
+ALIASES = {"ls": "list", "l": "list", "status": "list", "ps": "list"}
 
 
 class ControlError(Exception):
@@ -90,3 +93,14 @@ def default_socket_path(source: str, environ: Mapping[str, str] | None = None) -
     if explicit:
         return explicit
     return os.path.join(control_dir(env), socket_name(source))
+
+
+def socket_is_live(path: str) -> bool:
+    """Whether a runtime answers on this control socket (a refused connect means stale)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True

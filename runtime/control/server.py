@@ -18,6 +18,7 @@ from runtime.control.protocol import (
     ControlError,
     decode,
     encode,
+    socket_is_live,
 )
 from runtime.errors import RuntimeUserError
 
@@ -33,16 +34,6 @@ def peer_uid(sock: socket.socket) -> int:
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
     return int(uid)
-
-
-def _live(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(0.5)
-        try:
-            probe.connect(path)
-        except OSError:
-            return False
-    return True
 
 
 class ControlSocketError(RuntimeUserError):
@@ -65,7 +56,7 @@ def _bind_control(path: str) -> socket.socket:
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
     if os.path.exists(path):
-        if _live(path):
+        if socket_is_live(path):
             raise AlreadyRunning(
                 f"another runtime is already running this ecosystem (control socket {path})"
             )
