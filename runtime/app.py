@@ -31,7 +31,9 @@ from runtime.spec import AppSpec
 
 if TYPE_CHECKING:
     from runtime.policy.scale import ScaleRequest
-from runtime.worker import Worker, WorkerEnv, start_worker
+from runtime.early import worker_env
+from runtime.spawn import Forked, fork_worker
+from runtime.worker import Worker, adopt_worker
 
 EXIT_HISTORY = 10
 
@@ -112,24 +114,24 @@ class App:
 
     # ----- start ---------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, forked: Sequence[Forked] = ()) -> None:
+        """Start every instance, taking over those forked before the loop existed."""
+        adopted = {f.slot: f for f in forked}
         for index in range(self.spec.instances):
-            self.spawn_into(self._new_slot(index))
+            slot = self._new_slot(index)
+            if index in adopted:
+                self._begin(slot, self._adopt(slot, adopted[index]))
+            else:
+                self.spawn_into(slot)
 
     def spawn_worker(self, slot: Slot) -> Worker:
-        wenv = WorkerEnv(base=self.ctx.base_env, notify_socket=self.ctx.notify_socket)
-        if self.listeners is not None:
-            self.listeners.ensure_slot(slot.index)
-            wenv = WorkerEnv(
-                base=self.ctx.base_env,
-                notify_socket=self.ctx.notify_socket,
-                listen_fds=tuple(self.listeners.fds_for_slot(slot.index)),
-                listen_names=tuple(self.listeners.names_for_slot(slot.index)),
-            )
-        worker = start_worker(
+        env = worker_env(self.ctx.base_env, self.ctx.notify_socket, self.listeners, slot.index)
+        return self._adopt(slot, fork_worker(self.spec, slot.index, env))
+
+    def _adopt(self, slot: Slot, forked: Forked) -> Worker:
+        worker = adopt_worker(
             self.spec,
-            slot.index,
-            wenv,
+            forked,
             sink=self.ctx.sink,
             reaper=self.ctx.reaper,
             loop=self.ctx.loop,
@@ -140,10 +142,13 @@ class App:
         return worker
 
     def spawn_into(self, slot: Slot) -> Worker:
+        return self._begin(slot, self.spawn_worker(slot))
+
+    def _begin(self, slot: Slot, worker: Worker) -> Worker:
         slot.timer = None
         slot.ended = slot.failed = slot.manual_stop = False
         slot.status = AppStatus.LAUNCHING
-        slot.worker = worker = self.spawn_worker(slot)
+        slot.worker = worker
         return worker
 
     def _own(self, coro: Coroutine[Any, Any, None]) -> None:

@@ -190,16 +190,24 @@ def _with_sharing(load: Callable[[], object], sharing: str) -> object:
 
 
 def _run_master(eco: object, load: Callable[[], object], ns: argparse.Namespace) -> int:
-    import asyncio
-
-    import uvloop
-
     from runtime.config import Ecosystem
     from runtime.control.protocol import default_socket_path
-    from runtime.logs import LogFormat, LogSink, default_format
-    from runtime.supervisor import Options, Supervisor
+    from runtime.early import start_early
 
     assert isinstance(eco, Ecosystem)
+    control_path = ns.control or default_socket_path(_control_key(ns))
+    # Sockets bound and workers forked before asyncio is even imported (runtime.early).
+    early = start_early(eco, control_path)
+    try:
+        import asyncio
+
+        import uvloop
+
+        from runtime.logs import LogFormat, LogSink, default_format
+        from runtime.supervisor import Options, Supervisor
+    except BaseException:
+        early.close()
+        raise
     fmt = LogFormat(ns.log_format) if ns.log_format else default_format(1)
 
     async def main() -> int:
@@ -210,12 +218,12 @@ def _run_master(eco: object, load: Callable[[], object], ns: argparse.Namespace)
             options = Options(
                 auto_exit=not ns.no_auto_exit,
                 reload_config=load,  # type: ignore[arg-type]
-                control_path=ns.control or default_socket_path(_control_key(ns)),
+                control_path=control_path,
                 web=ns.web,
                 web_token=ns.web_token,
                 shutdown_delay_s=max(0.0, ns.shutdown_delay),
             )
-            return await Supervisor(eco, sink, options).run()
+            return await Supervisor(eco, sink, options, early).run()
         finally:
             await sink.aclose()
 

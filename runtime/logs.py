@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import itertools
 import os
 import stat
@@ -43,14 +42,13 @@ from runtime.logfmt import (
     make_formatter,
     utc_timestamp,
 )
+from runtime.spawn import grow_pipe, make_pipe
 
 __all__ = ["LogFormat", "LogSink", "WorkerLogs", "configure", "default_format", "make_pipe"]
 
 READ_SIZE = 1 << 20  # one os.read
 READ_BUDGET = 4 << 20  # bytes read per readiness callback before yielding to the loop
 DRAIN_BUDGET = 64 << 20  # drain() stops here even if a grandchild keeps writing
-PIPE_SIZE = 1 << 20
-F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _IOV_MAX = 512  # buffers per writev (Linux allows 1024)
 
 
@@ -60,23 +58,6 @@ def default_format(fd: int = 1) -> LogFormat:
         return LogFormat.PRETTY if os.isatty(fd) else LogFormat.JSON
     except OSError:
         return LogFormat.JSON
-
-
-def _grow_pipe(fd: int, size: int = PIPE_SIZE) -> None:
-    """Ask for a bigger pipe buffer: fewer wake-ups per MiB; refusal (quota, EPERM) is fine."""
-    with contextlib.suppress(OSError):
-        fcntl.fcntl(fd, F_SETPIPE_SZ, size)
-
-
-def make_pipe() -> tuple[int, int]:
-    """A pipe for a worker's stdout or stderr: `(read_fd, write_fd)`, 1 MiB buffer.
-
-    Both ends are O_CLOEXEC so no other worker inherits them (a leaked write end would
-    keep the pipe from ever reaching EOF); dup2 onto fd 1/2 in the child clears the flag.
-    """
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    _grow_pipe(read_fd)
-    return read_fd, write_fd
 
 
 class LogSink:
@@ -113,7 +94,7 @@ class LogSink:
         if self._nonblocking:
             os.set_blocking(fd, False)
             if stat.S_ISFIFO(mode):
-                _grow_pipe(fd)
+                grow_pipe(fd)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

@@ -85,16 +85,18 @@ class NotifyServer:
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def start(self) -> None:
-        """Bind the socket (replacing a leftover file) and start reading on this loop."""
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Read `sock` (bound before the loop) or bind the path now, on this loop."""
         loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        if sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
-            sock.setblocking(False)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)  # our private directory: a leftover is a dead master's
-            sock.bind(self.path)
+            if sock.getsockname() in ("", b"", None):
+                sock.setblocking(False)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)  # our private directory: a leftover is a dead master's
+                sock.bind(self.path)
             loop.add_reader(sock.fileno(), self._drain)
         except BaseException:
             sock.close()

@@ -1,143 +1,41 @@
-"""Spawning, reaping and stopping worker processes (the only place that forks or waits).
+"""Reaping and stopping worker processes (the only place that waits for them).
 
-A worker is forked and exec'd by hand rather than with `subprocess`, because the
-systemd socket-activation protocol wants `LISTEN_PID` to be the worker's own pid,
-which is only known between fork and exec. The child also gets its own process
-group and a parent-death signal, so it never outlives a killed master.
+Forking lives in `runtime.spawn`; this module adds what needs the event loop: the one
+`waitpid` caller and the one stop helper.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import fcntl
 import os
 import signal
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
-from runtime.errors import SD_LISTEN_FDS_START
+from runtime.spawn import (
+    EXEC_FAILED_CODE,
+    ExitStatus,
+    SpawnRequest,
+    release_startup_memory,
+    set_child_subreaper,
+    spawn,
+)
 
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
-EXEC_FAILED_CODE = 127
+__all__ = [
+    "EXEC_FAILED_CODE",
+    "ExitStatus",
+    "Reaper",
+    "SpawnRequest",
+    "kill_group_now",
+    "release_startup_memory",
+    "set_child_subreaper",
+    "signal_worker",
+    "spawn",
+    "stop_process",
+    "wait_group_gone",
+]
+
 GROUP_POLL_S = 0.02
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def release_startup_memory() -> None:
-    """Collect start-up garbage (config parsing, imports) and give freed heap back to the OS."""
-    import gc
-
-    gc.collect()
-    trim = getattr(_libc, "malloc_trim", None)  # glibc; absent on musl
-    if trim is not None:
-        trim(0)
-
-
-def set_child_subreaper() -> bool:
-    """Adopt orphaned descendants (what PID 1 gets for free), so they are reaped here."""
-    if os.getpid() == 1:
-        return True
-    return int(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
-
-
-@dataclass(frozen=True, slots=True)
-class ExitStatus:
-    """How a worker ended: an exit code or the signal that killed it."""
-
-    code: int | None
-    signal: int | None
-
-    @classmethod
-    def from_wait(cls, status: int) -> ExitStatus:
-        if os.WIFSIGNALED(status):
-            return cls(code=None, signal=os.WTERMSIG(status))
-        return cls(code=os.waitstatus_to_exitcode(status), signal=None)
-
-    @property
-    def clean(self) -> bool:
-        return self.code == 0
-
-    def describe(self) -> str:
-        if self.signal is not None:
-            name = signal.Signals(self.signal).name if self.signal in _SIGNALS else str(self.signal)
-            return f"signal {name}"
-        return f"code {self.code}"
-
-
-_SIGNALS = {s.value for s in signal.Signals}
-
-
-@dataclass(slots=True)
-class SpawnRequest:
-    """Everything needed to fork and exec one worker."""
-
-    argv: Sequence[str]
-    cwd: str
-    env: Mapping[str, str]
-    stdout_fd: int
-    stderr_fd: int
-    listen_fds: Sequence[int] = ()
-
-
-def _child(req: SpawnRequest, parent_pid: int) -> None:
-    """Runs in the forked child: only async-signal-tolerant os calls, then exec."""
-    try:
-        os.setpgid(0, 0)
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent_pid:
-            os._exit(EXEC_FAILED_CODE)
-        for sig in (
-            signal.SIGCHLD,
-            signal.SIGPIPE,
-            signal.SIGXFSZ,
-            signal.SIGINT,
-            signal.SIGTERM,
-            signal.SIGHUP,
-            signal.SIGQUIT,
-            signal.SIGUSR1,
-            signal.SIGTTIN,
-            signal.SIGTTOU,
-        ):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        count = len(req.listen_fds)
-        # Move every fd we hand down above the target range first, so no dup2 clobbers one.
-        floor = SD_LISTEN_FDS_START + count
-        out, err = (
-            fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor) for fd in (req.stdout_fd, req.stderr_fd)
-        )
-        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor) for fd in req.listen_fds]
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(out, 1)
-        os.dup2(err, 2)
-        for i, fd in enumerate(moved):
-            os.dup2(fd, SD_LISTEN_FDS_START + i, inheritable=True)
-        env = dict(req.env)
-        if count:
-            env["LISTEN_PID"] = str(os.getpid())
-        os.chdir(req.cwd)
-        os.execvpe(req.argv[0], list(req.argv), env)
-    except BaseException as exc:
-        with contextlib.suppress(BaseException):
-            msg = f"runtime: cannot start {req.argv[0]!r}: {exc}\n".encode(errors="replace")
-            os.write(2, msg)
-    os._exit(EXEC_FAILED_CODE)
-
-
-def spawn(req: SpawnRequest) -> int:
-    """Fork and exec one worker in its own process group; return its pid."""
-    parent = os.getpid()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child execs or exits
-        _child(req, parent)
-    with contextlib.suppress(OSError):
-        os.setpgid(pid, pid)  # also in the parent, so a kill right away reaches the group
-    return pid
 
 
 class Reaper:

@@ -7,7 +7,7 @@ import contextlib
 import itertools
 import os
 import signal
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -15,7 +15,8 @@ from typing import Any
 from runtime.app import App, AppContext
 from runtime.config import Ecosystem
 from runtime.control.handler import ControlHandler
-from runtime.control.server import AlreadyRunning, ControlServer
+from runtime.control.server import ControlServer
+from runtime.early import Early, bind_apps, release_signals, start_early
 from runtime.errors import ConfigError, RuntimeUserError
 from runtime.logring import LogRing
 from runtime.logs import LogSink
@@ -23,8 +24,9 @@ from runtime.metrics import Sampler
 from runtime.notify import NotifyServer
 from runtime.policy.lifecycle import StopKind, decide_auto_exit, decide_stop_signal
 from runtime.policy.scale import ScaleRequest
-from runtime.process import Reaper, release_startup_memory, set_child_subreaper
-from runtime.sockets import AppListeners, ListenError, bind_app_listeners, parse_listen
+from runtime.process import Reaper, release_startup_memory
+from runtime.sockets import AppListeners
+from runtime.spawn import Forked
 from runtime.spec import AppSpec
 from runtime.worker import Worker
 
@@ -85,8 +87,11 @@ class Options:
 class Supervisor:
     """Owns every app; signal handlers only enqueue, the main loop does the work."""
 
-    def __init__(self, eco: Ecosystem, sink: LogSink, options: Options) -> None:
+    def __init__(
+        self, eco: Ecosystem, sink: LogSink, options: Options, early: Early | None = None
+    ) -> None:
         self.eco = eco
+        self.early = early
         self.sink = sink
         self.options = options
         self.loop = asyncio.get_running_loop()
@@ -108,27 +113,8 @@ class Supervisor:
 
     # ----- setup ---------------------------------------------------------------------
 
-    def _bind(self, spec: AppSpec) -> AppListeners | None:
-        if not spec.listen:
-            return None
-        try:
-            addresses = [parse_listen(text, environ=os.environ) for text in spec.listen]
-            return bind_app_listeners(addresses, spec.socket_sharing, range(spec.instances))
-        except (ValueError, ListenError) as exc:
-            raise ConfigError(self.eco.file, str(exc), key=f"{spec.name}.listen") from None
-
     def _bind_all(self, specs: tuple[AppSpec, ...]) -> dict[str, AppListeners | None]:
-        """Bind every listener before any worker starts; all or nothing."""
-        bound: dict[str, AppListeners | None] = {}
-        try:
-            for spec in specs:
-                bound[spec.name] = self._bind(spec)
-        except ConfigError:
-            for listeners in bound.values():
-                if listeners is not None:
-                    listeners.close()
-            raise
-        return bound
+        return bind_apps(self.eco.file, specs)
 
     def _next_id(self) -> int:
         return next(self._ids)
@@ -145,17 +131,11 @@ class Supervisor:
             next_id=self._next_id,
         )
 
-    async def _start_notify(self) -> None:
-        """NOTIFY_SOCKET lives beside the control socket, in the same private directory."""
-        if self.options.control_path:
-            path = self.options.control_path.removesuffix(".sock") + ".notify"
-        else:
-            import tempfile
-
-            self._notify_dir = tempfile.mkdtemp(prefix="runtime-notify-")
-            path = os.path.join(self._notify_dir, "notify.sock")
-        self._notify = NotifyServer(path, self._on_notify)
-        await self._notify.start()
+    async def _start_notify(self, early: Early) -> None:
+        """NOTIFY_SOCKET (bound before the loop, beside the control socket)."""
+        self._notify_dir = early.notify_dir
+        self._notify = NotifyServer(early.notify_path, self._on_notify)
+        await self._notify.start(sock=early.notify_sock)
 
     def _install_signals(self) -> None:
         for sig, command in SIGNAL_COMMANDS.items():
@@ -164,35 +144,32 @@ class Supervisor:
 
     # ----- run -----------------------------------------------------------------------
 
-    async def _start_control(self) -> None:
-        if self.options.control_path is None:
+    async def _start_control(self, early: Early) -> None:
+        if early.control_sock is None or self.options.control_path is None:
             return
-        server = ControlServer(self.options.control_path, ControlHandler(self))
-        try:
-            await server.start()
-        except AlreadyRunning as exc:
-            raise RuntimeUserError(str(exc)) from None
-        self._control = server
+        self._control = ControlServer(self.options.control_path, ControlHandler(self))
+        await self._control.start(sock=early.control_sock)
 
     async def run(self) -> int:
-        """Start everything, serve commands until told to exit; return the exit code."""
-        await self._start_control()
+        """Take over what was started before the loop, serve commands; return the exit code."""
+        early = self.early or start_early(self.eco, self.options.control_path)
         try:
-            listeners = self._bind_all(self.eco.apps)
+            await self._start_control(early)
             await self._start_web()
-        except (ConfigError, RuntimeUserError):
+        except BaseException:
             await self._close_control()
+            early.close()
             raise
-        set_child_subreaper()
-        self._install_signals()
-        await self._start_notify()
+        await self._start_notify(early)
         ctx = self._context()
         for spec in self.eco.apps:
-            self.apps[spec.name] = App(spec, ctx, listeners[spec.name])
+            self.apps[spec.name] = App(spec, ctx, early.listeners[spec.name])
         self.sink.event("runtime_started", apps=[s.name for s in self.eco.apps], pid=os.getpid())
-        self.loop.call_later(STARTUP_TRIM_S, release_startup_memory)
         for app in self.apps.values():
-            self._start_app(app)
+            self._start_app(app, early.workers.get(app.spec.name, ()))
+        self._install_signals()  # the reaper last: every early worker's pid is watched
+        release_signals()
+        self.loop.call_later(STARTUP_TRIM_S, release_startup_memory)
         if any(s.max_memory_restart_bytes for s in self.eco.apps):
             self._own(self._watch_memory())
         try:
@@ -325,8 +302,8 @@ class Supervisor:
         self.sink.event("app_deleted", app=name)
         self._check_auto_exit()
 
-    def _start_app(self, app: App) -> None:
-        app.start()
+    def _start_app(self, app: App, forked: Sequence[Forked] = ()) -> None:
+        app.start(forked)
         self._start_devloop(app)
 
     def _start_devloop(self, app: App) -> None:

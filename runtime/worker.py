@@ -3,48 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from runtime.logs import LogSink, WorkerLogs, make_pipe
-from runtime.process import ExitStatus, Reaper, SpawnRequest, spawn
+from runtime.logs import LogSink, WorkerLogs
+from runtime.process import ExitStatus, Reaper
+from runtime.spawn import Forked, WorkerEnv, fork_worker
 from runtime.spec import AppSpec
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerEnv:
-    """What the master adds to every worker's environment, besides the app's own."""
-
-    base: Mapping[str, str]
-    notify_socket: str | None
-    listen_fds: tuple[int, ...] = ()
-    listen_names: tuple[str, ...] = ()
-
-
-def worker_environment(spec: AppSpec, slot: int, wenv: WorkerEnv) -> dict[str, str]:
-    """The full environment of one worker (DESIGN.md, Workers)."""
-    env = dict(wenv.base)
-    env.update(spec.env)
-    env["RUNTIME_APP"] = spec.name
-    env["RUNTIME_INSTANCE"] = str(slot)
-    env["NODE_APP_INSTANCE"] = str(slot)
-    if spec.instance_var:
-        env[spec.instance_var] = str(slot)
-    if spec.increment_var:
-        base = env.get(spec.increment_var, "0")
-        try:
-            env[spec.increment_var] = str(int(base) + slot)
-        except ValueError:
-            env[spec.increment_var] = base
-    for key in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"):
-        env.pop(key, None)
-    if wenv.listen_fds:
-        env["LISTEN_FDS"] = str(len(wenv.listen_fds))
-        env["LISTEN_FDNAMES"] = ":".join(wenv.listen_names)
-    if wenv.notify_socket:
-        env["NOTIFY_SOCKET"] = wenv.notify_socket
-    return env
 
 
 @dataclass(eq=False)
@@ -83,6 +49,37 @@ class Worker:
             self.notified.set_result(None)
 
 
+def adopt_worker(
+    spec: AppSpec,
+    forked: Forked,
+    *,
+    sink: LogSink,
+    reaper: Reaper,
+    loop: asyncio.AbstractEventLoop,
+    on_exit: Callable[[Worker, ExitStatus], None],
+) -> Worker:
+    """Wire a forked worker's pipes to the log sink and its exit to the reaper."""
+    logs = WorkerLogs(
+        sink,
+        app=spec.name,
+        instance=forked.slot,
+        pid=forked.pid,
+        stdout_fd=forked.stdout_fd,
+        stderr_fd=forked.stderr_fd,
+    )
+    age = time.monotonic() - forked.started_at
+    worker = Worker(
+        app=spec.name,
+        slot=forked.slot,
+        pid=forked.pid,
+        started_at=loop.time() - age,
+        logs=logs,
+        exited=loop.create_future(),
+    )
+    reaper.watch(forked.pid, lambda status: on_exit(worker, status))
+    return worker
+
+
 def start_worker(
     spec: AppSpec,
     slot: int,
@@ -94,30 +91,5 @@ def start_worker(
     on_exit: Callable[[Worker, ExitStatus], None],
 ) -> Worker:
     """Fork/exec one worker with its pipes wired to the log sink and its exit to the reaper."""
-    out_r, out_w = make_pipe()
-    err_r, err_w = make_pipe()
-    req = SpawnRequest(
-        argv=spec.argv,
-        cwd=spec.cwd,
-        env=worker_environment(spec, slot, wenv),
-        stdout_fd=out_w,
-        stderr_fd=err_w,
-        listen_fds=wenv.listen_fds,
-    )
-    try:
-        pid = spawn(req)
-    finally:
-        os.close(out_w)
-        os.close(err_w)
-    exited: asyncio.Future[ExitStatus] = loop.create_future()
-    logs = WorkerLogs(sink, app=spec.name, instance=slot, pid=pid, stdout_fd=out_r, stderr_fd=err_r)
-    worker = Worker(
-        app=spec.name,
-        slot=slot,
-        pid=pid,
-        started_at=loop.time(),
-        logs=logs,
-        exited=exited,
-    )
-    reaper.watch(pid, lambda status: on_exit(worker, status))
-    return worker
+    forked = fork_worker(spec, slot, wenv)
+    return adopt_worker(spec, forked, sink=sink, reaper=reaper, loop=loop, on_exit=on_exit)

@@ -4,79 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import os
 import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from runtime.control.bind import bind_control
 from runtime.control.protocol import (
-    DIR_MODE,
     MAX_LINE,
-    SOCKET_MODE,
     ControlError,
     decode,
     encode,
-    socket_is_live,
 )
-from runtime.errors import RuntimeUserError
 
 Reply = dict[str, Any]
 Handler = Callable[[dict[str, Any]], Awaitable[Reply | AsyncIterator[dict[str, Any]]]]
-
-
-class AlreadyRunning(Exception):
-    """Another master answers on this control socket."""
 
 
 def peer_uid(sock: socket.socket) -> int:
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
     return int(uid)
-
-
-class ControlSocketError(RuntimeUserError):
-    """The control socket cannot be made where it should be."""
-
-
-def bind_control(path: str) -> socket.socket:
-    """Bind the control socket (or say in one line why it cannot be)."""
-    try:
-        return _bind_control(path)
-    except AlreadyRunning:
-        raise
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise ControlSocketError(f"control socket {path}: {reason} (set --control PATH)") from None
-
-
-def _bind_control(path: str) -> socket.socket:
-    """Refuse a live socket, replace a stale one, bind with mode 0600."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
-    if os.path.exists(path):
-        if socket_is_live(path):
-            raise AlreadyRunning(
-                f"another runtime is already running this ecosystem (control socket {path})"
-            )
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o177)
-    try:
-        sock.bind(path)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise AlreadyRunning(f"control socket {path} is in use") from None
-        raise
-    finally:
-        os.umask(old_umask)
-    os.chmod(path, SOCKET_MODE)
-    sock.listen(64)
-    sock.setblocking(False)
-    return sock
 
 
 class ControlServer:
@@ -88,8 +37,9 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
         self._uid = os.geteuid()
 
-    async def start(self) -> None:
-        sock = bind_control(self.path)
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Serve on `sock` (bound before the loop started) or bind the path now."""
+        sock = bind_control(self.path) if sock is None else sock
         self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_LINE)
 
     async def close(self) -> None:

@@ -381,3 +381,19 @@ def test_usage_error_exits_2(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
+
+
+def test_sigterm_right_after_the_workers_fork_is_not_lost(tmp_path: Path, run_master) -> None:
+    """A SIGTERM that lands while the master is still starting is held and handled: exit 0."""
+    marker = tmp_path / "forked"
+    code = f"import time,pathlib\npathlib.Path({str(marker)!r}).write_text('x')\ntime.sleep(60)"
+    eco = write_ecosystem(tmp_path / "eco.json", [{"name": "w", **py(code)}])
+    m = run_master(str(eco))
+    deadline = time.monotonic() + 20
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    m.signal(signal.SIGTERM)
+    assert m.wait_exit(20) == 0
+    assert m.events("stop_requested")
+    pid = m.events("worker_started")[0]["pid"]
+    assert not pid_alive(pid)

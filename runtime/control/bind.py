@@ -1,0 +1,58 @@
+"""Binding the control socket: plain sockets, usable before the event loop exists."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+
+from runtime.control.protocol import DIR_MODE, SOCKET_MODE, socket_is_live
+from runtime.errors import RuntimeUserError
+
+
+class AlreadyRunning(RuntimeUserError):
+    """Another master answers on this control socket."""
+
+
+class ControlSocketError(RuntimeUserError):
+    """The control socket cannot be made where it should be."""
+
+
+def bind_control(path: str) -> socket.socket:
+    """Bind the control socket (or say in one line why it cannot be)."""
+    try:
+        return _bind_control(path)
+    except AlreadyRunning:
+        raise
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ControlSocketError(f"control socket {path}: {reason} (set --control PATH)") from None
+
+
+def _bind_control(path: str) -> socket.socket:
+    """Refuse a live socket, replace a stale one, bind with mode 0600."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
+    if os.path.exists(path):
+        if socket_is_live(path):
+            raise AlreadyRunning(
+                f"another runtime is already running this ecosystem (control socket {path})"
+            )
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise AlreadyRunning(f"control socket {path} is in use") from None
+        raise
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, SOCKET_MODE)
+    sock.listen(64)
+    sock.setblocking(False)
+    return sock

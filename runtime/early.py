@@ -1,0 +1,165 @@
+"""The master's first steps, before its event loop exists: sockets bound, workers forked.
+
+Importing asyncio and uvloop costs the master more than everything else it does at start
+(bench/RESULTS.md, "Start-up"), so the workers are forked before that: they boot while
+the master imports, a connection made meanwhile waits in a listener's backlog, a
+READY=1 waits in the notify socket, and output waits in the pipes. The signals the
+master handles are held pending until its loop has handlers for them. Nothing here
+imports asyncio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from runtime.config import Ecosystem
+from runtime.control.bind import bind_control
+from runtime.errors import ConfigError
+from runtime.sockets import AppListeners, ListenError, bind_app_listeners, parse_listen
+from runtime.spawn import Forked, WorkerEnv, fork_worker, set_child_subreaper
+from runtime.spec import AppSpec
+
+HELD_SIGNALS = frozenset(
+    {
+        signal.SIGTERM,
+        signal.SIGINT,
+        signal.SIGQUIT,
+        signal.SIGHUP,
+        signal.SIGUSR1,
+        signal.SIGTTIN,
+        signal.SIGTTOU,
+        signal.SIGCHLD,
+    }
+)
+
+
+@dataclass
+class Early:
+    """Everything bound and forked before the event loop, for the supervisor to take over."""
+
+    listeners: dict[str, AppListeners | None]
+    notify_path: str
+    notify_sock: socket.socket
+    control_sock: socket.socket | None = None
+    notify_dir: str | None = None
+    workers: dict[str, list[Forked]] = field(default_factory=dict)  # per app
+
+    def close(self) -> None:
+        """Undo it all (a failure before the loop took over)."""
+        for listeners in self.listeners.values():
+            if listeners is not None:
+                listeners.close()
+        for sock, path in ((self.notify_sock, self.notify_path), (self.control_sock, None)):
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    if path is None:
+                        path = sock.getsockname()
+                    sock.close()
+                    os.unlink(path)
+        release_signals()
+
+
+def hold_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+
+
+def release_signals() -> None:
+    """Deliver what arrived meanwhile (call once the loop's handlers are installed)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
+
+
+def bind_app(file: str, spec: AppSpec) -> AppListeners | None:
+    """Every listener of one app, or a ConfigError naming its `listen` key (exit 78)."""
+    if not spec.listen:
+        return None
+    try:
+        addresses = [parse_listen(text, environ=os.environ) for text in spec.listen]
+        return bind_app_listeners(addresses, spec.socket_sharing, range(spec.instances))
+    except (ValueError, ListenError) as exc:
+        raise ConfigError(file, str(exc), key=f"{spec.name}.listen") from None
+
+
+def bind_apps(file: str, specs: tuple[AppSpec, ...]) -> dict[str, AppListeners | None]:
+    """Bind every listener before any worker starts; all or nothing."""
+    bound: dict[str, AppListeners | None] = {}
+    try:
+        for spec in specs:
+            bound[spec.name] = bind_app(file, spec)
+    except ConfigError:
+        for listeners in bound.values():
+            if listeners is not None:
+                listeners.close()
+        raise
+    return bound
+
+
+def bind_notify(path: str) -> socket.socket:
+    """The sd_notify datagram socket, credentials on so senders are known by pid."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # our private directory: a leftover is a dead master's
+        sock.bind(path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def notify_path(control_path: str | None) -> tuple[str, str | None]:
+    """NOTIFY_SOCKET beside the control socket; a private temp dir when there is none."""
+    if control_path:
+        return control_path.removesuffix(".sock") + ".notify", None
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="runtime-notify-")
+    return os.path.join(directory, "notify.sock"), directory
+
+
+def start_early(eco: Ecosystem, control_path: str | None) -> Early:
+    """Bind the control socket, the listeners and the notify socket, then fork every worker."""
+    hold_signals()
+    control = None
+    try:
+        control = bind_control(control_path) if control_path else None
+        listeners = bind_apps(eco.file, eco.apps)
+    except BaseException:
+        if control is not None:
+            with contextlib.suppress(OSError):
+                control.close()
+                os.unlink(control_path or "")
+        release_signals()
+        raise
+    path, directory = notify_path(control_path)
+    early = Early(listeners, path, bind_notify(path), control, directory)
+    set_child_subreaper()
+    base = dict(os.environ)
+    for spec in eco.apps:
+        bound = listeners[spec.name]
+        early.workers[spec.name] = [
+            fork_worker(spec, slot, worker_env(base, path, bound, slot))
+            for slot in range(spec.instances)
+        ]
+    return early
+
+
+def worker_env(
+    base: Mapping[str, str], notify: str | None, listeners: AppListeners | None, slot: int
+) -> WorkerEnv:
+    """What the master adds for one slot: NOTIFY_SOCKET and the slot's listeners."""
+    if listeners is None:
+        return WorkerEnv(base=base, notify_socket=notify)
+    listeners.ensure_slot(slot)
+    return WorkerEnv(
+        base=base,
+        notify_socket=notify,
+        listen_fds=tuple(listeners.fds_for_slot(slot)),
+        listen_names=tuple(listeners.names_for_slot(slot)),
+    )

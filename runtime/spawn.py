@@ -1,0 +1,225 @@
+"""Forking and exec'ing one worker, with no event loop needed (the master's start uses it too).
+
+A worker is forked and exec'd by hand rather than with `subprocess`, because the
+systemd socket-activation protocol wants `LISTEN_PID` to be the worker's own pid,
+which is only known between fork and exec. The child also gets its own process
+group and a parent-death signal, so it never outlives a killed master.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import os
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from runtime.errors import SD_LISTEN_FDS_START
+from runtime.spec import AppSpec
+
+PIPE_SIZE = 1 << 20
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+EXEC_FAILED_CODE = 127
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def release_startup_memory() -> None:
+    """Collect start-up garbage (config parsing, imports) and give freed heap back to the OS."""
+    import gc
+
+    gc.collect()
+    trim = getattr(_libc, "malloc_trim", None)  # glibc; absent on musl
+    if trim is not None:
+        trim(0)
+
+
+def set_child_subreaper() -> bool:
+    """Adopt orphaned descendants (what PID 1 gets for free), so they are reaped here."""
+    if os.getpid() == 1:
+        return True
+    return int(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+
+
+@dataclass(frozen=True, slots=True)
+class ExitStatus:
+    """How a worker ended: an exit code or the signal that killed it."""
+
+    code: int | None
+    signal: int | None
+
+    @classmethod
+    def from_wait(cls, status: int) -> ExitStatus:
+        if os.WIFSIGNALED(status):
+            return cls(code=None, signal=os.WTERMSIG(status))
+        return cls(code=os.waitstatus_to_exitcode(status), signal=None)
+
+    @property
+    def clean(self) -> bool:
+        return self.code == 0
+
+    def describe(self) -> str:
+        if self.signal is not None:
+            name = signal.Signals(self.signal).name if self.signal in _SIGNALS else str(self.signal)
+            return f"signal {name}"
+        return f"code {self.code}"
+
+
+_SIGNALS = {s.value for s in signal.Signals}
+
+
+@dataclass(slots=True)
+class SpawnRequest:
+    """Everything needed to fork and exec one worker."""
+
+    argv: Sequence[str]
+    cwd: str
+    env: Mapping[str, str]
+    stdout_fd: int
+    stderr_fd: int
+    listen_fds: Sequence[int] = ()
+
+
+def _child(req: SpawnRequest, parent_pid: int) -> None:
+    """Runs in the forked child: only async-signal-tolerant os calls, then exec."""
+    try:
+        os.setpgid(0, 0)
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:
+            os._exit(EXEC_FAILED_CODE)
+        for sig in (
+            signal.SIGCHLD,
+            signal.SIGPIPE,
+            signal.SIGXFSZ,
+            signal.SIGINT,
+            signal.SIGTERM,
+            signal.SIGHUP,
+            signal.SIGQUIT,
+            signal.SIGUSR1,
+            signal.SIGTTIN,
+            signal.SIGTTOU,
+        ):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        count = len(req.listen_fds)
+        # Move every fd we hand down above the target range first, so no dup2 clobbers one.
+        floor = SD_LISTEN_FDS_START + count
+        out, err = (
+            fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor) for fd in (req.stdout_fd, req.stderr_fd)
+        )
+        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor) for fd in req.listen_fds]
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        for i, fd in enumerate(moved):
+            os.dup2(fd, SD_LISTEN_FDS_START + i, inheritable=True)
+        env = dict(req.env)
+        if count:
+            env["LISTEN_PID"] = str(os.getpid())
+        os.chdir(req.cwd)
+        os.execvpe(req.argv[0], list(req.argv), env)
+    except BaseException as exc:
+        with contextlib.suppress(BaseException):
+            msg = f"runtime: cannot start {req.argv[0]!r}: {exc}\n".encode(errors="replace")
+            os.write(2, msg)
+    os._exit(EXEC_FAILED_CODE)
+
+
+def spawn(req: SpawnRequest) -> int:
+    """Fork and exec one worker in its own process group; return its pid."""
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child execs or exits
+        _child(req, parent)
+    with contextlib.suppress(OSError):
+        os.setpgid(pid, pid)  # also in the parent, so a kill right away reaches the group
+    return pid
+
+
+def grow_pipe(fd: int, size: int = PIPE_SIZE) -> None:
+    """Ask for a bigger pipe buffer: fewer wake-ups per MiB; refusal (quota, EPERM) is fine."""
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, F_SETPIPE_SZ, size)
+
+
+def make_pipe() -> tuple[int, int]:
+    """A pipe for a worker's stdout or stderr: `(read_fd, write_fd)`, 1 MiB buffer.
+
+    Both ends are O_CLOEXEC so no other worker inherits them (a leaked write end would
+    keep the pipe from ever reaching EOF); dup2 onto fd 1/2 in the child clears the flag.
+    """
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    grow_pipe(read_fd)
+    return read_fd, write_fd
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerEnv:
+    """What the master adds to every worker's environment, besides the app's own."""
+
+    base: Mapping[str, str]
+    notify_socket: str | None
+    listen_fds: tuple[int, ...] = ()
+    listen_names: tuple[str, ...] = ()
+
+
+def worker_environment(spec: AppSpec, slot: int, wenv: WorkerEnv) -> dict[str, str]:
+    """The full environment of one worker (DESIGN.md, Workers)."""
+    env = dict(wenv.base)
+    env.update(spec.env)
+    env["RUNTIME_APP"] = spec.name
+    env["RUNTIME_INSTANCE"] = str(slot)
+    env["NODE_APP_INSTANCE"] = str(slot)
+    if spec.instance_var:
+        env[spec.instance_var] = str(slot)
+    if spec.increment_var:
+        base = env.get(spec.increment_var, "0")
+        try:
+            env[spec.increment_var] = str(int(base) + slot)
+        except ValueError:
+            env[spec.increment_var] = base
+    for key in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"):
+        env.pop(key, None)
+    if wenv.listen_fds:
+        env["LISTEN_FDS"] = str(len(wenv.listen_fds))
+        env["LISTEN_FDNAMES"] = ":".join(wenv.listen_names)
+    if wenv.notify_socket:
+        env["NOTIFY_SOCKET"] = wenv.notify_socket
+    return env
+
+
+@dataclass(frozen=True, slots=True)
+class Forked:
+    """A forked worker before the event loop owns it: pid, pipe read ends, start time."""
+
+    slot: int
+    pid: int
+    stdout_fd: int
+    stderr_fd: int
+    started_at: float  # time.monotonic()
+
+
+def fork_worker(spec: AppSpec, slot: int, wenv: WorkerEnv) -> Forked:
+    """Fork/exec one worker with fresh stdout/stderr pipes (no event loop needed)."""
+    out_r, out_w = make_pipe()
+    err_r, err_w = make_pipe()
+    req = SpawnRequest(
+        argv=spec.argv,
+        cwd=spec.cwd,
+        env=worker_environment(spec, slot, wenv),
+        stdout_fd=out_w,
+        stderr_fd=err_w,
+        listen_fds=wenv.listen_fds,
+    )
+    try:
+        pid = spawn(req)
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    return Forked(slot, pid, out_r, err_r, time.monotonic())
