@@ -10,6 +10,7 @@ from typing import Any
 
 from runtime.app import App
 from runtime.metrics import Sampler
+from runtime.policy.lifecycle import AppStatus
 from runtime.spec import AppSpec, mask_env
 
 
@@ -50,7 +51,7 @@ def process_rows(apps: Iterable[App], sampler: Sampler, now: float) -> list[dict
                 "instance": slot.index,
                 "pid": worker.pid if worker else None,
                 "status": str(slot.status),
-                "ready": bool(worker and worker.ready.done() and worker.ready.result()),
+                "ready": bool(worker and slot.status is AppStatus.ONLINE),
                 "uptime_s": round(now - worker.started_at, 3) if worker else 0,
                 "restarts": slot.restarts,
                 "cpu_percent": sampler.cpu.get(worker.pid) if worker else None,

@@ -81,19 +81,19 @@ def parse_web_spec(spec: str) -> tuple[str, int]:
 
 
 def _slot_ready(slot: Slot) -> bool:
+    # ONLINE is set only once the worker is ready (READY=1, health path or min_uptime),
+    # including a READY=1 that came after listen_timeout.
     worker = slot.worker
-    return (
-        slot.status is AppStatus.ONLINE
-        and worker is not None
-        and worker.alive
-        and worker.ready.done()
-        and worker.ready.result() is True
-    )
+    return slot.status is AppStatus.ONLINE and worker is not None and worker.alive
 
 
 def app_problem(app: App) -> str | None:
-    """Why this app does not count as up, or None when it does."""
-    slots = list(app.slots.values())
+    """Why this app does not count as up, or None when it does.
+
+    Instances stopped through the control API are left out: an operator who stops a
+    background worker by hand has not made the container unhealthy.
+    """
+    slots = [s for s in app.slots.values() if not s.manual_stop]
     if any(s.status is AppStatus.ERRORED for s in slots):
         return "errored"
     unready = [s for s in slots if not _slot_ready(s)]

@@ -284,3 +284,36 @@ def test_bad_web_spec_and_port_in_use_are_one_line_errors(tmp_path: Path) -> Non
         )
     assert busy.returncode == 1
     assert busy.stderr.decode() == f"runtime: --web 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_late_ready_still_turns_health_ok(
+    run_master: Callable[..., Master], tmp_path: Path
+) -> None:
+    """A READY=1 that comes after listen_timeout still makes the worker online and /health 200."""
+    flag = tmp_path / "go"
+    app = {"name": "late", **py(READY_WHEN_FILE), "wait_ready": True, "listen_timeout": 300}
+    app["args"] = [*app["args"], str(flag)]
+    master, port = start(run_master, tmp_path, [app])
+    master.wait_event("ready_timeout", app="late")
+    assert get(port, "/health")[0] == 503
+    flag.touch()
+    master.wait_event("worker_ready", app="late")
+    assert wait_http(port, "/health", lambda c, b: c == 200) == (200, {"status": "ok"})
+
+
+def test_an_app_stopped_by_hand_leaves_health_ok(
+    run_master: Callable[..., Master], tmp_path: Path
+) -> None:
+    """`stop NAME` through the control API is deliberate: /health stays 200 for the rest."""
+    apps = [{"name": "web", **py(TICKER)}, {"name": "jobs", **py(TICKER)}]
+    _master, port = start(run_master, tmp_path, apps)
+    wait_http(port, "/health", lambda c, b: c == 200)
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime", "stop", "jobs", "--control", str(tmp_path / "ctl.sock")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert get(port, "/health")[0] == 200
