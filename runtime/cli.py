@@ -14,6 +14,8 @@ TYPE_CHECKING = False  # typing is not imported on the client's path (start-up t
 if TYPE_CHECKING:
     import argparse
 
+    from runtime.spec import SocketSharing
+
 EXAMPLES = """\
 examples:
   python -m runtime ecosystem.config.yml             run every app of an ecosystem file
@@ -180,7 +182,6 @@ def _with_sharing(load: Callable[[], object], sharing: str) -> object:
     import dataclasses
 
     from runtime.config import Ecosystem
-    from runtime.spec import SocketSharing
 
     eco = load()
     assert isinstance(eco, Ecosystem)

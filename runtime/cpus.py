@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 PROC_SELF_CGROUP = "/proc/self/cgroup"
 
 
-def _read(path: Path) -> str | None:
+def _read(path: str) -> str | None:
     try:
-        return path.read_text(encoding="ascii").strip()
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
     except (OSError, UnicodeDecodeError):
         return None
 
@@ -33,26 +33,28 @@ def _quota_cpus(quota: str, period: str) -> int | None:
     return max(1, math.ceil(q / p))
 
 
-def _v2_limit(directory: Path) -> int | None:
-    text = _read(directory / "cpu.max")
+def _v2_limit(directory: str) -> int | None:
+    text = _read(os.path.join(directory, "cpu.max"))
     if text is None or len(text.split()) != 2:
         return None
     quota, period = text.split()
     return _quota_cpus(quota, period)
 
 
-def _v1_limit(directory: Path) -> int | None:
-    quota = _read(directory / "cpu.cfs_quota_us")
-    period = _read(directory / "cpu.cfs_period_us")
+def _v1_limit(directory: str) -> int | None:
+    quota = _read(os.path.join(directory, "cpu.cfs_quota_us"))
+    period = _read(os.path.join(directory, "cpu.cfs_period_us"))
     if quota is None or period is None:
         return None
     return _quota_cpus(quota, period)
 
 
-def _own_cgroup_dirs(root: Path, proc_self_cgroup: str) -> list[Path]:
+def _own_cgroup_dirs(root: str, proc_self_cgroup: str) -> list[str]:
     """The directories that may hold our limits: the root, our cgroup and its parents."""
-    dirs = [root, root / "cpu", root / "cpu,cpuacct"]
-    text = _read(Path(proc_self_cgroup)) or ""
+    join = os.path.join
+    root = os.path.normpath(root)
+    dirs = [root, join(root, "cpu"), join(root, "cpu,cpuacct")]
+    text = _read(proc_self_cgroup) or ""
     for line in text.splitlines():
         parts = line.split(":", 2)
         if len(parts) != 3 or not parts[2].startswith("/"):
@@ -60,13 +62,13 @@ def _own_cgroup_dirs(root: Path, proc_self_cgroup: str) -> list[Path]:
         controllers = parts[1].split(",")
         bases = [root] if parts[1] == "" else []
         if "cpu" in controllers:
-            bases = [root / "cpu", root / "cpu,cpuacct", root / parts[1]]
-        relative = Path(parts[2].lstrip("/"))
+            bases = [join(root, "cpu"), join(root, "cpu,cpuacct"), join(root, parts[1])]
+        relative = parts[2].strip("/")
         for base in bases:
-            node = base / relative
-            while node != base and base in node.parents:
+            node = os.path.normpath(join(base, relative)) if relative else base
+            while node != base and node.startswith(base + os.sep):
                 dirs.append(node)
-                node = node.parent
+                node = os.path.dirname(node)
     return dirs
 
 
@@ -76,7 +78,7 @@ def cgroup_cpu_limit(
     """The tightest CPU quota of our cgroups (v2 or v1) in whole CPUs, or None if unlimited."""
     limits = [
         limit
-        for directory in _own_cgroup_dirs(Path(cgroup_root), proc_self_cgroup)
+        for directory in _own_cgroup_dirs(cgroup_root, proc_self_cgroup)
         for limit in (_v2_limit(directory), _v1_limit(directory))
         if limit is not None
     ]

@@ -39,12 +39,15 @@ import socket
 import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
 from runtime.errors import RuntimeUserError
 
-ListenKind = Literal["tcp", "tcp6", "unix"]
-Sharing = Literal["shared", "reuseport"]
+TYPE_CHECKING = False  # typing stays unimported at run time: it is on the start-up path
+if TYPE_CHECKING:
+    from typing import Literal
+
+    ListenKind = Literal["tcp", "tcp6", "unix"]
+    Sharing = Literal["shared", "reuseport"]
 
 DEFAULT_PORT = 3000
 DEFAULT_BACKLOG = 2048

@@ -14,21 +14,24 @@ import re
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
 
 from runtime.errors import ConfigError
 
-ExecMode = Literal["fork", "cluster"]
-SocketSharing = Literal["shared", "reuseport"]
+TYPE_CHECKING = False  # typing stays unimported at run time: it is on the start-up path
+if TYPE_CHECKING:
+    from typing import Literal, TypeVar
+
+    ExecMode = Literal["fork", "cluster"]
+    SocketSharing = Literal["shared", "reuseport"]
+    T = TypeVar("T")
+    D = TypeVar("D")
+
 # reuseport: per-slot SO_REUSEPORT sockets matched bare processes (0.97x) and spread
 # keep-alive load evenly, where one shared socket gave every connection to one worker
 # (bench/RESULTS.md, "Cluster throughput" and "Fairness").
 DEFAULT_SOCKET_SHARING: SocketSharing = "reuseport"
 
 SECRET_MARKERS = ("SECRET", "TOKEN", "PASSWORD", "KEY")
-
-T = TypeVar("T")
-D = TypeVar("D")
 
 
 def is_secret(key: str) -> bool:
