@@ -31,7 +31,7 @@ from runtime.spec import AppSpec
 
 if TYPE_CHECKING:
     from runtime.policy.scale import ScaleRequest
-from runtime.early import worker_env
+from runtime.early import Early, worker_env
 from runtime.spawn import Forked, fork_worker
 from runtime.worker import Worker, adopt_worker
 
@@ -114,21 +114,30 @@ class App:
 
     # ----- start ---------------------------------------------------------------------
 
-    def start(self, forked: Sequence[Forked] = ()) -> None:
+    def start(self, early: Early | None = None) -> None:
         """Start every instance, taking over those forked before the loop existed."""
-        adopted = {f.slot: f for f in forked}
+        adopted = {f.slot: f for f in early.workers.get(self.spec.name, ())} if early else {}
         for index in range(self.spec.instances):
             slot = self._new_slot(index)
-            if index in adopted:
-                self._begin(slot, self._adopt(slot, adopted[index]))
-            else:
+            forked = adopted.get(index)
+            if forked is None or early is None:
                 self.spawn_into(slot)
+                continue
+            pending = early.pending.get(forked.pid, (b"", b""))
+            self._begin(slot, self._adopt(slot, forked, pending, announce=not early.announced))
 
     def spawn_worker(self, slot: Slot) -> Worker:
         env = worker_env(self.ctx.base_env, self.ctx.notify_socket, self.listeners, slot.index)
         return self._adopt(slot, fork_worker(self.spec, slot.index, env))
 
-    def _adopt(self, slot: Slot, forked: Forked) -> Worker:
+    def _adopt(
+        self,
+        slot: Slot,
+        forked: Forked,
+        pending: tuple[bytes, bytes] = (b"", b""),
+        *,
+        announce: bool = True,
+    ) -> Worker:
         worker = adopt_worker(
             self.spec,
             forked,
@@ -136,8 +145,10 @@ class App:
             reaper=self.ctx.reaper,
             loop=self.ctx.loop,
             on_exit=self._on_exit,
+            pending=pending,
         )
-        self._event("worker_started", worker, restarts=slot.restarts)
+        if announce:
+            self._event("worker_started", worker, restarts=slot.restarts)
         self._own(self._track_readiness(worker))
         return worker
 
@@ -223,12 +234,13 @@ class App:
         slot.worker = None
         if isinstance(decision, Restart):
             slot.status = AppStatus.WAITING_RESTART
-            self._event("restart_scheduled", worker, delay_ms=decision.delay_ms)
+            if not decision.maybe_stopping:  # else announced once the grace has passed
+                self._event("restart_scheduled", worker, delay_ms=decision.delay_ms)
             if decision.delay_ms <= 0:
                 self._restart_slot(slot)
             else:
                 slot.timer = self.ctx.loop.call_later(
-                    decision.delay_ms / 1000, self._restart_slot, slot
+                    decision.delay_ms / 1000, self._restart_slot, slot, decision, worker
                 )
             return
         slot.ended = True
@@ -246,9 +258,13 @@ class App:
             self._event("worker_stopped", worker, reason=decision.reason)
         self.ctx.changed()
 
-    def _restart_slot(self, slot: Slot) -> None:
+    def _restart_slot(
+        self, slot: Slot, decision: Restart | None = None, old: Worker | None = None
+    ) -> None:
         if self.ctx.shutting_down() or self.slots.get(slot.index) is not slot:
             return
+        if decision is not None and decision.maybe_stopping and old is not None:
+            self._event("restart_scheduled", old, delay_ms=decision.delay_ms, after_grace=True)
         slot.restarts += 1
         self.spawn_into(slot)
 

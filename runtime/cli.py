@@ -200,16 +200,22 @@ def _run_master(eco: object, load: Callable[[], object], ns: argparse.Namespace)
     # Sockets bound and workers forked before asyncio is even imported (runtime.early).
     early = start_early(eco, control_path)
     try:
+        from runtime.logfmt import LogFormat, default_format
+        from runtime.relay import relay_while
+
+        fmt = LogFormat(ns.log_format) if ns.log_format else default_format(1)
+        # The event loop's modules load on a helper thread while the workers' first
+        # lines are forwarded here (runtime.relay).
+        relay_while(_import_loop_modules, early, eco, fmt)
         import asyncio
 
         import uvloop
 
-        from runtime.logs import LogFormat, LogSink, default_format
+        from runtime.logs import LogSink
         from runtime.supervisor import Options, Supervisor
     except BaseException:
         early.close()
         raise
-    fmt = LogFormat(ns.log_format) if ns.log_format else default_format(1)
 
     async def main() -> int:
         sink = LogSink(1, fmt, asyncio.get_running_loop())
@@ -229,6 +235,15 @@ def _run_master(eco: object, load: Callable[[], object], ns: argparse.Namespace)
             await sink.aclose()
 
     return uvloop.run(main())
+
+
+def _import_loop_modules() -> None:
+    import asyncio  # noqa: F401
+
+    import uvloop  # noqa: F401
+
+    import runtime.logs
+    import runtime.supervisor  # noqa: F401
 
 
 def main(argv: Sequence[str] | None = None) -> int:

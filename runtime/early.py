@@ -16,6 +16,7 @@ import signal
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from runtime.config import Ecosystem
 from runtime.control.bind import bind_control
@@ -48,6 +49,10 @@ class Early:
     control_sock: socket.socket | None = None
     notify_dir: str | None = None
     workers: dict[str, list[Forked]] = field(default_factory=dict)  # per app
+    announced: bool = False  # runtime_started/worker_started already written (runtime.relay)
+    pending: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)  # pid: partial lines
+    # lines already forwarded (source, stream, timestamp, block), for the log ring
+    forwarded: list[tuple[Any, str, str, bytes]] = field(default_factory=list)
 
     def close(self) -> None:
         """Undo it all (a failure before the loop took over)."""

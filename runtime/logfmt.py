@@ -468,3 +468,11 @@ def make_formatter(fmt: LogFormat) -> Formatter:
             return PrettyFormatter()
         case LogFormat.RAW:
             return RawFormatter()
+
+
+def default_format(fd: int = 1) -> LogFormat:
+    """`pretty` when `fd` is a TTY, `json` otherwise (a log router reads it)."""
+    try:
+        return LogFormat.PRETTY if os.isatty(fd) else LogFormat.JSON
+    except OSError:
+        return LogFormat.JSON

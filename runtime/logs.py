@@ -39,6 +39,7 @@ from runtime.logfmt import (
     Chunk,
     LogFormat,
     Source,
+    default_format,
     make_formatter,
     utc_timestamp,
 )
@@ -50,14 +51,6 @@ READ_SIZE = 1 << 20  # one os.read
 READ_BUDGET = 4 << 20  # bytes read per readiness callback before yielding to the loop
 DRAIN_BUDGET = 64 << 20  # drain() stops here even if a grandchild keeps writing
 _IOV_MAX = 512  # buffers per writev (Linux allows 1024)
-
-
-def default_format(fd: int = 1) -> LogFormat:
-    """`pretty` when `fd` is a TTY, `json` otherwise (a log router reads it)."""
-    try:
-        return LogFormat.PRETTY if os.isatty(fd) else LogFormat.JSON
-    except OSError:
-        return LogFormat.JSON
 
 
 class LogSink:
@@ -274,6 +267,7 @@ class WorkerLogs:
         stdout_fd: int,
         stderr_fd: int,
         max_line: int = 64 * 1024,
+        pending: tuple[bytes, bytes] = (b"", b""),
     ) -> None:
         if max_line < 1:
             raise ValueError("max_line must be at least 1")
@@ -282,6 +276,8 @@ class WorkerLogs:
         self._source = Source(app, instance, pid)
         self.max_line = max_line
         self._pipes = (_Pipe(stdout_fd, STDOUT), _Pipe(stderr_fd, STDERR))
+        for p, partial in zip(self._pipes, pending, strict=True):
+            p.pending = partial  # a partial line the start-up relay read (runtime.relay)
         for p in self._pipes:
             os.set_blocking(p.fd, False)
         sink._attach(self)

@@ -7,7 +7,7 @@ import contextlib
 import itertools
 import os
 import signal
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -26,7 +26,6 @@ from runtime.policy.lifecycle import StopKind, decide_auto_exit, decide_stop_sig
 from runtime.policy.scale import ScaleRequest
 from runtime.process import Reaper, release_startup_memory
 from runtime.sockets import AppListeners
-from runtime.spawn import Forked
 from runtime.spec import AppSpec
 from runtime.worker import Worker
 
@@ -161,12 +160,16 @@ class Supervisor:
             early.close()
             raise
         await self._start_notify(early)
+        for source, stream, ts, block in early.forwarded:  # lines the start-up relay wrote
+            self.log_ring.add(source, stream, ts, block)
         ctx = self._context()
         for spec in self.eco.apps:
             self.apps[spec.name] = App(spec, ctx, early.listeners[spec.name])
-        self.sink.event("runtime_started", apps=[s.name for s in self.eco.apps], pid=os.getpid())
+        if not early.announced:
+            names = [s.name for s in self.eco.apps]
+            self.sink.event("runtime_started", apps=names, pid=os.getpid())
         for app in self.apps.values():
-            self._start_app(app, early.workers.get(app.spec.name, ()))
+            self._start_app(app, early)
         self._install_signals()  # the reaper last: every early worker's pid is watched
         release_signals()
         self.loop.call_later(STARTUP_TRIM_S, release_startup_memory)
@@ -302,8 +305,8 @@ class Supervisor:
         self.sink.event("app_deleted", app=name)
         self._check_auto_exit()
 
-    def _start_app(self, app: App, forked: Sequence[Forked] = ()) -> None:
-        app.start(forked)
+    def _start_app(self, app: App, early: Early | None = None) -> None:
+        app.start(early)
         self._start_devloop(app)
 
     def _start_devloop(self, app: App) -> None:

@@ -57,6 +57,7 @@ def adopt_worker(
     reaper: Reaper,
     loop: asyncio.AbstractEventLoop,
     on_exit: Callable[[Worker, ExitStatus], None],
+    pending: tuple[bytes, bytes] = (b"", b""),
 ) -> Worker:
     """Wire a forked worker's pipes to the log sink and its exit to the reaper."""
     logs = WorkerLogs(
@@ -66,6 +67,7 @@ def adopt_worker(
         pid=forked.pid,
         stdout_fd=forked.stdout_fd,
         stderr_fd=forked.stderr_fd,
+        pending=pending,
     )
     age = time.monotonic() - forked.started_at
     worker = Worker(

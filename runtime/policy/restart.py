@@ -22,7 +22,8 @@ SIGINT_NUMBER = 2  # POSIX numbers: importing `signal` is not allowed in the pur
 SIGTERM_NUMBER = 15
 EXTERNAL_TERM_SIGNALS = frozenset({SIGINT_NUMBER, SIGTERM_NUMBER})
 # Shells (`/bin/sh -c`) and many runtimes report a death by signal N as exit code 128 + N.
-EXTERNAL_TERM_CODES = frozenset(128 + n for n in EXTERNAL_TERM_SIGNALS)
+# A clean exit 0 is how most servers answer a SIGTERM they caught: it counts too.
+EXTERNAL_TERM_CODES = frozenset({0, *(128 + n for n in EXTERNAL_TERM_SIGNALS)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +76,16 @@ class WorkerExit:
 
 @dataclass(frozen=True, slots=True)
 class Restart:
-    """Start the slot again after `delay_ms`."""
+    """Start the slot again after `delay_ms`.
+
+    `maybe_stopping` marks an exit that may be a platform's SIGTERM reaching the worker
+    before the master (see `killed_externally`): the restart is only announced once the
+    delay has passed without the master being told to stop.
+    """
 
     delay_ms: int
     state: RestartState
+    maybe_stopping: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +139,11 @@ def decide_restart(policy: RestartPolicy, state: RestartState, exit: WorkerExit)
             reason, RestartState(state.restarts, unstable_restarts, state.prev_backoff_ms)
         )
     delay_ms, backoff_ms = restart_delay(policy, state, exit)
-    return Restart(delay_ms, RestartState(state.restarts + 1, unstable_restarts, backoff_ms))
+    return Restart(
+        delay_ms,
+        RestartState(state.restarts + 1, unstable_restarts, backoff_ms),
+        maybe_stopping=killed_externally(exit),
+    )
 
 
 def restart_delay(policy: RestartPolicy, state: RestartState, exit: WorkerExit) -> tuple[int, int]:
@@ -161,7 +172,12 @@ def next_backoff_ms(initial_ms: int, prev_ms: int) -> int:
 
 
 def killed_externally(exit: WorkerExit) -> bool:
-    """A SIGTERM/SIGINT death (or exit code 130/143) the supervisor did not ask for."""
+    """An exit that may be a platform's SIGTERM reaching the worker first, not a crash.
+
+    A SIGTERM/SIGINT death, exit code 130/143, or a clean exit 0 (a server that caught
+    the signal) the supervisor did not ask for: its restart waits EXTERNAL_TERM_GRACE_MS,
+    so a master signalled a moment later restarts nothing.
+    """
     if exit.requested:
         return False
     if exit.signal is not None:

@@ -397,3 +397,44 @@ def test_sigterm_right_after_the_workers_fork_is_not_lost(tmp_path: Path, run_ma
     assert m.events("stop_requested")
     pid = m.events("worker_started")[0]["pid"]
     assert not pid_alive(pid)
+
+
+def test_lines_printed_while_the_master_starts_are_whole_and_in_order(
+    tmp_path: Path, run_master
+) -> None:
+    """Output from the first moments (relayed before the loop runs) is never lost, split or merged."""
+    code = (
+        "import sys,time\n"
+        "sys.stdout.write(''.join(f'early {i}\\n' for i in range(2000)))\n"
+        "sys.stdout.write('par'); sys.stdout.flush()\n"
+        "time.sleep(0.8)\n"
+        "print('tial', flush=True)\n"
+    )
+    eco = write_ecosystem(tmp_path / "eco.json", [{"name": "e", "autorestart": False, **py(code)}])
+    m = run_master(str(eco))
+    assert m.wait_exit(20) == 0
+    messages = [r["message"] for r in m.lines("e")]
+    assert messages == [f"early {i}" for i in range(2000)] + ["partial"]
+    kinds = [r.get("event") for r in m.records if r.get("event")]
+    assert kinds[:2] == ["runtime_started", "worker_started"]
+
+
+def test_a_clean_exit_is_restarted_after_the_platform_grace(tmp_path: Path, run_master) -> None:
+    """A worker that exits 0 by itself restarts after the 500 ms grace, announced only then."""
+    eco = write_ecosystem(
+        tmp_path / "eco.json", [{"name": "once", **py("print('ran', flush=True)")}]
+    )
+    m = run_master(str(eco))
+    first, second = m.wait_event("worker_started", count=2)[:2]
+    exited = m.events("worker_exited", pid=first["pid"])[0]
+    scheduled = m.events("restart_scheduled", pid=first["pid"])[0]
+    assert scheduled["after_grace"] is True
+    assert scheduled["timestamp"] >= exited["timestamp"]
+    gap_ms = _ms(second["timestamp"]) - _ms(exited["timestamp"])
+    assert gap_ms >= 450
+
+
+def _ms(ts: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000

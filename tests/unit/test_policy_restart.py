@@ -235,7 +235,7 @@ def test_backoff_sequence_matches_pm2() -> None:
         (DEFAULT, crash(None, SIGSEGV), 0),
         (DEFAULT, crash(None, SIGHUP), 0),
         (DEFAULT, crash(137), 0),
-        (DEFAULT, crash(0), 0),
+        (DEFAULT, crash(0), EXTERNAL_TERM_GRACE_MS),
     ],
     ids=[
         "sigterm",
@@ -263,7 +263,7 @@ def test_grace_does_not_enter_backoff_memory() -> None:
     decision = decide_restart(
         RestartPolicy(exp_backoff_restart_delay_ms=100), FRESH, crash(None, SIGTERM)
     )
-    assert decision == Restart(EXTERNAL_TERM_GRACE_MS, RestartState(1, 0, 100))
+    assert decision == Restart(EXTERNAL_TERM_GRACE_MS, RestartState(1, 0, 100), maybe_stopping=True)
 
 
 @pytest.mark.parametrize(
@@ -316,9 +316,10 @@ def test_give_up_only_after_max_unstable_in_a_row(uptimes: list[float], max_rest
         (WorkerExit(143, None, 1.0, requested=True), False),
         (crash(None, SIGTERM), True),
         (crash(143), True),
+        (crash(0), True),
         (crash(1), False),
     ],
-    ids=["requested-signal", "requested-code", "signal", "code", "other-code"],
+    ids=["requested-signal", "requested-code", "signal", "code", "clean-exit", "other-code"],
 )
 def test_killed_externally(exit: WorkerExit, expected: bool) -> None:
     """Only a TERM/INT death the supervisor did not request counts as external."""

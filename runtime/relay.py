@@ -1,0 +1,133 @@
+"""The workers' first lines, forwarded while the master is still importing its event loop.
+
+After `runtime.early` has forked the workers, asyncio and uvloop are imported on a
+helper thread (the only thread the master ever starts, gone before the loop runs),
+while this thread announces the workers and forwards every complete line they print,
+in the same format the log sink writes. What is left of a line is handed to the
+worker's `WorkerLogs`, which goes on from there, so no line is lost, split or merged.
+The master's signals stay held meanwhile (`runtime.early`), so nothing else can happen.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from runtime.config import Ecosystem
+from runtime.early import Early
+from runtime.logfmt import STDERR, STDOUT, Chunk, LogFormat, Source, make_formatter, utc_timestamp
+
+POLL_S = 0.005
+READ_SIZE = 1 << 16
+MAX_LINE = 64 * 1024
+
+
+@dataclass(slots=True)
+class _Stream:
+    source: Source
+    stream: str
+    pending: bytes = b""
+    open: bool = True
+
+
+class Relay:
+    """Forwards complete lines from every early worker's pipes to `fd`."""
+
+    def __init__(self, early: Early, eco: Ecosystem, fmt: LogFormat, fd: int = 1) -> None:
+        self.early = early
+        self.eco = eco
+        self.fd = fd
+        self.formatter = make_formatter(fmt)
+        self.streams: dict[int, _Stream] = {}
+        for app, forked in early.workers.items():
+            for f in forked:
+                source = Source(app, f.slot, f.pid)
+                self.streams[f.stdout_fd] = _Stream(source, STDOUT)
+                self.streams[f.stderr_fd] = _Stream(source, STDERR)
+
+    def announce(self) -> None:
+        """`runtime_started` and one `worker_started` per worker, as the supervisor would."""
+        ts = utc_timestamp()
+        event = self.formatter.event
+        names = [spec.name for spec in self.eco.apps]
+        out = [event(ts, "info", "runtime_started", None, None, os.getpid(), {"apps": names})]
+        for app, forked in self.early.workers.items():
+            for f in forked:
+                out.append(event(ts, "info", "worker_started", app, f.slot, f.pid, {"restarts": 0}))
+        self._write(out)
+        self.early.announced = True
+
+    def run_until(self, done: threading.Event) -> None:
+        """Forward lines until `done` is set (the imports have finished)."""
+        while not done.is_set():
+            fds = [fd for fd, s in self.streams.items() if s.open and len(s.pending) <= MAX_LINE]
+            if not fds:
+                done.wait(POLL_S)
+                continue
+            readable, _, _ = select.select(fds, [], [], POLL_S)
+            for fd in readable:
+                self._forward(fd)
+
+    def _forward(self, fd: int) -> None:
+        s = self.streams[fd]
+        data = os.read(fd, READ_SIZE)
+        if not data:
+            s.open = False  # EOF: WorkerLogs sees it too, and flushes the pending part
+            return
+        data = s.pending + data
+        end = data.rfind(b"\n")
+        if end < 0:
+            s.pending = data
+            return
+        s.pending = data[end + 1 :]
+        out: list[Chunk] = []
+        ts, block = utc_timestamp(), data[: end + 1]
+        self.formatter.lines_into(out, s.source, s.stream, ts, block, MAX_LINE)
+        self._write(out)
+        self.early.forwarded.append((s.source, s.stream, ts, block))
+
+    def _write(self, pieces: list[Chunk] | list[bytes]) -> None:
+        data = b"".join(pieces)
+        while data:
+            try:
+                written = os.write(self.fd, data)
+            except BlockingIOError:
+                select.select([], [self.fd], [], 1.0)
+                continue
+            except OSError:
+                return  # stdout is gone: the log sink will find out and count it
+            data = data[written:]
+
+    def pending(self, stdout_fd: int, stderr_fd: int) -> tuple[bytes, bytes]:
+        """The partial lines of one worker, for its WorkerLogs."""
+        return self.streams[stdout_fd].pending, self.streams[stderr_fd].pending
+
+
+def relay_while(load: Callable[[], None], early: Early, eco: Ecosystem, fmt: LogFormat) -> Relay:
+    """Run `load` (imports) on a helper thread and forward lines here until it returns."""
+    relay = Relay(early, eco, fmt)
+    relay.announce()
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            load()
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=target, name="runtime-imports", daemon=True)
+    thread.start()
+    relay.run_until(done)
+    thread.join()
+    for forked in early.workers.values():
+        for f in forked:
+            early.pending[f.pid] = relay.pending(f.stdout_fd, f.stderr_fd)
+    if failure:
+        raise failure[0]
+    return relay
