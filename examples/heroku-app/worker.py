@@ -38,7 +38,11 @@ def main() -> int:
     while not stop.is_set():
         beats += 1
         emit(message="heartbeat", beat=beats, note=message, at=round(time.time(), 3))
-        stop.wait(interval)  # returns as soon as a signal sets the event
+        # Short waits: a signal handler only runs between them when the lock wait under
+        # Event.wait is not interrupted by the signal, so shutdown never waits a whole beat.
+        deadline = time.monotonic() + interval
+        while not stop.is_set() and time.monotonic() < deadline:
+            stop.wait(0.1)
     emit(message="worker stopping", beats=beats)
     # Interpreter shutdown restores SIG_DFL; a second SIGTERM (platform + master) arriving
     # then must not turn this exit 0 into a death by signal.

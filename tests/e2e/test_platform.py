@@ -145,7 +145,9 @@ def assert_clean_stop(master: NamespaceMaster, pids: list[int], started_at: floa
         ("web", 1),
         ("worker", 0),
     ]
-    assert all(r["code"] == 0 and r["signal"] is None for r in exits), exits
+    assert all(r["code"] == 0 and r["signal"] is None for r in exits), [
+        (r["app"], r["instance"], r["code"], r["signal"], r.get("uptime_s")) for r in exits
+    ]
     assert not master.events("restart_scheduled")
     assert not master.events("worker_started", restarts=1)
     assert not [pid for pid in pids if psutil.pid_exists(pid)]
