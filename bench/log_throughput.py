@@ -256,7 +256,9 @@ def run_via_master(data: Path, lines: int, fmt: LogFormat, workdir: Path) -> dic
 
 def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     bad = [r for r in runs if not r["ok"]]
-    return bad[0] if bad else max(runs, key=lambda r: r["streaming_lines_per_s"] or r["lines_per_s"])
+    return (
+        bad[0] if bad else max(runs, key=lambda r: r["streaming_lines_per_s"] or r["lines_per_s"])
+    )
 
 
 def main() -> int:
