@@ -109,9 +109,6 @@ class App:
             slot = self.slots[index] = Slot(index, id=self.ctx.next_id())
         return slot
 
-    def worker_by_pid(self, pid: int) -> Worker | None:
-        return next((w for w in self.workers() if w.pid == pid), None)
-
     # ----- start ---------------------------------------------------------------------
 
     def start(self, early: Early | None = None) -> None:

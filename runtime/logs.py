@@ -472,8 +472,10 @@ _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 def configure(sink: LogSink, level: str = "info") -> None:
     """Route structlog (`structlog.get_logger().info("worker_started", app=...)`) into `sink`.
 
-    Called once by the CLI. Loggers are cached on first use, so the per-event cost is
-    the filtering bound logger plus one render; worker lines never pass through here.
+    For code that embeds the runtime or runs inside the master: the master's own events
+    do not use it (they go through the same formatter as worker lines, which keeps
+    structlog's import out of the master's start-up). Loggers are cached on first use, so
+    the per-event cost is the filtering bound logger plus one render.
     """
     import structlog  # only for embedders who route structlog into the sink
 

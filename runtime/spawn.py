@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from runtime.errors import SD_LISTEN_FDS_START
+from runtime.sockets import listen_env
 from runtime.spec import AppSpec
 
 PIPE_SIZE = 1 << 20
@@ -186,9 +187,7 @@ def worker_environment(spec: AppSpec, slot: int, wenv: WorkerEnv) -> dict[str, s
             env[spec.increment_var] = base
     for key in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"):
         env.pop(key, None)
-    if wenv.listen_fds:
-        env["LISTEN_FDS"] = str(len(wenv.listen_fds))
-        env["LISTEN_FDNAMES"] = ":".join(wenv.listen_names)
+    env.update(listen_env(len(wenv.listen_fds), wenv.listen_names))  # LISTEN_PID: in the child
     if wenv.notify_socket:
         env["NOTIFY_SOCKET"] = wenv.notify_socket
     return env
