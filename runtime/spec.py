@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     T = TypeVar("T")
     D = TypeVar("D")
 
-# reuseport: per-slot SO_REUSEPORT sockets matched bare processes (0.97x) and spread
-# keep-alive load evenly, where one shared socket gave every connection to one worker
+# reuseport: per-slot SO_REUSEPORT sockets matched bare processes (within noise) and
+# spread keep-alive load evenly, where one shared socket often gave it all to one worker
 # (bench/RESULTS.md, "Cluster throughput" and "Fairness").
 DEFAULT_SOCKET_SHARING: SocketSharing = "reuseport"
 
