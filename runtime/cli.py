@@ -197,6 +197,10 @@ def _run_master(eco: object, load: Callable[[], object], ns: argparse.Namespace)
 
     assert isinstance(eco, Ecosystem)
     control_path = ns.control or default_socket_path(_control_key(ns))
+    if ns.web is not None:
+        from runtime.webspec import parse_web_spec
+
+        parse_web_spec(ns.web)  # a bad --web is refused before anything starts
     # Sockets bound and workers forked before asyncio is even imported (runtime.early).
     early = start_early(eco, control_path)
     try:

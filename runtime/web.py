@@ -32,17 +32,17 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from runtime import __version__
-from runtime.errors import ConfigError, RuntimeUserError
+from runtime.errors import RuntimeUserError
 from runtime.policy.lifecycle import AppStatus
 from runtime.status import process_rows
 from runtime.web_assets.dashboard import CSP, PAGE
+from runtime.webspec import parse_web_spec
 
 if TYPE_CHECKING:
     from runtime.app import App, Slot
     from runtime.prom import Metrics
     from runtime.supervisor import Supervisor
 
-DEFAULT_HOST = "127.0.0.1"
 MAX_LINE_BYTES = 8192
 MAX_HEADERS = 64
 READ_TIMEOUT_S = 10.0
@@ -62,19 +62,6 @@ ROUTES = ("/", "/status", "/metrics", "/events")
 
 class WebError(RuntimeUserError):
     """The web server cannot start (address in use, unknown host): one line, exit 1."""
-
-
-def parse_web_spec(spec: str) -> tuple[str, int]:
-    """`PORT`, `HOST:PORT`, `[V6]:PORT` or `:PORT` (host 127.0.0.1 when left out)."""
-    host, sep, port_text = spec.strip().rpartition(":")
-    host = host.strip()
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host:
-        host = DEFAULT_HOST
-    if not port_text.isdigit() or int(port_text) > 65535 or ("[" in host or "]" in host):
-        raise ConfigError("--web", f"expected [HOST:]PORT, got {spec!r}")
-    return host, int(port_text)
 
 
 # ----- health ------------------------------------------------------------------------
