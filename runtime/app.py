@@ -66,7 +66,6 @@ class Slot:
     failed: bool = False
     restarts: int = 0
     replacing: Worker | None = None
-    last_exit: ExitStatus | None = None
     manual_stop: bool = False  # stopped through the control API: not an ending for auto-exit
     exits: deque[tuple[float, int | None, int | None]] = field(
         default_factory=lambda: deque(maxlen=EXIT_HISTORY)
@@ -215,7 +214,6 @@ class App:
         slot = self.slots.get(worker.slot)
         if slot is None or slot.worker is not worker or requested:
             return  # a replacement, a stopped or a scaled-down worker: its owner handles it
-        slot.last_exit = status
         slot.exits.append((time.time(), status.code, status.signal))
         exit_ = WorkerExit(
             code=status.code, signal=status.signal, uptime_s=uptime_s, requested=False

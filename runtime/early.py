@@ -20,7 +20,8 @@ from typing import Any
 
 from runtime.config import Ecosystem
 from runtime.control.bind import bind_control
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, RuntimeUserError
+from runtime.notify import bind_notify, notify_socket_path
 from runtime.sockets import AppListeners, ListenError, bind_app_listeners, parse_listen
 from runtime.spawn import Forked, WorkerEnv, fork_worker, set_child_subreaper
 from runtime.spec import AppSpec
@@ -45,7 +46,7 @@ class Early:
 
     listeners: dict[str, AppListeners | None]
     notify_path: str
-    notify_sock: socket.socket
+    notify_sock: socket.socket | None
     control_sock: socket.socket | None = None
     notify_dir: str | None = None
     workers: dict[str, list[Forked]] = field(default_factory=dict)  # per app
@@ -59,13 +60,15 @@ class Early:
         for listeners in self.listeners.values():
             if listeners is not None:
                 listeners.close()
-        for sock, path in ((self.notify_sock, self.notify_path), (self.control_sock, None)):
+        for sock in (self.notify_sock, self.control_sock):
             if sock is not None:
                 with contextlib.suppress(OSError):
-                    if path is None:
-                        path = sock.getsockname()
+                    path = sock.getsockname()
                     sock.close()
                     os.unlink(path)
+        if self.notify_dir is not None:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.notify_dir)
         release_signals()
 
 
@@ -103,21 +106,6 @@ def bind_apps(file: str, specs: tuple[AppSpec, ...]) -> dict[str, AppListeners |
     return bound
 
 
-def bind_notify(path: str) -> socket.socket:
-    """The sd_notify datagram socket, credentials on so senders are known by pid."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        sock.setblocking(False)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # our private directory: a leftover is a dead master's
-        sock.bind(path)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 def notify_path(control_path: str | None) -> tuple[str, str | None]:
     """NOTIFY_SOCKET beside the control socket; a private temp dir when there is none."""
     if control_path:
@@ -125,29 +113,32 @@ def notify_path(control_path: str | None) -> tuple[str, str | None]:
     import tempfile
 
     directory = tempfile.mkdtemp(prefix="runtime-notify-")
-    return os.path.join(directory, "notify.sock"), directory
+    return notify_socket_path(directory), directory
 
 
 def start_early(eco: Ecosystem, control_path: str | None) -> Early:
-    """Bind the control socket, the listeners and the notify socket, then fork every worker."""
+    """Bind the control socket, the listeners and the notify socket, then fork every worker.
+
+    Any failure before the fork undoes what was bound and raises a one-line user error.
+    """
     hold_signals()
-    control = None
-    try:
-        control = bind_control(control_path) if control_path else None
-        listeners = bind_apps(eco.file, eco.apps)
-    except BaseException:
-        if control is not None:
-            with contextlib.suppress(OSError):
-                control.close()
-                os.unlink(control_path or "")
-        release_signals()
-        raise
     path, directory = notify_path(control_path)
-    early = Early(listeners, path, bind_notify(path), control, directory)
+    early = Early(listeners={}, notify_path=path, notify_sock=None, notify_dir=directory)
+    try:
+        early.control_sock = bind_control(control_path) if control_path else None
+        early.listeners = bind_apps(eco.file, eco.apps)
+        try:
+            early.notify_sock = bind_notify(path)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise RuntimeUserError(f"notify socket {path}: {reason} (set --control PATH)") from None
+    except BaseException:
+        early.close()
+        raise
     set_child_subreaper()
     base = dict(os.environ)
     for spec in eco.apps:
-        bound = listeners[spec.name]
+        bound = early.listeners[spec.name]
         early.workers[spec.name] = [
             fork_worker(spec, slot, worker_env(base, path, bound, slot))
             for slot in range(spec.instances)

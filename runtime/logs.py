@@ -293,11 +293,6 @@ class WorkerLogs:
     def pid(self, pid: int) -> None:
         self._source = Source(self._source.app, self._source.instance, pid)
 
-    @property
-    def at_eof(self) -> bool:
-        """True once both pipes reached EOF (every writer, grandchildren too, closed them)."""
-        return all(p.fd < 0 for p in self._pipes)
-
     def __repr__(self) -> str:
         return f"<WorkerLogs {self._source.app}#{self._source.instance} pid {self.pid}>"
 

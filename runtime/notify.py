@@ -19,12 +19,15 @@ sd_notify client handles `/path`; a few naive ones mishandle `@`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import socket
 import struct
 from collections.abc import Callable
+
+TYPE_CHECKING = False  # asyncio is imported by start(): bind_notify runs before the loop
+if TYPE_CHECKING:
+    from asyncio import AbstractEventLoop
 
 NOTIFY_SOCKET_NAME = "notify.sock"
 MAX_DATAGRAM_BYTES = 4096  # systemd reads notifications into a buffer of this size
@@ -76,6 +79,24 @@ def _credentials_pid(ancdata: list[tuple[int, int, bytes]]) -> int | None:
     return pid
 
 
+def bind_notify(path: str) -> socket.socket:
+    """The sd_notify datagram socket, credentials on so senders are known by pid.
+
+    Needs no event loop: the master binds it before forking its first workers.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # our private directory: a leftover is a dead master's
+        sock.bind(path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class NotifyServer:
     """Receives sd_notify datagrams and calls `on_message(sender_pid, fields)`."""
 
@@ -83,20 +104,16 @@ class NotifyServer:
         self.path = path  # what workers get as NOTIFY_SOCKET
         self._on_message = on_message
         self._sock: socket.socket | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: AbstractEventLoop | None = None
 
     async def start(self, sock: socket.socket | None = None) -> None:
-        """Read `sock` (bound before the loop) or bind the path now, on this loop."""
+        """Read `sock` (bound before the loop, `runtime.early`) or bind the path now."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
         if sock is None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sock = bind_notify(self.path)
         try:
-            if sock.getsockname() in ("", b"", None):
-                sock.setblocking(False)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path)  # our private directory: a leftover is a dead master's
-                sock.bind(self.path)
             loop.add_reader(sock.fileno(), self._drain)
         except BaseException:
             sock.close()

@@ -48,7 +48,6 @@ class Reaper:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._waiters: dict[int, Callable[[ExitStatus], None]] = {}
-        self.strangers_reaped = 0
 
     def install(self) -> None:
         # uvloop refuses add_signal_handler(SIGCHLD) (libuv keeps it for its own
@@ -75,8 +74,7 @@ class Reaper:
                 return
             callback = self._waiters.pop(pid, None)
             if callback is None:
-                self.strangers_reaped += 1
-                continue
+                continue  # an orphan re-parented to us (PID 1 / subreaper): reaped, ignored
             callback(ExitStatus.from_wait(status))
 
 

@@ -25,8 +25,6 @@ from runtime.notify import NotifyServer
 from runtime.policy.lifecycle import StopKind, decide_auto_exit, decide_stop_signal
 from runtime.policy.scale import ScaleRequest
 from runtime.process import Reaper, release_startup_memory
-from runtime.sockets import AppListeners
-from runtime.spec import AppSpec
 from runtime.worker import Worker
 
 MEMORY_CHECK_S = 0.5
@@ -111,9 +109,6 @@ class Supervisor:
         self._notify_dir: str | None = None  # a private temp dir when there is no control path
 
     # ----- setup ---------------------------------------------------------------------
-
-    def _bind_all(self, specs: tuple[AppSpec, ...]) -> dict[str, AppListeners | None]:
-        return bind_apps(self.eco.file, specs)
 
     def _next_id(self) -> int:
         return next(self._ids)
@@ -354,7 +349,7 @@ class Supervisor:
         removed = [name for name in self.apps if name not in new_specs]
         added = [spec for name, spec in new_specs.items() if name not in self.apps]
         try:
-            listeners = self._bind_all(tuple(added))
+            listeners = bind_apps(eco.file, tuple(added))
         except ConfigError as exc:
             self.sink.event("config_reload_failed", level="error", error=str(exc))
             return

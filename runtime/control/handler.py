@@ -82,9 +82,9 @@ class ControlHandler:
         return self.rows()
 
     async def do_show(self, target: str | None, _args: dict[str, Any]) -> dict[str, Any]:
-        app, _slots = resolve(self.sup, target).picks[0]
         if target == "all":
             raise ControlError("show takes one app name or id")
+        app, _slots = resolve(self.sup, target).picks[0]
         return describe_app(app, self.rows(), self.sup.sink.fmt.value)
 
     async def do_stop(self, target: str | None, _args: dict[str, Any]) -> list[dict[str, Any]]:

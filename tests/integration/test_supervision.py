@@ -438,3 +438,32 @@ def _ms(ts: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000
+
+
+def test_a_notify_socket_path_too_long_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    """A control path whose notify sibling is too long for AF_UNIX: one line, exit 1, no socket left."""
+    base = Path("/tmp") / f"rt-{os.getpid()}"
+    base.mkdir(exist_ok=True)
+    name = "c" * (106 - len(str(base)) - 1 - len(".sock")) + ".sock"
+    control = base / name  # 106 bytes binds; "<stem>.notify" is 108, over the 107 of sun_path
+    assert len(str(control)) == 106
+    eco = write_ecosystem(tmp_path / "eco.json", [{"name": "w", **py(SLEEPER)}])
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "runtime", str(eco), "--control", str(control)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )
+        assert proc.returncode == 1
+        assert "Traceback" not in proc.stderr
+        assert proc.stderr.strip().splitlines() == [
+            f"runtime: notify socket {str(control)[:-5]}.notify: AF_UNIX path too long (set --control PATH)"
+        ]
+        assert not control.exists()
+        assert "worker_started" not in proc.stdout
+    finally:
+        for leftover in base.iterdir():
+            leftover.unlink()
+        base.rmdir()
