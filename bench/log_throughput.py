@@ -8,7 +8,7 @@ file of numbered 100-byte lines (`%010d` + padding), produced at C speed by `cat
 
 - `ceiling`: `cat data | consumer`: the bare pipe, the best any log pipeline can do;
 - `in-process` (default): `cat data` -> pipe -> `WorkerLogs` -> `LogSink` -> pipe ->
-  consumer, driven on a uvloop loop in this process (the master's code path, no CLI);
+  consumer, driven on an asyncio loop in this process (the master's code path, no CLI);
 - `via-master` (`--via-master`): `python -m runtime eco.json --log-format json` with
   its stdout piped to the consumer (one app that execs `cat data`, no autorestart),
   so the figure includes the master's start-up and shutdown.
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -33,8 +34,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -146,7 +145,7 @@ def consume(expect: int, marker: bytes) -> None:
         last_at = time.perf_counter()
     result = checker.result()
     result["streaming_s"] = last_at - first_at if first_at else 0.0
-    sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
+    sys.stdout.buffer.write(json.dumps(result).encode() + b"\n")
 
 
 # --- the set-ups -------------------------------------------------------------------
@@ -172,7 +171,7 @@ def _consumer(read_fd: int, expect: int, marker: bytes) -> subprocess.Popen[byte
 def _verdict(consumer: subprocess.Popen[bytes], started: float) -> dict[str, Any]:
     out, _ = consumer.communicate(timeout=DEADLINE_S)
     elapsed = time.perf_counter() - started
-    verdict: dict[str, Any] = orjson.loads(out)
+    verdict: dict[str, Any] = json.loads(out)
     verdict["seconds"] = elapsed
     verdict["lines_per_s"] = verdict["lines"] / elapsed
     # From the first worker line to the last: the master's steady state, without its
@@ -214,8 +213,7 @@ async def _pipeline(fmt: LogFormat, worker_pid: int, fds: tuple[int, int, int]) 
 
 
 def run_in_process(data: Path, lines: int, fmt: LogFormat) -> dict[str, Any]:
-    """`cat data` -> WorkerLogs -> LogSink -> consumer, on a uvloop loop in this process."""
-    import uvloop
+    """`cat data` -> WorkerLogs -> LogSink -> consumer, on an asyncio loop in this process."""
 
     read_fd, write_fd = make_pipe()
     consumer = _consumer(read_fd, lines, _marker(fmt))
@@ -227,7 +225,7 @@ def run_in_process(data: Path, lines: int, fmt: LogFormat) -> dict[str, Any]:
     worker = subprocess.Popen(["cat", str(data)], stdout=src_w, stderr=err_w)
     os.close(src_w)
     os.close(err_w)
-    uvloop.run(_pipeline(fmt, worker.pid, (write_fd, src_r, err_r)))
+    asyncio.run(_pipeline(fmt, worker.pid, (write_fd, src_r, err_r)))
     cpu_s = time.process_time() - cpu_started
     os.close(write_fd)
     worker.wait(timeout=DEADLINE_S)
@@ -243,7 +241,7 @@ def run_via_master(data: Path, lines: int, fmt: LogFormat, workdir: Path) -> dic
     script.chmod(0o755)
     eco = workdir / "eco.json"
     app = {"name": "bench", "script": str(script), "autorestart": False}
-    eco.write_bytes(orjson.dumps({"apps": [app]}))
+    eco.write_bytes(json.dumps({"apps": [app]}).encode())
     read_fd, write_fd = make_pipe()
     consumer = _consumer(read_fd, lines, _marker(fmt))
     os.close(read_fd)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 
 from runtime import __version__
@@ -201,6 +201,12 @@ def _run_master(eco: object, load: Callable[[], object], ns: argparse.Namespace)
         from runtime.webspec import parse_web_spec
 
         parse_web_spec(ns.web)  # a bad --web is refused before anything starts
+    loop_name = event_loop_choice(os.environ)
+    if loop_name == "asyncio" and ns.web is None:
+        # asyncio imports ssl only to offer TLS, which the master never uses: keeping it
+        # out saves about 5 MB of resident memory (OpenSSL's tables). uvloop cannot load
+        # without ssl, and --web's prometheus_client imports it too.
+        sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
     # Sockets bound and workers forked before asyncio is even imported (runtime.early).
     early = start_early(eco, control_path)
     try:
@@ -210,10 +216,8 @@ def _run_master(eco: object, load: Callable[[], object], ns: argparse.Namespace)
         fmt = LogFormat(ns.log_format) if ns.log_format else default_format(1)
         # The event loop's modules load on a helper thread while the workers' first
         # lines are forwarded here (runtime.relay).
-        relay_while(_import_loop_modules, early, eco, fmt)
+        relay_while(partial(_import_loop_modules, loop_name), early, eco, fmt)
         import asyncio
-
-        import uvloop
 
         from runtime.logs import LogSink
         from runtime.supervisor import Options, Supervisor
@@ -238,13 +242,34 @@ def _run_master(eco: object, load: Callable[[], object], ns: argparse.Namespace)
         finally:
             await sink.aclose()
 
-    return uvloop.run(main())
+    if loop_name == "uvloop":
+        import uvloop
+
+        return uvloop.run(main())
+    return asyncio.run(main())
 
 
-def _import_loop_modules() -> None:
+LOOPS = ("asyncio", "uvloop")
+
+
+def event_loop_choice(environ: Mapping[str, str]) -> str:
+    """`RUNTIME_LOOP`: the standard asyncio loop (default) or uvloop, if it is installed."""
+    name = environ.get("RUNTIME_LOOP", "") or "asyncio"
+    if name not in LOOPS:
+        raise UsageError(f"RUNTIME_LOOP must be one of {', '.join(LOOPS)}, got {name!r}")
+    if name == "uvloop":
+        import importlib.util
+
+        if importlib.util.find_spec("uvloop") is None:
+            raise UsageError("RUNTIME_LOOP=uvloop, but uvloop is not installed")
+    return name
+
+
+def _import_loop_modules(loop_name: str) -> None:
     import asyncio  # noqa: F401
 
-    import uvloop  # noqa: F401
+    if loop_name == "uvloop":
+        import uvloop  # noqa: F401
 
     import runtime.logs
     import runtime.supervisor  # noqa: F401

@@ -1,6 +1,6 @@
 """The master's first steps, before its event loop exists: sockets bound, workers forked.
 
-Importing asyncio and uvloop costs the master more than everything else it does at start
+Importing asyncio costs the master more than everything else it does at start
 (bench/RESULTS.md, "Start-up"), so the workers are forked before that: they boot while
 the master imports, a connection made meanwhile waits in a listener's backlog, a
 READY=1 waits in the notify socket, and output waits in the pipes. The signals the

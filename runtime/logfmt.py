@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-import orjson
+from runtime.jsonline import dumps, dumps_line, loads_object
 
 STDOUT = "stdout"
 STDERR = "stderr"
@@ -142,17 +142,9 @@ def _splice(out: list[Chunk], block: bytes, prefix: bytes, suffix: bytes) -> boo
     return True
 
 
-def _loads_object(raw: bytes) -> dict[str, object] | None:
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
 def _kv(value: object) -> str:
-    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
-    return text if text and " " not in text and '"' not in text else orjson.dumps(text).decode()
+    text = value if isinstance(value, str) else dumps(value)
+    return text if text and " " not in text and '"' not in text else dumps(text)
 
 
 def event_text(
@@ -257,10 +249,6 @@ class Formatter(ABC):
         """One output line (with its `\\n`) for a master event."""
 
 
-def _dumps(record: dict[str, object]) -> bytes:
-    return orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE)
-
-
 class JsonFormatter(Formatter):
     """DESIGN's JSON line: timestamp, level, app, instance, pid, stream, message."""
 
@@ -278,8 +266,8 @@ class JsonFormatter(Formatter):
     def _fast(self, out: list[Chunk], src: Source, stream: str, ts: str, block: bytes) -> bool:
         if not json_safe(block, objects_matter=True):
             return False
-        head = orjson.dumps({**self._head(src, stream, ts), "message": ""})
-        return _splice(out, block, head[:-2], b'"}')
+        head = dumps_line({**self._head(src, stream, ts), "message": ""})
+        return _splice(out, block, head[:-3], b'"}')
 
     def line(
         self, src: Source, stream: str, ts: str, raw: bytes, *, part: int = 0, last: bool = True
@@ -289,18 +277,18 @@ class JsonFormatter(Formatter):
             record["message"] = raw.decode("utf-8", "replace")
             record["part"] = part
             record["last"] = last
-            return _dumps(record)
-        obj = _loads_object(raw) if raw.startswith(b"{") else None
+            return dumps_line(record)
+        obj = loads_object(raw) if raw.startswith(b"{") else None
         if obj is not None:
             for key, value in obj.items():
                 if key not in _IDENTITY_KEYS:
                     record[key] = value
             try:
-                return _dumps(record)
-            except orjson.JSONEncodeError:  # nested deeper than orjson writes: keep the text
+                return dumps_line(record)
+            except RecursionError:  # nested deeper than the encoder goes: keep the text
                 record = self._head(src, stream, ts)
         record["message"] = raw.decode("utf-8", "replace")
-        return _dumps(record)
+        return dumps_line(record)
 
     def event(
         self,
@@ -321,7 +309,7 @@ class JsonFormatter(Formatter):
             record["pid"] = pid
         record["event"] = event
         record.update(fields)
-        return _dumps(record)
+        return dumps_line(record)
 
 
 class Pm2Formatter(Formatter):
@@ -334,8 +322,8 @@ class Pm2Formatter(Formatter):
     def _fast(self, out: list[Chunk], src: Source, stream: str, ts: str, block: bytes) -> bool:
         if not json_safe(block, objects_matter=False):
             return False
-        tail = orjson.dumps(self._tail(src, stream, ts))
-        return _splice(out, block, b'{"message":"', b'",' + tail[1:])
+        tail = dumps_line(self._tail(src, stream, ts))
+        return _splice(out, block, b'{"message":"', b'",' + tail[1:-1])
 
     def line(
         self, src: Source, stream: str, ts: str, raw: bytes, *, part: int = 0, last: bool = True
@@ -345,7 +333,7 @@ class Pm2Formatter(Formatter):
         if part:
             record["part"] = part
             record["last"] = last
-        return _dumps(record)
+        return dumps_line(record)
 
     def event(
         self,
@@ -369,7 +357,7 @@ class Pm2Formatter(Formatter):
         if pid is not None:
             record["pid"] = pid
         record.update(fields)
-        return _dumps(record)
+        return dumps_line(record)
 
 
 _COLOURS = (36, 32, 33, 34, 35, 96, 92, 93, 94, 95)  # no red: red marks stderr and errors

@@ -293,6 +293,11 @@ class WorkerLogs:
     def pid(self, pid: int) -> None:
         self._source = Source(self._source.app, self._source.instance, pid)
 
+    @property
+    def at_eof(self) -> bool:
+        """True once both pipes have reached end of file (and been closed)."""
+        return all(p.fd < 0 for p in self._pipes)
+
     def __repr__(self) -> str:
         return f"<WorkerLogs {self._source.app}#{self._source.instance} pid {self.pid}>"
 

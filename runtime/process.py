@@ -50,8 +50,8 @@ class Reaper:
         self._waiters: dict[int, Callable[[ExitStatus], None]] = {}
 
     def install(self) -> None:
-        # uvloop refuses add_signal_handler(SIGCHLD) (libuv keeps it for its own
-        # subprocesses, which we never use), so a plain handler wakes the loop instead.
+        # A plain handler wakes the loop on both loops: uvloop (RUNTIME_LOOP) refuses
+        # add_signal_handler(SIGCHLD), which libuv keeps for its own subprocesses.
         signal.signal(signal.SIGCHLD, self._on_sigchld)
         self.reap()
 

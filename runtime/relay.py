@@ -1,6 +1,6 @@
 """The workers' first lines, forwarded while the master is still importing its event loop.
 
-After `runtime.early` has forked the workers, asyncio and uvloop are imported on a
+After `runtime.early` has forked the workers, asyncio (and uvloop, if chosen) is imported on a
 helper thread (the only thread the master ever starts, gone before the loop runs),
 while this thread announces the workers and forwards every complete line they print,
 in the same format the log sink writes. What is left of a line is handed to the

@@ -29,10 +29,9 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-import orjson
-
 from runtime import __version__
 from runtime.errors import RuntimeUserError
+from runtime.jsonline import dumps_line
 from runtime.policy.lifecycle import AppStatus
 from runtime.status import process_rows
 from runtime.web_assets.dashboard import CSP, PAGE
@@ -155,11 +154,11 @@ def response_head(code: int, content_type: str, length: int | None, extra: str =
 
 
 def json_body(value: Any) -> bytes:
-    return orjson.dumps(value) + b"\n"
+    return dumps_line(value)
 
 
 def sse(event: str, data: Any) -> bytes:
-    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+    return b"event: " + event.encode() + b"\ndata: " + dumps_line(data) + b"\n"
 
 
 def _create_socket(host: str, port: int) -> socket.socket:

@@ -1,7 +1,7 @@
 """The pm2-style verbs against a running master (`python -m runtime list`, ...).
 
 Start-up time matters here (`list` should answer in well under 100 ms), so this module
-imports only the standard library, orjson and the protocol module.
+imports only the standard library and the protocol module.
 """
 
 from __future__ import annotations

@@ -9,12 +9,11 @@ the curses loop only reads keys and paints. Up/Down (or k/j) select, q or Ctrl-C
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-import orjson
 
 from runtime.control.client import ClientError, Connection, human_bytes, human_uptime
 from runtime.control.protocol import MAX_LINE, request
@@ -77,8 +76,10 @@ class LogFollower:
         records: list[dict[str, Any]] = []
         for line in lines:
             try:
-                reply = orjson.loads(line)
-            except orjson.JSONDecodeError:
+                reply = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(reply, dict):
                 continue
             if "log" in reply:
                 records.append(reply["log"])

@@ -46,17 +46,17 @@ class ControlError(Exception):
 
 
 def encode(message: Mapping[str, Any]) -> bytes:
-    import orjson  # the master's side; the client uses the standard json module
+    from runtime.jsonline import dumps_line  # the master's side
 
-    return orjson.dumps(message) + b"\n"
+    return dumps_line(message)
 
 
 def decode(line: bytes) -> dict[str, Any]:
-    import orjson
+    from runtime.jsonline import loads
 
     try:
-        value = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
+        value = loads(line)
+    except (ValueError, RecursionError) as exc:
         raise ControlError(f"malformed message: {exc}") from None
     if not isinstance(value, dict):
         raise ControlError("malformed message: not an object")
@@ -78,13 +78,25 @@ def control_dir(environ: Mapping[str, str] | None = None) -> str:
 
 def socket_name(source: str) -> str:
     """`<stem>-<hash8>.sock` for an ecosystem file (or a direct-form command line)."""
-    import hashlib
-    import re
+    import zlib  # not hashlib, which loads OpenSSL: this runs on the master's start-up path
 
     absolute = os.path.abspath(source)
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(absolute))[:40] or "runtime"
-    digest = hashlib.sha1(absolute.encode(), usedforsecurity=False).hexdigest()[:8]
-    return f"{stem}-{digest}{SOCKET_SUFFIX}"
+    stem = _safe_stem(os.path.basename(absolute))[:40] or "runtime"
+    return f"{stem}-{zlib.crc32(os.fsencode(absolute)):08x}{SOCKET_SUFFIX}"
+
+
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+def _safe_stem(name: str) -> str:
+    """`name` with each run of characters outside `[A-Za-z0-9._-]` as one `_`."""
+    out: list[str] = []
+    for c in name:
+        if c in _NAME_CHARS:
+            out.append(c)
+        elif not out or out[-1] != "\0":
+            out.append("\0")
+    return "".join(out).replace("\0", "_")
 
 
 def default_socket_path(source: str, environ: Mapping[str, str] | None = None) -> str:

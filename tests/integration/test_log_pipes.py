@@ -8,6 +8,7 @@ sink's output from a real pipe (or file), as a log router would.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import stat
@@ -19,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
 import pytest
 import structlog
 import uvloop
@@ -81,7 +81,7 @@ class Output:
 
     def records(self) -> list[dict[str, Any]]:
         assert self.data.endswith(b"\n"), bytes(self.data[-200:])
-        return [orjson.loads(line) for line in bytes(self.data).split(b"\n")[:-1]]
+        return [json.loads(line) for line in bytes(self.data).split(b"\n")[:-1]]
 
 
 def spawn(code: str) -> tuple[subprocess.Popen[bytes], int, int]:
@@ -223,11 +223,11 @@ def test_each_format_shape(fmt: LogFormat) -> None:
     lines = out.split(b"\n")[:-1]
     assert len(lines) == 3
     if fmt is LogFormat.JSON:
-        recs = [orjson.loads(line) for line in lines]
+        recs = [json.loads(line) for line in lines]
         assert {r.get("message") for r in recs} >= {"hello", "oops"}
         assert recs[-1]["event"] == "worker_exited"
     elif fmt is LogFormat.PM2:
-        recs = [orjson.loads(line) for line in lines]
+        recs = [json.loads(line) for line in lines]
         assert {(r.get("message"), r["type"]) for r in recs[:2]} == {
             ("hello", "out"),
             ("oops", "err"),
@@ -282,7 +282,7 @@ def test_stalled_stdout_bounds_memory_and_blocks_the_worker_then_delivers_everyt
     assert sink.peak_buffered <= high_water + 3 * READ_BUDGET
     data = bytes(out.data)
     assert data.count(b"\n") == n_lines
-    recs = [orjson.loads(line) for line in data.split(b"\n")[:-1]]
+    recs = [json.loads(line) for line in data.split(b"\n")[:-1]]
     assert [r["message"][:8] for r in recs] == [f"{i:08d}" for i in range(n_lines)]
     assert sink.lost_bytes == 0
 
@@ -339,7 +339,7 @@ def test_regular_file_stdout_and_flags_restored() -> None:
     try:
         run(lambda: scenario(path))
         assert stat.S_ISREG(path.stat().st_mode)
-        [rec] = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+        [rec] = [json.loads(line) for line in path.read_bytes().splitlines()]
     finally:
         path.unlink(missing_ok=True)
     assert rec["message"] == "to a file"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
 
-import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -32,7 +32,7 @@ TS = "2026-11-28T22:47:29.123Z"
 
 def json_lines(out: bytes) -> list[dict[str, object]]:
     assert out.endswith(b"\n")
-    return [orjson.loads(line) for line in out.split(b"\n")[:-1]]
+    return [json.loads(line) for line in out.split(b"\n")[:-1]]
 
 
 def test_timestamp_is_utc_milliseconds_with_z() -> None:
@@ -142,7 +142,7 @@ def test_json_event_has_the_worker_line_shape_with_an_event_key() -> None:
     line = JsonFormatter().event(
         TS, "warning", "restart_scheduled", "web", 0, 4121, {"delay_ms": 100}
     )
-    assert orjson.loads(line) == {
+    assert json.loads(line) == {
         "timestamp": TS,
         "level": "warning",
         "app": "web",
@@ -151,13 +151,13 @@ def test_json_event_has_the_worker_line_shape_with_an_event_key() -> None:
         "event": "restart_scheduled",
         "delay_ms": 100,
     }
-    bare = orjson.loads(JsonFormatter().event(TS, "info", "runtime_started", None, None, None, {}))
+    bare = json.loads(JsonFormatter().event(TS, "info", "runtime_started", None, None, None, {}))
     assert bare == {"timestamp": TS, "level": "info", "event": "runtime_started"}
 
 
 def test_pm2_event_is_a_process_event() -> None:
     """In pm2 format a master event is a pm2 process_event with a pm2 status."""
-    rec = orjson.loads(Pm2Formatter().event(TS, "info", "worker_started", "web", 0, 5, {}))
+    rec = json.loads(Pm2Formatter().event(TS, "info", "worker_started", "web", 0, 5, {}))
     assert rec["type"] == "process_event"
     assert (rec["status"], rec["app_name"], rec["event"]) == ("online", "web", "worker_started")
 
