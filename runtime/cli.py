@@ -7,99 +7,14 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 
-from runtime import __version__
 from runtime.errors import EXIT_OK, EXIT_USAGE, RuntimeUserError, UsageError
 
-TYPE_CHECKING = False  # typing is not imported on the client's path (start-up time)
+TYPE_CHECKING = False  # typing is not imported on the start-up path
 if TYPE_CHECKING:
-    import argparse
-
+    from runtime.runargs import RunArgs
     from runtime.spec import SocketSharing
 
-EXAMPLES = """\
-examples:
-  python -m runtime ecosystem.config.yml             run every app of an ecosystem file
-  python -m runtime ecosystem.config.yml --env prod  merge env_prod over env
-  python -m runtime ecosystem.config.yml --only web  start a subset of the apps
-  python -m runtime Procfile                         each `type: command` line is an app
-  python -m runtime app.py -i 4 --name web           the direct form, like pm2-runtime start
-  python -m runtime server.js -i max --env-var NODE_ENV=production
-  python -m runtime check ecosystem.config.yml       validate and print the resolved apps
-
-signals: TERM/INT graceful stop (a second one kills), QUIT kill now, HUP re-read the
-file and reload with zero downtime, USR1 status snapshot, TTIN/TTOU one more/fewer
-instance of each cluster app.
-exit codes: 0 stopped on request or every app ended cleanly, 1 every app ended and one
-failed, 2 usage error, 78 configuration error."""
-
 ECOSYSTEM_SUFFIXES = (".yml", ".yaml", ".json", ".toml", ".config.js", ".config.cjs", ".cjs")
-LOG_FORMATS = ("json", "pretty", "pm2", "raw")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    import argparse
-
-    from runtime.argv import Parser
-
-    parser = Parser(
-        prog="runtime",
-        description="A foreground process runtime for containers (the Python pm2-runtime).",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"runtime {__version__}")
-    parser.add_argument("target", help="ecosystem file (YAML, JSON, TOML, JS, Procfile) or script")
-    parser.add_argument("args", nargs="*", help="script arguments (direct form; after --)")
-    parser.add_argument("--env", dest="env_name", metavar="NAME", help="merge env_NAME over env")
-    parser.add_argument("--only", metavar="A,B", help="start only these apps")
-    parser.add_argument(
-        "--log-format", choices=LOG_FORMATS, help="default: pretty on a TTY, else json"
-    )
-    parser.add_argument(
-        "--no-auto-exit", action="store_true", help="keep running when every app has ended"
-    )
-    parser.add_argument(
-        "--control",
-        metavar="PATH",
-        help="control socket (default: one per ecosystem, under $XDG_RUNTIME_DIR or /tmp)",
-    )
-    parser.add_argument(
-        "--socket-sharing",
-        choices=("shared", "reuseport"),
-        help="override every app's socket_sharing (default per app: reuseport)",
-    )
-    parser.add_argument(
-        "--web",
-        metavar="[HOST:]PORT",
-        help="serve /health, /status, /metrics and a dashboard (host 127.0.0.1 by default)",
-    )
-    parser.add_argument(
-        "--web-token",
-        metavar="TOKEN",
-        default=os.environ.get("RUNTIME_WEB_TOKEN"),
-        help="bearer token for everything but /health (default: $RUNTIME_WEB_TOKEN)",
-    )
-    parser.add_argument(
-        "--shutdown-delay",
-        metavar="SECONDS",
-        type=float,
-        default=0.0,
-        help="on SIGTERM, keep serving this long while /health answers 503 (default 0)",
-    )
-    direct = parser.add_argument_group("direct form (a script instead of an ecosystem file)")
-    direct.add_argument("-i", "--instances", metavar="N", help="N, max, or -1")
-    direct.add_argument("--name", help="app name (default: the script's basename)")
-    direct.add_argument(
-        "--env-var",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="an environment variable for the app (repeatable)",
-    )
-    direct.add_argument("--interpreter", help="run the script with this program")
-    direct.add_argument("-x", "--exec-mode", choices=("fork", "cluster"))
-    direct.add_argument("--watch", action="store_true", help="restart on file changes in cwd")
-    return parser
 
 
 CHECK_USAGE = "usage: runtime check FILE [--env NAME] [--only A,B]"
@@ -120,7 +35,7 @@ def _env_vars(pairs: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _loader(ns: argparse.Namespace) -> Callable[[], object]:
+def _loader(ns: RunArgs) -> Callable[[], object]:
     from runtime import config
 
     only = [name for name in ns.only.split(",") if name] if ns.only else None
@@ -144,7 +59,7 @@ def _loader(ns: argparse.Namespace) -> Callable[[], object]:
     )
 
 
-def _control_key(ns: argparse.Namespace) -> str:
+def _control_key(ns: RunArgs) -> str:
     """What names the control socket: the ecosystem file, or the script and app name."""
     if is_ecosystem(ns.target):
         return str(ns.target)
@@ -169,7 +84,9 @@ def cmd_check(argv: Sequence[str]) -> int:
 
 
 def cmd_run(argv: Sequence[str]) -> int:
-    ns = build_parser().parse_intermixed_args(argv)
+    from runtime.runargs import parse_run_args
+
+    ns = parse_run_args(argv)
     load = _loader(ns)
     if ns.socket_sharing:
         load = partial(_with_sharing, load, ns.socket_sharing)
@@ -179,18 +96,17 @@ def cmd_run(argv: Sequence[str]) -> int:
 
 def _with_sharing(load: Callable[[], object], sharing: str) -> object:
     """The ecosystem with `--socket-sharing` applied to every app."""
-    import dataclasses
-
     from runtime.config import Ecosystem
+    from runtime.record import replace
 
     eco = load()
     assert isinstance(eco, Ecosystem)
     mode: SocketSharing = "shared" if sharing == "shared" else "reuseport"
-    apps = tuple(dataclasses.replace(app, socket_sharing=mode) for app in eco.apps)
-    return dataclasses.replace(eco, apps=apps)
+    apps = tuple(replace(app, socket_sharing=mode) for app in eco.apps)
+    return replace(eco, apps=apps)
 
 
-def _run_master(eco: object, load: Callable[[], object], ns: argparse.Namespace) -> int:
+def _run_master(eco: object, load: Callable[[], object], ns: RunArgs) -> int:
     from runtime.config import Ecosystem
     from runtime.control.protocol import default_socket_path
     from runtime.early import start_early

@@ -12,10 +12,10 @@ import re
 import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
 
 from runtime.cpus import cpu_count
 from runtime.errors import ConfigError
+from runtime.record import fields, record
 from runtime.spec import (
     AppSpec,
     BadValue,
@@ -49,7 +49,7 @@ INTERPRETERS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Ecosystem:
     """Every selected app of one ecosystem file, validated, plus the warnings to show."""
 
@@ -542,10 +542,10 @@ def format_check(eco: Ecosystem) -> str:
     lines = [f"{eco.file}: {count} app{'s' if count != 1 else ''}"]
     for spec in eco.apps:
         lines.append(f"\n{spec.name}")
-        for f in fields(AppSpec):
-            if f.name in ("name", "env"):
+        for name in fields(AppSpec):
+            if name in ("name", "env"):
                 continue
-            lines.append(f"  {f.name}: {_show(f.name, getattr(spec, f.name))}")
+            lines.append(f"  {name}: {_show(name, getattr(spec, name))}")
         env = mask_env(spec.env)
         lines.append("  env:" + ("" if env else " -"))
         lines += [f"    {k}={v}" for k, v in sorted(env.items())]

@@ -15,16 +15,19 @@ import os
 import signal
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 from runtime.config import Ecosystem
 from runtime.control.bind import bind_control
 from runtime.errors import ConfigError, RuntimeUserError
 from runtime.notify import bind_notify, notify_socket_path
+from runtime.record import field, record
 from runtime.sockets import AppListeners, ListenError, bind_app_listeners, parse_listen
 from runtime.spawn import Forked, WorkerEnv, fork_worker, set_child_subreaper
 from runtime.spec import AppSpec
+
+TYPE_CHECKING = False  # typing is not imported on the start-up path
+if TYPE_CHECKING:
+    from runtime.logfmt import Source
 
 HELD_SIGNALS = frozenset(
     {
@@ -40,7 +43,7 @@ HELD_SIGNALS = frozenset(
 )
 
 
-@dataclass
+@record(frozen=False)
 class Early:
     """Everything bound and forked before the event loop, for the supervisor to take over."""
 
@@ -53,7 +56,7 @@ class Early:
     announced: bool = False  # runtime_started/worker_started already written (runtime.relay)
     pending: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)  # pid: partial lines
     # lines already forwarded (source, stream, timestamp, block), for the log ring
-    forwarded: list[tuple[Any, str, str, bytes]] = field(default_factory=list)
+    forwarded: list[tuple[Source, str, str, bytes]] = field(default_factory=list)
 
     def close(self) -> None:
         """Undo it all (a failure before the loop took over)."""

@@ -27,10 +27,10 @@ import time
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 
 from runtime.jsonline import dumps, dumps_line, loads_object
+from runtime.record import record
 
 STDOUT = "stdout"
 STDERR = "stderr"
@@ -64,7 +64,7 @@ class LogFormat(StrEnum):
     RAW = "raw"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Source:
     """Who wrote a line: the worker's app, instance number and pid."""
 

@@ -14,18 +14,18 @@ import os
 import select
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from runtime.config import Ecosystem
 from runtime.early import Early
 from runtime.logfmt import STDERR, STDOUT, Chunk, LogFormat, Source, make_formatter, utc_timestamp
+from runtime.record import record
 
 POLL_S = 0.005
 READ_SIZE = 1 << 16
 MAX_LINE = 64 * 1024
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class _Stream:
     source: Source
     stream: str

@@ -38,9 +38,9 @@ import re
 import socket
 import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 
 from runtime.errors import RuntimeUserError
+from runtime.record import field, record, replace
 
 TYPE_CHECKING = False  # typing stays unimported at run time: it is on the start-up path
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ _PORT_RE = re.compile(r"^(?:(\d+)|\$([A-Za-z_]\w*)|\$\{([A-Za-z_]\w*)\})$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
 
 
-@dataclass(frozen=True)
+@record
 class ListenAddress:
     """One `listen:` entry; `str()` is its log-ready form."""
 
@@ -264,7 +264,7 @@ def describe_error(addr: ListenAddress, exc: OSError) -> str:
     return f"{addr}: {reason}"
 
 
-@dataclass
+@record(frozen=False)
 class AppListeners:
     """Every listener of one app: shared ones, and per-slot ones in reuseport mode."""
 

@@ -15,9 +15,9 @@ import os
 import signal
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from runtime.errors import SD_LISTEN_FDS_START
+from runtime.record import record
 from runtime.sockets import listen_env
 from runtime.spec import AppSpec
 
@@ -47,7 +47,7 @@ def set_child_subreaper() -> bool:
     return int(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ExitStatus:
     """How a worker ended: an exit code or the signal that killed it."""
 
@@ -74,7 +74,7 @@ class ExitStatus:
 _SIGNALS = {s.value for s in signal.Signals}
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class SpawnRequest:
     """Everything needed to fork and exec one worker."""
 
@@ -160,7 +160,7 @@ def make_pipe() -> tuple[int, int]:
     return read_fd, write_fd
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class WorkerEnv:
     """What the master adds to every worker's environment, besides the app's own."""
 
@@ -193,7 +193,7 @@ def worker_environment(spec: AppSpec, slot: int, wenv: WorkerEnv) -> dict[str, s
     return env
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Forked:
     """A forked worker before the event loop owns it: pid, pipe read ends, start time."""
 

@@ -13,9 +13,9 @@ import posixpath
 import re
 import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 from runtime.errors import ConfigError
+from runtime.record import field, record
 
 TYPE_CHECKING = False  # typing stays unimported at run time: it is on the start-up path
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def mask_env(env: Mapping[str, str]) -> dict[str, str]:
     return {k: ("****" if is_secret(k) else v) for k, v in env.items()}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AppSpec:
     """One app after loading, env expansion, `--env` merging and validation.
 
@@ -405,7 +405,7 @@ def default_name(script: str) -> str:
     return posixpath.splitext(base)[0] or base or script
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RawApp:
     """One app's settings under their canonical names, not yet validated."""
 
@@ -503,7 +503,7 @@ def normalize_app(raw: object, *, file: str, index: int | None) -> RawApp:
     return RawApp(file, index, name, app.values, app.envs, warnings)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Resolved:
     """What the edge found out for one app: its command line, directories and the machine."""
 
