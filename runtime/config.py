@@ -6,10 +6,7 @@ here; what a value means is decided by the pure functions of `spec`.
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
@@ -105,11 +102,14 @@ def _parse_yaml(text: str, label: str) -> object:
 
 
 def _parse_json(text: str, label: str) -> object:
+    from runtime.jsonline import loads
+
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(label, f"line {exc.lineno}: invalid JSON: {exc.msg}") from None
+        return loads(text)
     except (ValueError, RecursionError) as exc:
+        lineno, msg = getattr(exc, "lineno", None), getattr(exc, "msg", None)
+        if lineno is not None and msg is not None:  # json's JSONDecodeError
+            raise ConfigError(label, f"line {lineno}: invalid JSON: {msg}") from None
         raise ConfigError(label, f"invalid JSON: {exc}") from None
 
 
@@ -131,6 +131,8 @@ _NODE_PROGRAM = (
 
 def _node_error(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    import re
+
     errors = [line for line in lines if re.match(r"^[A-Za-z]*Error\b", line)]
     return (errors or lines or ["no output"])[0]
 
@@ -161,16 +163,18 @@ def _parse_js(path: str, label: str, environ: Mapping[str, str]) -> object:
     return _parse_json(done.stdout, label)
 
 
-_PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+)\s*:\s*(\S.*)$")
+_PROCFILE_LINE = r"^([A-Za-z0-9_-]+)\s*:\s*(\S.*)$"
 
 
 def _parse_procfile(text: str, label: str, environ: Mapping[str, str]) -> list[object]:
+    import re
+
     apps: list[object] = []
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
-        match = _PROCFILE_LINE.match(stripped)
+        match = re.match(_PROCFILE_LINE, stripped)
         if match is None:
             message = f"line {number}: expected 'type: command', got {stripped[:60]!r}"
             raise ConfigError(label, message)
@@ -185,7 +189,7 @@ def _parse_procfile(text: str, label: str, environ: Mapping[str, str]) -> list[o
 
 # --- ${VAR} expansion and the document's shape ----------------------------------------
 
-_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
+_VAR = r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}"
 
 
 def expand_vars(
@@ -198,7 +202,8 @@ def expand_vars(
     """
     if depth > MAX_DEPTH:
         raise BadValue(f"expected at most {MAX_DEPTH} levels of nesting")
-    if isinstance(value, str):
+    if isinstance(value, str) and "${" in value:
+        import re  # only for values that have a variable in them
 
         def one(match: re.Match[str]) -> str:
             name, op, default = match.group(1), match.group(2), match.group(3)
@@ -213,7 +218,7 @@ def expand_vars(
                 missing.add(name)
             return current or ""
 
-        return _VAR.sub(one, value) if "${" in value else value
+        return re.sub(_VAR, one, value)
     if isinstance(value, dict):
         return {k: expand_vars(v, environ, missing, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
@@ -282,6 +287,8 @@ _SHELL_KEYWORDS = frozenset(("exec", "cd", "export", "set", "if", "for", "while"
 
 def _has_control_operators(command: str) -> bool:
     """Unquoted `;`, `&`, `|`, `(`, `)` or newlines, or a leading shell keyword."""
+    import shlex
+
     lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|()")
     lexer.whitespace = " \t"  # a newline stays a token: it separates commands
     try:
@@ -325,6 +332,8 @@ def resolve_command(
         return target, interp, (interp, *iargs, target, *args), iargs, args
     if target is None and explicit is None and any(c.isspace() for c in script.strip()):
         _no_interpreter_args(app, iargs, "a shell command line")
+        import shlex
+
         command = f"{script} {shlex.join(args)}" if args else script
         return script, None, shell_argv(command), (), args
     if target is None:
@@ -528,6 +537,8 @@ def _show(key: str, value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if key in ("argv", "args", "interpreter_args") and isinstance(value, tuple):
+        import shlex
+
         return shlex.join(value)
     if isinstance(value, tuple):
         return ", ".join(str(v) for v in value)

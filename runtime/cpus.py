@@ -16,7 +16,7 @@ PROC_SELF_CGROUP = "/proc/self/cgroup"
 
 def _read(path: str) -> str | None:
     try:
-        with open(path, encoding="ascii") as f:
+        with open(path, encoding="utf-8") as f:
             return f.read().strip()
     except (OSError, UnicodeDecodeError):
         return None

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
 from collections.abc import Mapping
 
 from runtime.config import Ecosystem
@@ -27,18 +25,23 @@ from runtime.spec import AppSpec
 
 TYPE_CHECKING = False  # typing is not imported on the start-up path
 if TYPE_CHECKING:
+    import _socket
+    import signal as _signal
+
     from runtime.logfmt import Source
+else:
+    import _signal  # the C module `signal` wraps: its enums would cost start-up time
 
 HELD_SIGNALS = frozenset(
     {
-        signal.SIGTERM,
-        signal.SIGINT,
-        signal.SIGQUIT,
-        signal.SIGHUP,
-        signal.SIGUSR1,
-        signal.SIGTTIN,
-        signal.SIGTTOU,
-        signal.SIGCHLD,
+        _signal.SIGTERM,
+        _signal.SIGINT,
+        _signal.SIGQUIT,
+        _signal.SIGHUP,
+        _signal.SIGUSR1,
+        _signal.SIGTTIN,
+        _signal.SIGTTOU,
+        _signal.SIGCHLD,
     }
 )
 
@@ -49,8 +52,8 @@ class Early:
 
     listeners: dict[str, AppListeners | None]
     notify_path: str
-    notify_sock: socket.socket | None
-    control_sock: socket.socket | None = None
+    notify_sock: _socket.socket | None
+    control_sock: _socket.socket | None = None
     notify_dir: str | None = None
     workers: dict[str, list[Forked]] = field(default_factory=dict)  # per app
     announced: bool = False  # runtime_started/worker_started already written (runtime.relay)
@@ -76,12 +79,12 @@ class Early:
 
 
 def hold_signals() -> None:
-    signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, HELD_SIGNALS)
 
 
 def release_signals() -> None:
     """Deliver what arrived meanwhile (call once the loop's handlers are installed)."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
+    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, HELD_SIGNALS)
 
 
 def bind_app(file: str, spec: AppSpec) -> AppListeners | None:

@@ -27,10 +27,13 @@ import time
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from enum import StrEnum
 
 from runtime.jsonline import dumps, dumps_line, loads_object
 from runtime.record import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 STDOUT = "stdout"
 STDERR = "stderr"
@@ -55,13 +58,34 @@ _PM2_STATUS = {
 }
 
 
-class LogFormat(StrEnum):
-    """The formats of the master's stdout (`--log-format`)."""
+class LogFormat(str):
+    """The formats of the master's stdout (`--log-format`): one shared instance per name.
 
-    JSON = "json"
-    PRETTY = "pretty"
-    PM2 = "pm2"
-    RAW = "raw"
+    A `str` with enum-like members (`LogFormat("json") is LogFormat.JSON`), not an Enum:
+    `enum` would be the only reason to import it before the first worker line.
+    """
+
+    __slots__ = ()
+    JSON: ClassVar[LogFormat]
+    PRETTY: ClassVar[LogFormat]
+    PM2: ClassVar[LogFormat]
+    RAW: ClassVar[LogFormat]
+    ALL: ClassVar[tuple[LogFormat, ...]]
+
+    def __new__(cls, value: str) -> LogFormat:
+        for member in cls.ALL:
+            if member == value:
+                return member
+        raise ValueError(f"{value!r} is not a log format")
+
+    @property
+    def value(self) -> str:
+        """The name, as `--log-format` spells it."""
+        return str.__str__(self)
+
+
+LogFormat.ALL = tuple(str.__new__(LogFormat, name) for name in ("json", "pretty", "pm2", "raw"))
+LogFormat.JSON, LogFormat.PRETTY, LogFormat.PM2, LogFormat.RAW = LogFormat.ALL
 
 
 @record
@@ -456,6 +480,7 @@ def make_formatter(fmt: LogFormat) -> Formatter:
             return PrettyFormatter()
         case LogFormat.RAW:
             return RawFormatter()
+    raise ValueError(f"{fmt!r} is not a log format")
 
 
 def default_format(fd: int = 1) -> LogFormat:

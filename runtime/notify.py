@@ -19,9 +19,9 @@ sd_notify client handles `/path`; a few naive ones mishandle `@`.
 
 from __future__ import annotations
 
+import _socket  # not `socket`: bind_notify runs before the first fork (runtime.sockets)
 import contextlib
 import os
-import socket
 import struct
 from collections.abc import Callable
 
@@ -36,7 +36,7 @@ UNIX_PATH_MAX_BYTES = 107
 
 _UCRED = struct.Struct("=iII")  # struct ucred: pid, uid, gid
 _FD = struct.Struct("=i")
-_ANCILLARY_BYTES = socket.CMSG_SPACE(_UCRED.size) + socket.CMSG_SPACE(16 * _FD.size)
+_ANCILLARY_BYTES = _socket.CMSG_SPACE(_UCRED.size) + _socket.CMSG_SPACE(16 * _FD.size)
 
 OnMessage = Callable[[int, dict[str, str]], None]
 
@@ -67,11 +67,11 @@ def _credentials_pid(ancdata: list[tuple[int, int, bytes]]) -> int | None:
     """The sender pid from SCM_CREDENTIALS; closes any fds smuggled in with SCM_RIGHTS."""
     pid = None
     for level, kind, data in ancdata:
-        if level != socket.SOL_SOCKET:
+        if level != _socket.SOL_SOCKET:
             continue
-        if kind == socket.SCM_CREDENTIALS and len(data) >= _UCRED.size:
+        if kind == _socket.SCM_CREDENTIALS and len(data) >= _UCRED.size:
             pid = _UCRED.unpack_from(data)[0]
-        elif kind == socket.SCM_RIGHTS:  # FDSTORE=1 is not supported: never leak the fds
+        elif kind == _socket.SCM_RIGHTS:  # FDSTORE=1 is not supported: never leak the fds
             usable = len(data) - len(data) % _FD.size
             for (fd,) in _FD.iter_unpack(data[:usable]):
                 with contextlib.suppress(OSError):
@@ -79,15 +79,15 @@ def _credentials_pid(ancdata: list[tuple[int, int, bytes]]) -> int | None:
     return pid
 
 
-def bind_notify(path: str) -> socket.socket:
+def bind_notify(path: str) -> _socket.socket:
     """The sd_notify datagram socket, credentials on so senders are known by pid.
 
     Needs no event loop: the master binds it before forking its first workers.
     """
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_PASSCRED, 1)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # our private directory: a leftover is a dead master's
         sock.bind(path)
@@ -103,10 +103,10 @@ class NotifyServer:
     def __init__(self, path: str, on_message: OnMessage) -> None:
         self.path = path  # what workers get as NOTIFY_SOCKET
         self._on_message = on_message
-        self._sock: socket.socket | None = None
+        self._sock: _socket.socket | None = None
         self._loop: AbstractEventLoop | None = None
 
-    async def start(self, sock: socket.socket | None = None) -> None:
+    async def start(self, sock: _socket.socket | None = None) -> None:
         """Read `sock` (bound before the loop, `runtime.early`) or bind the path now."""
         import asyncio
 
@@ -133,7 +133,7 @@ class NotifyServer:
             except OSError:  # BlockingIOError: drained; anything else: try next wakeup
                 return
             pid = _credentials_pid(ancdata)
-            if pid is None or pid <= 0 or flags & socket.MSG_TRUNC:
+            if pid is None or pid <= 0 or flags & _socket.MSG_TRUNC:
                 continue
             fields = parse_notify(data)
             if fields:

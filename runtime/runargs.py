@@ -5,10 +5,11 @@ and `shutil` (with `bz2` and `lzma`) once the first option is added (bench/RESUL
 "Start-up"). The usual command lines (`runtime FILE`, `runtime FILE --env prod`,
 `runtime app.py -i 4 --name web`) are plain enough to read without it. `fast_parse`
 reads exactly these spellings: `--opt value`, `--opt=value`, `-i value`, `-x value`,
-flags, positionals anywhere and `--` once after the target. It gives up (None) on anything else: `-h`,
-`--version`, abbreviations, `-i4`, a value starting with `-`, a bad choice or number,
-no target. argparse then parses the line and reports errors the usual way. A property
-test (tests/unit/test_runargs.py) checks that both agree wherever the fast path answers.
+flags, positionals anywhere and `--` once after the target. It gives up (None) on
+anything else: `-h`, `--version`, abbreviations, `-i4`, a value starting with `-`, a
+bad choice or number, no target. argparse then parses the line and reports errors the
+usual way. A property test (tests/unit/test_runargs.py) checks that both agree
+wherever the fast path answers.
 """
 
 from __future__ import annotations

@@ -31,11 +31,10 @@ onto fds 3.. of the child and sets `LISTEN_PID` there (see `listen_env`).
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import errno
 import os
-import re
-import socket
 import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
@@ -55,8 +54,8 @@ UNIX_PATH_MAX_BYTES = 107  # sun_path is 108 bytes including the trailing NUL
 FDNAME_MAX_CHARS = 255  # systemd's limit for one LISTEN_FDNAMES entry
 LISTEN_ENV_KEYS = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")  # strip from inherited env
 
-_PORT_RE = re.compile(r"^(?:(\d+)|\$([A-Za-z_]\w*)|\$\{([A-Za-z_]\w*)\})$")
-_HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+_PORT_RE = r"^(?:(\d+)|\$([A-Za-z_]\w*)|\$\{([A-Za-z_]\w*)\})$"
+_HOST_RE = r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$"
 
 
 @record
@@ -89,7 +88,7 @@ def parse_listen(text: str, *, environ: Mapping[str, str]) -> ListenAddress:
         return _parse_unix(text)
     if text.startswith("["):
         host, sep, port_text = text[1:].partition("]:")
-        if not sep or not _is_ip(socket.AF_INET6, host):
+        if not sep or not _is_ip(_socket.AF_INET6, host):
             raise ValueError(f"expected [IPv6]:PORT, got {text!r}")
         return ListenAddress("tcp6", host=host, port=_parse_port(port_text, text, environ))
     host, sep, port_text = text.rpartition(":")
@@ -99,13 +98,15 @@ def parse_listen(text: str, *, environ: Mapping[str, str]) -> ListenAddress:
         host = "0.0.0.0" if "DYNO" in environ else "127.0.0.1"
     elif ":" in host:
         raise ValueError(f"IPv6 hosts need brackets ([::1]:8000), got {text!r}")
-    elif not _HOST_RE.match(host):
+    elif not _host_ok(host):
         raise ValueError(f"bad host {host!r} in {text!r}")
     return ListenAddress("tcp", host=host, port=_parse_port(port_text, text, environ))
 
 
 def _parse_port(port_text: str, text: str, environ: Mapping[str, str]) -> int:
-    match = _PORT_RE.match(port_text)
+    import re  # here, not at the top: the start-up path of fork-mode apps never needs it
+
+    match = re.match(_PORT_RE, port_text)
     if not match:
         raise ValueError(f"expected a port number or $VAR, got {text!r}")
     number, var = match.group(1), match.group(2) or match.group(3)
@@ -121,6 +122,18 @@ def _parse_port(port_text: str, text: str, environ: Mapping[str, str]) -> int:
     return port
 
 
+def _host_ok(host: str) -> bool:
+    import re
+
+    return re.match(_HOST_RE, host) is not None
+
+
+def _octal_mode(value: str) -> bool:
+    import re
+
+    return re.fullmatch(r"0?[0-7]{3}", value) is not None
+
+
 def _parse_unix(text: str) -> ListenAddress:
     path, sep, query = text[len("unix:") :].partition("?")
     if not path or path.startswith("@"):
@@ -130,7 +143,7 @@ def _parse_unix(text: str) -> ListenAddress:
     mode = None
     if sep:
         key, _, value = query.partition("=")
-        if key != "mode" or not re.fullmatch(r"0?[0-7]{3}", value):
+        if key != "mode" or not _octal_mode(value):
             raise ValueError(f"expected unix:/path?mode=0660 (octal), got {text!r}")
         mode = int(value, 8)
     return ListenAddress("unix", path=path, mode=mode)
@@ -138,7 +151,7 @@ def _parse_unix(text: str) -> ListenAddress:
 
 def _is_ip(family: int, host: str) -> bool:
     try:
-        socket.inet_pton(family, host)
+        _socket.inet_pton(family, host)
     except (OSError, ValueError):
         return False
     return True
@@ -151,7 +164,7 @@ class ListenError(RuntimeUserError):
 class Listener:
     """One bound, listening socket held by the master for its whole life."""
 
-    def __init__(self, address: ListenAddress, sock: socket.socket, name: str) -> None:
+    def __init__(self, address: ListenAddress, sock: _socket.socket, name: str) -> None:
         self.address = address  # with the real port when 0 was asked for
         self.sock = sock
         self.name = name  # its LISTEN_FDNAMES entry
@@ -183,21 +196,21 @@ def bind_listener(
     """Bind and listen on `addr`; raise ListenError with one clear line on failure."""
     if addr.kind == "unix":
         return _bind_unix(addr, backlog)
-    family = socket.AF_INET6 if addr.kind == "tcp6" else socket.AF_INET
+    family = _socket.AF_INET6 if addr.kind == "tcp6" else _socket.AF_INET
     try:
-        infos = socket.getaddrinfo(
-            addr.host, addr.port, family, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+        infos = _socket.getaddrinfo(
+            addr.host, addr.port, family, _socket.SOCK_STREAM, 0, _socket.AI_PASSIVE
         )
-    except socket.gaierror as exc:
+    except _socket.gaierror as exc:
         raise ListenError(f"{addr}: cannot resolve {addr.host!r}: {exc.strerror}") from exc
     sockaddr = infos[0][4]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = _socket.socket(family, _socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
         if reuseport:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEPORT, 1)
+        if family == _socket.AF_INET6:
+            sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
         sock.bind(sockaddr)
         sock.listen(backlog)
     except OSError as exc:
@@ -209,7 +222,7 @@ def bind_listener(
 
 def _bind_unix(addr: ListenAddress, backlog: int) -> Listener:
     _remove_stale_unix(addr)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.bind(addr.path)
         st = os.stat(addr.path)
@@ -235,16 +248,18 @@ def _remove_stale_unix(addr: ListenAddress) -> None:
         raise ListenError(describe_error(addr, exc)) from exc
     if not stat.S_ISSOCK(st.st_mode):
         raise ListenError(f"{addr}: file exists and is not a socket")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
         probe.settimeout(1.0)
-        try:
-            probe.connect(addr.path)
-        except (ConnectionRefusedError, FileNotFoundError):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(addr.path)
-            return
-        except OSError as exc:
-            raise ListenError(describe_error(addr, exc)) from exc
+        probe.connect(addr.path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(addr.path)
+        return
+    except OSError as exc:
+        raise ListenError(describe_error(addr, exc)) from exc
+    finally:
+        probe.close()
     raise ListenError(f"{addr}: address already in use")
 
 

@@ -12,7 +12,6 @@ import contextlib
 import ctypes
 import fcntl
 import os
-import signal
 import time
 from collections.abc import Mapping, Sequence
 
@@ -20,6 +19,12 @@ from runtime.errors import SD_LISTEN_FDS_START
 from runtime.record import record
 from runtime.sockets import listen_env
 from runtime.spec import AppSpec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal as _signal
+else:
+    import _signal  # the C module `signal` wraps: its enums would cost start-up time
 
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -66,12 +71,18 @@ class ExitStatus:
 
     def describe(self) -> str:
         if self.signal is not None:
-            name = signal.Signals(self.signal).name if self.signal in _SIGNALS else str(self.signal)
-            return f"signal {name}"
+            return f"signal {signal_name(self.signal)}"
         return f"code {self.code}"
 
 
-_SIGNALS = {s.value for s in signal.Signals}
+def signal_name(number: int) -> str:
+    """`SIGTERM` for 15; the number itself for one without a name."""
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
 
 
 @record(frozen=False)
@@ -90,23 +101,23 @@ def _child(req: SpawnRequest, parent_pid: int) -> None:
     """Runs in the forked child: only async-signal-tolerant os calls, then exec."""
     try:
         os.setpgid(0, 0)
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        _libc.prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent_pid:
             os._exit(EXEC_FAILED_CODE)
         for sig in (
-            signal.SIGCHLD,
-            signal.SIGPIPE,
-            signal.SIGXFSZ,
-            signal.SIGINT,
-            signal.SIGTERM,
-            signal.SIGHUP,
-            signal.SIGQUIT,
-            signal.SIGUSR1,
-            signal.SIGTTIN,
-            signal.SIGTTOU,
+            _signal.SIGCHLD,
+            _signal.SIGPIPE,
+            _signal.SIGXFSZ,
+            _signal.SIGINT,
+            _signal.SIGTERM,
+            _signal.SIGHUP,
+            _signal.SIGQUIT,
+            _signal.SIGUSR1,
+            _signal.SIGTTIN,
+            _signal.SIGTTOU,
         ):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+            _signal.signal(sig, _signal.SIG_DFL)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, set())
         count = len(req.listen_fds)
         # Move every fd we hand down above the target range first, so no dup2 clobbers one.
         floor = SD_LISTEN_FDS_START + count

@@ -7,11 +7,8 @@ here, so it can be tested without a file system.
 
 from __future__ import annotations
 
-import json
 import math
 import posixpath
-import re
-import shlex
 from collections.abc import Callable, Mapping
 
 from runtime.errors import ConfigError
@@ -19,6 +16,7 @@ from runtime.record import field, record
 
 TYPE_CHECKING = False  # typing stays unimported at run time: it is on the start-up path
 if TYPE_CHECKING:
+    import re
     from typing import Literal, TypeVar
 
     ExecMode = Literal["fork", "cluster"]
@@ -141,12 +139,32 @@ def _got(value: object) -> str:
 
 # --- unit and type parsers (value -> python value, raising BadValue) ------------
 
-_BYTES_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]?)b?$", re.IGNORECASE)
+# Regular expressions are matched with `re` imported where needed (`_re()`): importing it
+# costs start-up time, and most ecosystems have no value that needs one.
+_BYTES_RE = r"(?i)^(\d+(?:\.\d+)?)\s*([kmg]?)b?$"
 _BYTE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$", re.IGNORECASE)
+_DURATION_RE = r"(?i)^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$"
 _DURATION_UNITS = {"": 1, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 MAX_DURATION_MS = 2**31 - 1  # about 24 days: what a timer can hold everywhere
 MAX_INSTANCES = 4096
+
+
+def _match(pattern: str, text: str) -> re.Match[str] | None:
+    import re  # here, not at the top: most ecosystems have no value that needs it
+
+    return re.match(pattern, text)
+
+
+def _fullmatch(pattern: str, text: str) -> re.Match[str] | None:
+    import re
+
+    return re.fullmatch(pattern, text)
+
+
+def _split(pattern: str, text: str) -> list[str]:
+    import re
+
+    return re.split(pattern, text, maxsplit=1)
 
 
 def _number(value: object) -> float | None:
@@ -162,7 +180,7 @@ def parse_bytes(value: object) -> int:
     """A memory size: a bare number is bytes, `K`/`M`/`G` (or `KB`...) multiply by 1024."""
     expected = f"expected a size such as 512M, 1G or a number of bytes, got {_got(value)}"
     number, unit = _number(value), ""
-    if isinstance(value, str) and (m := _BYTES_RE.match(value.strip())):
+    if isinstance(value, str) and (m := _match(_BYTES_RE, value.strip())):
         number, unit = float(m.group(1)), m.group(2).lower()
     if number is None or number * _BYTE_UNITS[unit] < 1:
         raise BadValue(expected)
@@ -173,7 +191,7 @@ def parse_duration_ms(value: object) -> int:
     """A duration: a bare number is milliseconds, or `500ms`, `5s`, `2m`, `1h`."""
     expected = f"expected a duration such as 500ms, 5s, 2m or milliseconds, got {_got(value)}"
     number, unit = _number(value), ""
-    if isinstance(value, str) and (m := _DURATION_RE.match(value.strip())):
+    if isinstance(value, str) and (m := _match(_DURATION_RE, value.strip())):
         number, unit = float(m.group(1)), (m.group(2) or "").lower()
     if number is None:
         raise BadValue(expected)
@@ -185,7 +203,7 @@ def parse_duration_ms(value: object) -> int:
 
 def parse_int(value: object, *, minimum: int = 0) -> int:
     """An integer (numeric strings too) of at least `minimum`."""
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,18}\s*", value):
+    if isinstance(value, str) and _fullmatch(r"\s*-?\d{1,18}\s*", value):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise BadValue(f"expected an integer of at least {minimum}, got {_got(value)}")
@@ -199,7 +217,7 @@ def parse_instances(value: object, cpus: int) -> int:
         text = value.strip().lower()
         if text == "max":
             return cpus
-        if not re.fullmatch(r"-?\d{1,9}", text):
+        if not _fullmatch(r"-?\d{1,9}", text):
             raise BadValue(expected)
         value = int(text)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -236,6 +254,8 @@ def parse_words(value: object) -> tuple[str, ...]:
     """A list of arguments, or one string split the way a shell would."""
     if isinstance(value, str):
         try:
+            import shlex
+
             return tuple(shlex.split(value))
         except ValueError as exc:
             raise BadValue(f"expected shell words, got {_got(value)} ({exc})") from None
@@ -290,12 +310,12 @@ def parse_exit_codes(value: object) -> frozenset[int]:
     return codes
 
 
-_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_VAR_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 
 
 def parse_var_name(value: object) -> str:
     """An environment variable name."""
-    if not isinstance(value, str) or not _VAR_NAME.fullmatch(value):
+    if not isinstance(value, str) or not _fullmatch(_VAR_NAME, value):
         raise BadValue(f"expected an environment variable name, got {_got(value)}")
     return value
 
@@ -343,6 +363,8 @@ def env_value(value: object) -> str:
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, dict | list | tuple):
+        import json
+
         return json.dumps(value, default=str)
     return str(value)
 
@@ -362,7 +384,7 @@ def parse_env(value: object) -> dict[str, str]:
     return env
 
 
-_DOTENV_LINE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*)$")
+_DOTENV_LINE = r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*)$"
 
 
 def _dotenv_value(raw: str) -> str | None:
@@ -377,7 +399,7 @@ def _dotenv_value(raw: str) -> str | None:
         if quote == '"':
             inner = inner.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
         return inner
-    return re.split(r"\s+#", raw, maxsplit=1)[0].strip()
+    return _split(r"\s+#", raw)[0].strip()
 
 
 def parse_dotenv(text: str) -> dict[str, str]:
@@ -387,7 +409,7 @@ def parse_dotenv(text: str) -> dict[str, str]:
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
-        match = _DOTENV_LINE.match(stripped)
+        match = _match(_DOTENV_LINE, stripped)
         value = _dotenv_value(match.group(2)) if match else None
         if match is None or value is None:
             raise BadValue(f"line {number}: expected KEY=value, got {_got(stripped)}")

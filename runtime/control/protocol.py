@@ -22,8 +22,8 @@ the same container finds the only one there without configuration.
 
 from __future__ import annotations
 
+import _socket  # not `socket`: the master's start-up path (runtime.sockets)
 import os
-import socket
 from collections.abc import Mapping
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up time)
@@ -109,10 +109,12 @@ def default_socket_path(source: str, environ: Mapping[str, str] | None = None) -
 
 def socket_is_live(path: str) -> bool:
     """Whether a runtime answers on this control socket (a refused connect means stale)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
         probe.settimeout(0.5)
-        try:
-            probe.connect(path)
-        except OSError:
-            return False
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
     return True

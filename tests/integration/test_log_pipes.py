@@ -215,7 +215,7 @@ def test_partial_last_line_is_flushed_by_drain_before_the_exit_event() -> None:
     ]
 
 
-@pytest.mark.parametrize("fmt", list(LogFormat), ids=[f.value for f in LogFormat])
+@pytest.mark.parametrize("fmt", LogFormat.ALL, ids=[f.value for f in LogFormat.ALL])
 def test_each_format_shape(fmt: LogFormat) -> None:
     """Every format writes one line per worker line and one per master event."""
     code = "import sys\nprint('hello', flush=True)\nprint('oops', file=sys.stderr)"

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from runtime.record import field, fields, record, replace
@@ -112,15 +109,3 @@ def test_field_without_default_after_one_is_refused() -> None:
         class Bad:
             a: int = 0
             b: int
-
-
-def test_importing_record_does_not_import_dataclasses() -> None:
-    """The reason this module exists: it costs no `dataclasses`/`inspect` import."""
-    code = (
-        "import sys; import runtime.record, runtime.spec, runtime.config, runtime.early, "
-        "runtime.relay; print(sorted({'dataclasses', 'inspect', 'typing'} & set(sys.modules)))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
-    )
-    assert out.stdout.strip() == "[]"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
 import re
@@ -106,10 +107,16 @@ def _connect(port: int, host: str = "127.0.0.1") -> socket.socket:
     return client
 
 
-def _accept(sock: socket.socket, timeout_s: float = 5.0) -> socket.socket:
-    readable, _, _ = select.select([sock], [], [], timeout_s)
-    assert readable, "no connection arrived before the deadline"
-    conn, _ = sock.accept()
+def _wrap(raw: _socket.socket) -> socket.socket:
+    """A `socket.socket` on a dup of a listener's fd (listeners are bound as raw sockets)."""
+    return socket.socket(fileno=os.dup(raw.fileno()))
+
+
+def _accept(raw: _socket.socket, timeout_s: float = 5.0) -> socket.socket:
+    with _wrap(raw) as sock:
+        readable, _, _ = select.select([sock], [], [], timeout_s)
+        assert readable, "no connection arrived before the deadline"
+        conn, _ = sock.accept()
     return conn
 
 
@@ -122,7 +129,7 @@ def test_bind_tcp_port_zero_accepts_a_connection() -> None:
         assert str(listener) == f"127.0.0.1:{port}"
         assert listener.name == f"127.0.0.1_{port}"
         assert listener.fileno() == listener.sock.fileno()
-        assert not listener.sock.get_inheritable()
+        assert not os.get_inheritable(listener.fileno())
         assert listener.sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
         with _connect(port), _accept(listener.sock) as conn:
             assert conn.getsockname()[1] == port
@@ -292,15 +299,20 @@ def test_unix_missing_directory(short_dir: str) -> None:
     assert str(info.value) == f"unix:{path}: no such directory"
 
 
-def _accepted_per_listener(socks: list[socket.socket], total: int, deadline: float) -> list[int]:
+def _accepted_per_listener(raws: list[_socket.socket], total: int, deadline: float) -> list[int]:
     """Accept from every socket until `total` connections arrived or the deadline passed."""
+    socks = [_wrap(raw) for raw in raws]
     counts = [0] * len(socks)
-    while sum(counts) < total and time.monotonic() < deadline:
-        readable, _, _ = select.select(socks, [], [], 0.2)
-        for sock in readable:
-            conn, _ = sock.accept()
-            conn.close()
-            counts[socks.index(sock)] += 1
+    try:
+        while sum(counts) < total and time.monotonic() < deadline:
+            readable, _, _ = select.select(socks, [], [], 0.2)
+            for sock in readable:
+                conn, _ = sock.accept()
+                conn.close()
+                counts[socks.index(sock)] += 1
+    finally:
+        for sock in socks:
+            sock.close()
     return counts
 
 

@@ -1,0 +1,67 @@
+"""The master's path to its first fork imports only what it needs (bench/RESULTS.md, "Start-up").
+
+Each module kept off this path costs milliseconds on every start; this pins the list so
+a convenient import at the top of a start-up module does not quietly bring one back.
+The check runs `python -S` (no site: a development venv's editable-install finder
+imports `re` and `enum` itself) on a real command line and a real JSON ecosystem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Modules the start-up path must not import (each one was measured on it before).
+KEPT_OUT = {
+    "argparse": "the run command's fast path (runtime.runargs)",
+    "dataclasses": "records (runtime.record)",
+    "inspect": "pulled in by dataclasses",
+    "typing": "annotations only under TYPE_CHECKING",
+    "enum": "pulled in by socket, signal and re",
+    "socket": "listeners and control sockets are bound with _socket",
+    "signal": "signals are held with _signal",
+    "re": "regular expressions are compiled only for values that need them",
+    "json": "JSON is read and written with the _json accelerator directly",
+    "shlex": "only for command lines that need splitting",
+    "asyncio": "imported on the relay's helper thread, after the fork",
+}
+
+PROBE = """
+import sys
+from runtime.runargs import parse_run_args
+from runtime import cli
+ns = parse_run_args(sys.argv[1:])
+eco = cli._loader(ns)()
+import runtime.early, runtime.relay, runtime.logfmt, runtime.control.protocol
+from runtime.control.protocol import default_socket_path
+default_socket_path(cli._control_key(ns))
+print(" ".join(sorted(sys.modules)))
+"""
+
+
+def test_start_up_path_keeps_heavy_modules_out(tmp_path: Path) -> None:
+    """Parsing the command line, loading a JSON ecosystem and importing everything the
+    master needs up to the first fork and the relay leaves each listed module unimported."""
+    app = tmp_path / "app.py"
+    app.write_text("print('hi')\n")
+    eco = tmp_path / "eco.json"
+    apps = [{"name": "web", "script": str(app), "instances": 2, "env": {"A": "1"}}]
+    eco.write_text(json.dumps({"apps": apps}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", PROBE, str(eco), "--env", "prod"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=30,
+        check=True,
+    )
+    loaded = set(out.stdout.split())
+    assert "runtime.early" in loaded  # the probe really ran the path
+    assert {m: why for m, why in KEPT_OUT.items() if m in loaded} == {}
