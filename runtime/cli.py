@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from runtime.runargs import RunArgs
     from runtime.spec import SocketSharing
 
+MAX_SHUTDOWN_DELAY_S = 3600.0
 ECOSYSTEM_SUFFIXES = (".yml", ".yaml", ".json", ".toml", ".config.js", ".config.cjs", ".cjs")
 
 
@@ -87,6 +88,8 @@ def cmd_run(argv: Sequence[str]) -> int:
     from runtime.runargs import parse_run_args
 
     ns = parse_run_args(argv)
+    if not 0.0 <= ns.shutdown_delay <= MAX_SHUTDOWN_DELAY_S:  # also refuses nan and inf
+        raise UsageError(f"--shutdown-delay expects 0 to 3600 seconds, got {ns.shutdown_delay}")
     load = _loader(ns)
     if ns.socket_sharing:
         load = partial(_with_sharing, load, ns.socket_sharing)
@@ -152,7 +155,7 @@ def _run_master(eco: object, load: Callable[[], object], ns: RunArgs) -> int:
                 control_path=control_path,
                 web=ns.web,
                 web_token=ns.web_token,
-                shutdown_delay_s=max(0.0, ns.shutdown_delay),
+                shutdown_delay_s=ns.shutdown_delay,
             )
             return await Supervisor(eco, sink, options, early).run()
         finally:

@@ -1,19 +1,22 @@
 """The workers' first lines, forwarded while the master is still importing its event loop.
 
-After `runtime.early` has forked the workers, asyncio (and uvloop, if chosen) is imported on a
-helper thread (the only thread the master ever starts, gone before the loop runs),
-while this thread announces the workers and forwards every complete line they print,
-in the same format the log sink writes. What is left of a line is handed to the
-worker's `WorkerLogs`, which goes on from there, so no line is lost, split or merged.
+After `runtime.early` has forked the workers, the main thread announces them and
+imports asyncio (and uvloop, if chosen), while a helper thread (the only thread the
+master ever starts, gone before the loop runs) forwards every complete line they
+print, in the same format the log sink writes. The helper is started with `_thread`:
+`threading` must first be imported by the main thread (it records the importing
+thread as the main one), and asyncio imports it anyway, after the first lines are out.
+What is left of a line is handed to the worker's `WorkerLogs`, which goes on from
+there, so no line is lost, split or merged.
 The master's signals stay held meanwhile (`runtime.early`), so nothing else can happen.
 """
 
 from __future__ import annotations
 
+import _thread
 import os
 import select
 import sys
-import threading
 from collections.abc import Callable
 
 from runtime.config import Ecosystem
@@ -21,7 +24,6 @@ from runtime.early import Early
 from runtime.logfmt import STDERR, STDOUT, Chunk, LogFormat, Source, make_formatter, utc_timestamp
 from runtime.record import record
 
-POLL_S = 0.005
 RELAY_SWITCH_INTERVAL_S = 0.0005
 READ_SIZE = 1 << 16
 MAX_LINE = 64 * 1024
@@ -62,14 +64,13 @@ class Relay:
         self._write(out)
         self.early.announced = True
 
-    def run_until(self, done: threading.Event) -> None:
-        """Forward lines until `done` is set (the imports have finished)."""
-        while not done.is_set():
+    def run_until(self, done_fd: int) -> None:
+        """Forward lines until `done_fd` is readable (the imports have finished)."""
+        while True:
             fds = [fd for fd, s in self.streams.items() if s.open and len(s.pending) <= MAX_LINE]
-            if not fds:
-                done.wait(POLL_S)
-                continue
-            readable, _, _ = select.select(fds, [], [], POLL_S)
+            readable, _, _ = select.select([done_fd, *fds], [], [])
+            if done_fd in readable:
+                return
             for fd in readable:
                 self._forward(fd)
 
@@ -109,31 +110,37 @@ class Relay:
 
 
 def relay_while(load: Callable[[], None], early: Early, eco: Ecosystem, fmt: LogFormat) -> Relay:
-    """Run `load` (imports) on a helper thread and forward lines here until it returns."""
+    """Run `load` (imports) here while a helper thread forwards lines, until it returns."""
     relay = Relay(early, eco, fmt)
     relay.announce()
-    done = threading.Event()
+    done_r, done_w = os.pipe2(os.O_CLOEXEC)
+    finished = _thread.allocate_lock()
+    finished.acquire()
     failure: list[BaseException] = []
 
-    def target() -> None:
+    def forward() -> None:
         try:
-            load()
+            relay.run_until(done_r)
         except BaseException as exc:
             failure.append(exc)
         finally:
-            done.set()
+            finished.release()
 
-    thread = threading.Thread(target=target, name="runtime-imports", daemon=True)
-    # The importing thread holds the GIL; a short switch interval lets this thread take it
+    # The importing thread holds the GIL; a short switch interval lets the helper take it
     # within half a millisecond of a worker's line arriving, instead of up to 5 ms.
     interval = sys.getswitchinterval()
     sys.setswitchinterval(RELAY_SWITCH_INTERVAL_S)
     try:
-        thread.start()
-        relay.run_until(done)
-        thread.join()
+        _thread.start_new_thread(forward, ())
+        try:
+            load()
+        finally:
+            os.write(done_w, b"x")
+            finished.acquire()  # the helper has returned: the pipes are ours again
     finally:
         sys.setswitchinterval(interval)
+        os.close(done_r)
+        os.close(done_w)
     for forked in early.workers.values():
         for f in forked:
             early.pending[f.pid] = relay.pending(f.stdout_fd, f.stderr_fd)

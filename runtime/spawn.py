@@ -9,11 +9,10 @@ group and a parent-death signal, so it never outlives a killed master.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from runtime.errors import SD_LISTEN_FDS_START
 from runtime.record import record
@@ -32,7 +31,33 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 EXEC_FAILED_CODE = 127
 
-_libc = ctypes.CDLL(None, use_errno=True)
+
+def libc_function(name: str) -> Callable[..., int] | None:
+    """A C library function that returns an int, or None where the library lacks it.
+
+    Called through `_ctypes`, the C module that `ctypes` is written on: importing
+    `ctypes` itself builds every C type class, which costs the master start-up time
+    before its first fork (bench/RESULTS.md, "Start-up").
+    """
+    from _ctypes import FUNCFLAG_CDECL, FUNCFLAG_USE_ERRNO, CFuncPtr, _SimpleCData, dlopen
+
+    class CInt(_SimpleCData):  # type: ignore[type-arg]
+        _type_ = "i"
+
+    class Function(CFuncPtr):
+        _flags_ = FUNCFLAG_CDECL | FUNCFLAG_USE_ERRNO
+        _restype_ = CInt
+
+    class Library:
+        _handle = dlopen(None, 0)  # type: ignore[arg-type]  # None: this process's symbols
+
+    try:
+        return Function((name, Library()))  # type: ignore[arg-type]
+    except AttributeError:  # no such symbol (malloc_trim on musl)
+        return None
+
+
+_prctl = libc_function("prctl")
 
 
 def release_startup_memory() -> None:
@@ -40,7 +65,7 @@ def release_startup_memory() -> None:
     import gc
 
     gc.collect()
-    trim = getattr(_libc, "malloc_trim", None)  # glibc; absent on musl
+    trim = libc_function("malloc_trim")  # glibc; absent on musl
     if trim is not None:
         trim(0)
 
@@ -49,7 +74,7 @@ def set_child_subreaper() -> bool:
     """Adopt orphaned descendants (what PID 1 gets for free), so they are reaped here."""
     if os.getpid() == 1:
         return True
-    return int(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    return _prctl is not None and _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
 @record
@@ -101,7 +126,8 @@ def _child(req: SpawnRequest, parent_pid: int) -> None:
     """Runs in the forked child: only async-signal-tolerant os calls, then exec."""
     try:
         os.setpgid(0, 0)
-        _libc.prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, 0, 0, 0)
+        if _prctl is not None:
+            _prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent_pid:
             os._exit(EXEC_FAILED_CODE)
         for sig in (

@@ -49,8 +49,10 @@ def test_version() -> None:
         (["--log-format", "xml", "x.yml"], "invalid choice: 'xml'"),
         (["eco.yml", "extra"], "unexpected arguments after an ecosystem file: extra"),
         (["app.py", "--env-var", "NOPE"], "--env-var expects KEY=VALUE, got 'NOPE'"),
+        (["app.py", "--shutdown-delay", "inf"], "--shutdown-delay expects 0 to 3600 seconds"),
+        (["app.py", "--shutdown-delay=-1"], "--shutdown-delay expects 0 to 3600 seconds"),
     ],
-    ids=["bad-format", "extra-args", "bad-env-var"],
+    ids=["bad-format", "extra-args", "bad-env-var", "infinite-delay", "negative-delay"],
 )
 def test_usage_errors_exit_2(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]

@@ -28,7 +28,9 @@ KEPT_OUT = {
     "re": "regular expressions are compiled only for values that need them",
     "json": "JSON is read and written with the _json accelerator directly",
     "shlex": "only for command lines that need splitting",
-    "asyncio": "imported on the relay's helper thread, after the fork",
+    "asyncio": "imported after the fork, while the relay forwards the first lines",
+    "threading": "the relay's helper is started with _thread",
+    "ctypes": "prctl is called through _ctypes",
 }
 
 PROBE = """
