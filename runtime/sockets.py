@@ -54,8 +54,12 @@ UNIX_PATH_MAX_BYTES = 107  # sun_path is 108 bytes including the trailing NUL
 FDNAME_MAX_CHARS = 255  # systemd's limit for one LISTEN_FDNAMES entry
 LISTEN_ENV_KEYS = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")  # strip from inherited env
 
-_PORT_RE = r"^(?:(\d+)|\$([A-Za-z_]\w*)|\$\{([A-Za-z_]\w*)\})$"
-_HOST_RE = r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$"
+# Plain character sets, not regular expressions: `re` is not imported on the start-up path.
+_DIGITS = frozenset("0123456789")
+_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_ALNUM = _LETTERS | _DIGITS
+_VAR_CHARS = _ALNUM | {"_"}
+_HOST_CHARS = _ALNUM | {".", "-"}
 
 
 @record
@@ -103,35 +107,47 @@ def parse_listen(text: str, *, environ: Mapping[str, str]) -> ListenAddress:
     return ListenAddress("tcp", host=host, port=_parse_port(port_text, text, environ))
 
 
-def _parse_port(port_text: str, text: str, environ: Mapping[str, str]) -> int:
-    import re  # here, not at the top: the start-up path of fork-mode apps never needs it
+def _port_or_var(port_text: str) -> tuple[str | None, str | None] | None:
+    """`(digits, None)` for `8000`, `(None, NAME)` for `$NAME` or `${NAME}`, else None."""
+    if port_text and set(port_text) <= _DIGITS:
+        return port_text, None
+    if port_text.startswith("${") and port_text.endswith("}"):
+        name = port_text[2:-1]
+    elif port_text.startswith("$"):
+        name = port_text[1:]
+    else:
+        return None
+    if name and name[0] not in _DIGITS and set(name) <= _VAR_CHARS:
+        return None, name
+    return None
 
-    match = re.match(_PORT_RE, port_text)
-    if not match:
+
+def _parse_port(port_text: str, text: str, environ: Mapping[str, str]) -> int:
+    parts = _port_or_var(port_text)
+    if parts is None:
         raise ValueError(f"expected a port number or $VAR, got {text!r}")
-    number, var = match.group(1), match.group(2) or match.group(3)
+    number, var = parts
     if var is not None:
         number = environ.get(var, str(DEFAULT_PORT) if var == "PORT" else None)
         if number is None:
             raise ValueError(f"{text!r}: ${var} is not set")
         if not number.isdigit():
             raise ValueError(f"{text!r}: ${var} is not a port number: {number!r}")
-    port = int(number)
+    port = int(number or "")
     if port > 65535:
         raise ValueError(f"port out of range 0-65535 in {text!r}")
     return port
 
 
 def _host_ok(host: str) -> bool:
-    import re
-
-    return re.match(_HOST_RE, host) is not None
+    """Letters, digits, dots and dashes, starting and ending with a letter or digit."""
+    return set(host) <= _HOST_CHARS and host[0] in _ALNUM and host[-1] in _ALNUM
 
 
 def _octal_mode(value: str) -> bool:
-    import re
-
-    return re.fullmatch(r"0?[0-7]{3}", value) is not None
+    """Three octal digits, optionally after a 0 (`660`, `0660`)."""
+    digits = value[1:] if len(value) == 4 and value[0] == "0" else value
+    return len(digits) == 3 and set(digits) <= set("01234567")
 
 
 def _parse_unix(text: str) -> ListenAddress:
@@ -198,8 +214,11 @@ def bind_listener(
         return _bind_unix(addr, backlog)
     family = _socket.AF_INET6 if addr.kind == "tcp6" else _socket.AF_INET
     try:
+        # An ASCII host goes in as bytes: a str would be encoded with the idna codec,
+        # whose import (stringprep, unicodedata, re) costs milliseconds of start-up.
+        host = addr.host.encode() if addr.host.isascii() else addr.host
         infos = _socket.getaddrinfo(
-            addr.host, addr.port, family, _socket.SOCK_STREAM, 0, _socket.AI_PASSIVE
+            host, addr.port, family, _socket.SOCK_STREAM, 0, _socket.AI_PASSIVE
         )
     except _socket.gaierror as exc:
         raise ListenError(f"{addr}: cannot resolve {addr.host!r}: {exc.strerror}") from exc

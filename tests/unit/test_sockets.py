@@ -73,6 +73,13 @@ JUNK_CASES = [
     ("unix:@abstract", "abstract sockets are not supported"),
     ("unix:/x?mode=0999", "expected unix:/path?mode=0660"),
     ("unix:/x?perm=0600", "expected unix:/path?mode=0660"),
+    ("unix:/x?mode=00660", "expected unix:/path?mode=0660"),
+    (":${PORT", "expected a port number"),
+    (":$1PORT", "expected a port number"),
+    (":$", "expected a port number"),
+    (":٣٠٠٠", "expected a port number"),  # non-ASCII digits are not a port
+    ("-host:80", "bad host"),
+    ("host-:80", "bad host"),
     ("unix:/" + "a" * 200, "longer than 107 bytes"),
 ]
 

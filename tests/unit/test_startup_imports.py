@@ -31,6 +31,7 @@ KEPT_OUT = {
     "asyncio": "imported after the fork, while the relay forwards the first lines",
     "threading": "the relay's helper is started with _thread",
     "ctypes": "prctl is called through _ctypes",
+    "encodings.idna": "listener hosts are resolved as bytes",
 }
 
 PROBE = """
@@ -42,17 +43,24 @@ eco = cli._loader(ns)()
 import runtime.early, runtime.relay, runtime.logfmt, runtime.control.protocol
 from runtime.control.protocol import default_socket_path
 default_socket_path(cli._control_key(ns))
+for listeners in runtime.early.bind_apps(eco.file, eco.apps).values():
+    if listeners is not None:
+        listeners.close()
 print(" ".join(sorted(sys.modules)))
 """
 
 
 def test_start_up_path_keeps_heavy_modules_out(tmp_path: Path) -> None:
-    """Parsing the command line, loading a JSON ecosystem and importing everything the
-    master needs up to the first fork and the relay leaves each listed module unimported."""
+    """Parsing the command line, loading a JSON ecosystem, binding a listener and importing
+    everything the master needs up to the first fork and the relay leaves each listed
+    module unimported."""
     app = tmp_path / "app.py"
     app.write_text("print('hi')\n")
     eco = tmp_path / "eco.json"
-    apps = [{"name": "web", "script": str(app), "instances": 2, "env": {"A": "1"}}]
+    apps = [
+        {"name": "worker", "script": str(app), "instances": 2, "env": {"A": "1"}},
+        {"name": "web", "script": str(app), "exec_mode": "cluster", "listen": "localhost:0"},
+    ]
     eco.write_text(json.dumps({"apps": apps}))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
