@@ -163,23 +163,24 @@ def _parse_js(path: str, label: str, environ: Mapping[str, str]) -> object:
     return _parse_json(done.stdout, label)
 
 
-_PROCFILE_LINE = r"^([A-Za-z0-9_-]+)\s*:\s*(\S.*)$"
+_PROCESS_TYPE_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+)
 
 
 def _parse_procfile(text: str, label: str, environ: Mapping[str, str]) -> list[object]:
-    import re
-
     apps: list[object] = []
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
-        match = re.match(_PROCFILE_LINE, stripped)
-        if match is None:
+        name, colon, command = stripped.partition(":")
+        name, command = name.rstrip(), command.strip()
+        if not colon or not name or not set(name) <= _PROCESS_TYPE_CHARS or not command:
             message = f"line {number}: expected 'type: command', got {stripped[:60]!r}"
             raise ConfigError(label, message)
-        app: dict[str, object] = {"name": match.group(1), "script": match.group(2).strip()}
-        if match.group(1) == "web":
+        app: dict[str, object] = {"name": name, "script": command}
+        if name == "web":
             app["env"] = {"PORT": environ.get("PORT") or PROCFILE_WEB_PORT}
         apps.append(app)
     if not apps:
