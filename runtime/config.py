@@ -163,9 +163,7 @@ def _parse_js(path: str, label: str, environ: Mapping[str, str]) -> object:
     return _parse_json(done.stdout, label)
 
 
-_PROCESS_TYPE_CHARS = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
-)
+_PROCESS_TYPE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
 def _parse_procfile(text: str, label: str, environ: Mapping[str, str]) -> list[object]:
@@ -287,18 +285,30 @@ _SHELL_KEYWORDS = frozenset(("exec", "cd", "export", "set", "if", "for", "while"
 
 
 def _has_control_operators(command: str) -> bool:
-    """Unquoted `;`, `&`, `|`, `(`, `)` or newlines, or a leading shell keyword."""
-    import shlex
+    """Unquoted `;`, `&`, `|`, `(`, `)`, newlines or `#`, or a leading shell keyword.
 
-    lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|()")
-    lexer.whitespace = " \t"  # a newline stays a token: it separates commands
-    try:
-        tokens = list(lexer)
-    except ValueError:  # unbalanced quotes: leave it to the shell as it is
+    A plain scan rather than `shlex` (whose import costs start-up time); when in doubt
+    (unbalanced quotes, a comment) the answer is yes, so the line runs as it is.
+    """
+    words = command.split()
+    if not words or words[0] in _SHELL_KEYWORDS:
         return True
-    if not tokens or tokens[0] in _SHELL_KEYWORDS:
-        return True
-    return any(t == "\n" or (t and set(t) <= set(";&|()")) for t in tokens)
+    quote, escaped = "", False
+    for c in command:
+        if escaped:
+            escaped = False
+        elif c == "\\" and quote != "'":
+            escaped = True
+        elif quote:
+            quote = "" if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c in _CONTROL_CHARS:
+            return True
+    return bool(quote or escaped)
+
+
+_CONTROL_CHARS = frozenset(";&|()\n#")
 
 
 def shell_argv(command: str) -> tuple[str, ...]:

@@ -161,6 +161,17 @@ def _fullmatch(pattern: str, text: str) -> re.Match[str] | None:
     return re.fullmatch(pattern, text)
 
 
+def _int_text(text: str, max_digits: int) -> int | None:
+    """`-?[0-9]{1,max_digits}` as an int (ASCII digits only), else None."""
+    digits = text[1:] if text.startswith("-") else text
+    if not digits or len(digits) > max_digits or not set(digits) <= _DIGITS:
+        return None
+    return int(text)
+
+
+_DIGITS = frozenset("0123456789")
+
+
 def _split(pattern: str, text: str) -> list[str]:
     import re
 
@@ -203,8 +214,8 @@ def parse_duration_ms(value: object) -> int:
 
 def parse_int(value: object, *, minimum: int = 0) -> int:
     """An integer (numeric strings too) of at least `minimum`."""
-    if isinstance(value, str) and _fullmatch(r"\s*-?\d{1,18}\s*", value):
-        value = int(value)
+    if isinstance(value, str) and (number := _int_text(value.strip(), 18)) is not None:
+        value = number
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise BadValue(f"expected an integer of at least {minimum}, got {_got(value)}")
     return value
@@ -217,9 +228,10 @@ def parse_instances(value: object, cpus: int) -> int:
         text = value.strip().lower()
         if text == "max":
             return cpus
-        if not _fullmatch(r"-?\d{1,9}", text):
+        number = _int_text(text, 9)
+        if number is None:
             raise BadValue(expected)
-        value = int(text)
+        value = number
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadValue(expected)
     count = cpus if value == 0 else max(1, cpus + value) if value < 0 else value

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # Modules the start-up path must not import (each one was measured on it before).
@@ -27,7 +29,7 @@ KEPT_OUT = {
     "signal": "signals are held with _signal",
     "re": "regular expressions are compiled only for values that need them",
     "json": "JSON is read and written with the _json accelerator directly",
-    "shlex": "only for command lines that need splitting",
+    "shlex": "only for arguments given as one string (Procfile lines are scanned by hand)",
     "asyncio": "imported after the fork, while the relay forwards the first lines",
     "threading": "the relay's helper is started with _thread",
     "ctypes": "prctl is called through _ctypes",
@@ -50,21 +52,32 @@ print(" ".join(sorted(sys.modules)))
 """
 
 
-def test_start_up_path_keeps_heavy_modules_out(tmp_path: Path) -> None:
-    """Parsing the command line, loading a JSON ecosystem, binding a listener and importing
-    everything the master needs up to the first fork and the relay leaves each listed
-    module unimported."""
+def _write_inputs(tmp_path: Path, form: str) -> list[str]:
+    """The command line of one form, with its files written under `tmp_path`."""
     app = tmp_path / "app.py"
     app.write_text("print('hi')\n")
+    if form == "procfile":
+        (tmp_path / "Procfile").write_text(f"web: {sys.executable} {app} --port $PORT\n")
+        return [str(tmp_path / "Procfile")]
+    if form == "direct":
+        return [str(app), "-i", "2", "--name", "web", "--env-var", "A=1"]
     eco = tmp_path / "eco.json"
     apps = [
         {"name": "worker", "script": str(app), "instances": 2, "env": {"A": "1"}},
         {"name": "web", "script": str(app), "exec_mode": "cluster", "listen": "localhost:0"},
     ]
     eco.write_text(json.dumps({"apps": apps}))
+    return [str(eco), "--env", "prod"]
+
+
+@pytest.mark.parametrize("form", ["json", "procfile", "direct"])
+def test_start_up_path_keeps_heavy_modules_out(tmp_path: Path, form: str) -> None:
+    """Parsing the command line, loading the apps (a JSON ecosystem with a listener, a
+    Procfile, the direct form), binding listeners and importing everything the master
+    needs up to the first fork and the relay leaves each listed module unimported."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
-        [sys.executable, "-S", "-c", PROBE, str(eco), "--env", "prod"],
+        [sys.executable, "-S", "-c", PROBE, *_write_inputs(tmp_path, form)],
         capture_output=True,
         text=True,
         env=env,
