@@ -139,11 +139,9 @@ def _got(value: object) -> str:
 
 # --- unit and type parsers (value -> python value, raising BadValue) ------------
 
-# Regular expressions are matched with `re` imported where needed (`_re()`): importing it
-# costs start-up time, and most ecosystems have no value that needs one.
-_BYTES_RE = r"(?i)^(\d+(?:\.\d+)?)\s*([kmg]?)b?$"
+# Values are read with string methods, and the few regular expressions left import `re`
+# where they are used: its import costs start-up time (bench/RESULTS.md, "Start-up").
 _BYTE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-_DURATION_RE = r"(?i)^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$"
 _DURATION_UNITS = {"": 1, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 MAX_DURATION_MS = 2**31 - 1  # about 24 days: what a timer can hold everywhere
 MAX_INSTANCES = 4096
@@ -172,6 +170,20 @@ def _int_text(text: str, max_digits: int) -> int | None:
 _DIGITS = frozenset("0123456789")
 
 
+def _number_and_unit(text: str) -> tuple[float, str] | None:
+    """`12`, `1.5`, `512M`, `5 s`: the number (digits, optionally `.digits`) and the rest,
+    lower-cased and stripped; None when the text does not start with such a number."""
+    end = 0
+    while end < len(text) and (text[end] in _DIGITS or text[end] == "."):
+        end += 1
+    whole, dot, fraction = text[:end].partition(".")
+    if not whole or not set(whole) <= _DIGITS or (dot and not fraction):
+        return None
+    if not set(fraction) <= _DIGITS:
+        return None
+    return float(text[:end]), text[end:].strip().lower()
+
+
 def _split(pattern: str, text: str) -> list[str]:
     import re
 
@@ -191,9 +203,9 @@ def parse_bytes(value: object) -> int:
     """A memory size: a bare number is bytes, `K`/`M`/`G` (or `KB`...) multiply by 1024."""
     expected = f"expected a size such as 512M, 1G or a number of bytes, got {_got(value)}"
     number, unit = _number(value), ""
-    if isinstance(value, str) and (m := _match(_BYTES_RE, value.strip())):
-        number, unit = float(m.group(1)), m.group(2).lower()
-    if number is None or number * _BYTE_UNITS[unit] < 1:
+    if isinstance(value, str) and (parts := _number_and_unit(value.strip())):
+        number, unit = parts[0], parts[1].removesuffix("b")
+    if number is None or unit not in _BYTE_UNITS or number * _BYTE_UNITS[unit] < 1:
         raise BadValue(expected)
     return int(number * _BYTE_UNITS[unit])
 
@@ -202,9 +214,9 @@ def parse_duration_ms(value: object) -> int:
     """A duration: a bare number is milliseconds, or `500ms`, `5s`, `2m`, `1h`."""
     expected = f"expected a duration such as 500ms, 5s, 2m or milliseconds, got {_got(value)}"
     number, unit = _number(value), ""
-    if isinstance(value, str) and (m := _match(_DURATION_RE, value.strip())):
-        number, unit = float(m.group(1)), (m.group(2) or "").lower()
-    if number is None:
+    if isinstance(value, str) and (parts := _number_and_unit(value.strip())):
+        number, unit = parts
+    if number is None or unit not in _DURATION_UNITS:
         raise BadValue(expected)
     ms = number * _DURATION_UNITS[unit]
     if ms > MAX_DURATION_MS:
