@@ -63,7 +63,14 @@ def _write_inputs(tmp_path: Path, form: str) -> list[str]:
         return [str(app), "-i", "2", "--name", "web", "--env-var", "A=1"]
     eco = tmp_path / "eco.json"
     apps = [
-        {"name": "worker", "script": str(app), "instances": 2, "env": {"A": "1"}},
+        {
+            "name": "worker",
+            "script": str(app),
+            "instances": "2",
+            "env": {"A": "1"},
+            "max_memory_restart": "200M",
+            "kill_timeout": "5s",
+        },
         {"name": "web", "script": str(app), "exec_mode": "cluster", "listen": "localhost:0"},
     ]
     eco.write_text(json.dumps({"apps": apps}))
