@@ -20,7 +20,7 @@ from runtime.early import Early, bind_apps, release_signals, start_early
 from runtime.errors import ConfigError, RuntimeUserError
 from runtime.logring import LogRing
 from runtime.logs import LogSink
-from runtime.metrics import Sampler
+from runtime.metrics import Sampler, tree_rss
 from runtime.notify import NotifyServer
 from runtime.policy.lifecycle import StopKind, decide_auto_exit, decide_stop_signal
 from runtime.policy.scale import ScaleRequest
@@ -436,9 +436,9 @@ class Supervisor:
 
     async def _watch_memory(self) -> None:
         while not self.stopping:
-            latest = self.sample().latest
-            rss = {pid: sample.rss_bytes for pid, sample in latest.items()}
             for app in self.apps.values():
                 if app.spec.max_memory_restart_bytes:
+                    pids = (w.pid for w in app.workers())
+                    rss = {pid: size for pid in pids if (size := tree_rss(pid)) is not None}
                     app.check_memory(rss)
             await asyncio.sleep(MEMORY_CHECK_S)
