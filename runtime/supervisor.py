@@ -23,11 +23,11 @@ from runtime.logs import LogSink
 from runtime.metrics import Sampler, tree_rss
 from runtime.notify import NotifyServer
 from runtime.policy.lifecycle import StopKind, decide_auto_exit, decide_stop_signal
+from runtime.policy.memory import next_check_s
 from runtime.policy.scale import ScaleRequest
 from runtime.process import Reaper, release_startup_memory
 from runtime.worker import Worker
 
-MEMORY_CHECK_S = 0.5
 STARTUP_TRIM_S = 1.0  # after the first workers are up, not in their way
 FINAL_KILL_WAIT_S = 2.0
 
@@ -436,9 +436,12 @@ class Supervisor:
 
     async def _watch_memory(self) -> None:
         while not self.stopping:
+            read: list[tuple[int, int]] = []
             for app in self.apps.values():
-                if app.spec.max_memory_restart_bytes:
+                limit = app.spec.max_memory_restart_bytes
+                if limit:
                     pids = (w.pid for w in app.workers())
                     rss = {pid: size for pid in pids if (size := tree_rss(pid)) is not None}
                     app.check_memory(rss)
-            await asyncio.sleep(MEMORY_CHECK_S)
+                    read += ((size, limit) for size in rss.values())
+            await asyncio.sleep(next_check_s(read))
