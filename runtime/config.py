@@ -441,6 +441,14 @@ def _select(apps: list[RawApp], only: Sequence[str] | None, label: str) -> list[
     return [app for app in apps if app.name in wanted]
 
 
+def _counts_cpus(instances: object) -> bool:
+    """Whether an `instances` value needs the CPU count (`max`, 0, -1): reading the cgroup
+    files costs start-up time, and most apps give a plain number."""
+    if isinstance(instances, str):
+        return not instances.strip().isdigit() or int(instances) == 0
+    return isinstance(instances, int) and not isinstance(instances, bool) and instances <= 0
+
+
 def _build(
     label: str,
     raw_apps: list[object],
@@ -457,7 +465,7 @@ def _build(
     for app in apps:
         warnings.extend(app.warnings)
     selected = _select(apps, only, label)
-    cpus = cpu_count()
+    cpus = cpu_count() if any(_counts_cpus(app.values.get("instances")) for app in selected) else 1
     specs = []
     if env_name is not None and not any(env_name in app.envs for app in selected):
         warnings.append(f"{label}: --env {env_name}: no app has env_{env_name}; using env alone")

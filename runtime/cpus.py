@@ -7,7 +7,6 @@ affinity mask and the cgroup v2 `cpu.max` / v1 `cpu.cfs_quota_us` quota.
 
 from __future__ import annotations
 
-import math
 import os
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -30,7 +29,7 @@ def _quota_cpus(quota: str, period: str) -> int | None:
         return None
     if q <= 0 or p <= 0:
         return None
-    return max(1, math.ceil(q / p))
+    return max(1, -(-q // p))  # ceil(q / p) in integers
 
 
 def _v2_limit(directory: str) -> int | None:

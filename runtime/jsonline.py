@@ -18,10 +18,10 @@ whole blocks in C and encodes one record per block) and cost start-up time and m
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 
 _WHITESPACE = " \t\n\r"  # what JSON allows around a value
+_INFINITY = float("inf")
 
 
 def _reject_constant(name: str) -> object:
@@ -76,7 +76,7 @@ _FAILED = object()
 def _finite(value: object) -> object:
     """`value` with every non-finite float (nested in dicts, lists, tuples) as None."""
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return value if -_INFINITY < value < _INFINITY else None  # nan fails both
     if isinstance(value, Mapping):
         return {k: _finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

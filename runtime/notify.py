@@ -22,7 +22,7 @@ from __future__ import annotations
 import _socket  # not `socket`: bind_notify runs before the first fork (runtime.sockets)
 import contextlib
 import os
-import struct
+import sys
 from collections.abc import Callable
 
 TYPE_CHECKING = False  # asyncio is imported by start(): bind_notify runs before the loop
@@ -34,9 +34,14 @@ MAX_DATAGRAM_BYTES = 4096  # systemd reads notifications into a buffer of this s
 MAX_DATAGRAMS_PER_WAKEUP = 1024  # drain the queue but let other callbacks run under a flood
 UNIX_PATH_MAX_BYTES = 107
 
-_UCRED = struct.Struct("=iII")  # struct ucred: pid, uid, gid
-_FD = struct.Struct("=i")
-_ANCILLARY_BYTES = _socket.CMSG_SPACE(_UCRED.size) + _socket.CMSG_SPACE(16 * _FD.size)
+_UCRED_BYTES = 12  # struct ucred: pid, uid, gid (C ints, native byte order)
+_FD_BYTES = 4
+_ANCILLARY_BYTES = _socket.CMSG_SPACE(_UCRED_BYTES) + _socket.CMSG_SPACE(16 * _FD_BYTES)
+
+
+def _c_int(data: bytes, offset: int = 0) -> int:
+    return int.from_bytes(data[offset : offset + 4], sys.byteorder, signed=True)
+
 
 OnMessage = Callable[[int, dict[str, str]], None]
 
@@ -69,13 +74,12 @@ def _credentials_pid(ancdata: list[tuple[int, int, bytes]]) -> int | None:
     for level, kind, data in ancdata:
         if level != _socket.SOL_SOCKET:
             continue
-        if kind == _socket.SCM_CREDENTIALS and len(data) >= _UCRED.size:
-            pid = _UCRED.unpack_from(data)[0]
+        if kind == _socket.SCM_CREDENTIALS and len(data) >= _UCRED_BYTES:
+            pid = _c_int(data)
         elif kind == _socket.SCM_RIGHTS:  # FDSTORE=1 is not supported: never leak the fds
-            usable = len(data) - len(data) % _FD.size
-            for (fd,) in _FD.iter_unpack(data[:usable]):
+            for offset in range(0, len(data) - _FD_BYTES + 1, _FD_BYTES):
                 with contextlib.suppress(OSError):
-                    os.close(fd)
+                    os.close(_c_int(data, offset))
     return pid
 
 

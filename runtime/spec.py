@@ -7,7 +7,6 @@ here, so it can be tested without a file system.
 
 from __future__ import annotations
 
-import math
 import posixpath
 from collections.abc import Callable, Mapping
 
@@ -168,6 +167,7 @@ def _int_text(text: str, max_digits: int) -> int | None:
 
 
 _DIGITS = frozenset("0123456789")
+_INFINITY = float("inf")
 
 
 def _number_and_unit(text: str) -> tuple[float, str] | None:
@@ -194,7 +194,7 @@ def _number(value: object) -> float | None:
     """A finite, non-negative number from an int, float or numeric string; None otherwise."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float) and math.isfinite(value) and value >= 0:
+    if isinstance(value, int | float) and 0 <= value < _INFINITY:  # also refuses nan
         return float(value)
     return None
 
