@@ -12,7 +12,10 @@
 3. `/metrics` scrape time with 16 workers: back to back (the psutil sample is shared
    for 0.5 s) and 0.6 s apart (a fresh sample of 16 process trees per scrape).
 
-    .venv/bin/python bench/control.py [--quick] [--write]
+    .venv/bin/python bench/control.py [--quick] [--write] [--dev]
+
+Master and clients run from a release install (bench/out/release-venv, as in
+bench/startup.py) unless `--dev`.
 """
 
 from __future__ import annotations
@@ -266,7 +269,14 @@ def pm2_runtime(bin_dir: Path, workers: int) -> Iterator[dict[str, str]]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     c.add_common_args(ap)
+    ap.add_argument(
+        "--dev",
+        action="store_true",
+        help="use the development venv (editable install) instead of a release install",
+    )
     args = ap.parse_args()
+    if not args.dev:
+        c.use_release_install()  # the editable finder adds ~30 ms to every client start
     window = 5.0 if args.quick else 10.0
     repeat = 5 if args.quick else 10
     r: dict[str, Any] = {}
@@ -364,20 +374,10 @@ def render(r: dict[str, Any], window: float, repeat: int) -> str:
 LIST_ADVICE = """
 Why `list` misses: the master answers in {rtt:.1f} ms; the rest is the client's start-up
 on a machine this loaded ({cpu:.0f} ms CPU against {floor:.0f} ms for `python -c pass`
-and {minimal:.0f} ms for a stdlib-only client doing the same request). What to cut in the
-client path (`runtime/__main__.py` -> `runtime/cli.py` -> `runtime/control/client.py`),
-biggest first: (1) `orjson` on the client side: its import pulls `dataclasses`,
-`inspect`, `enum` and `typing`; the client exchanges one small JSON line, so stdlib
-`json` in `client.py` (and lazy in `protocol.encode/decode`) is enough, the master keeps
-orjson; (2) argparse for the simple verbs: building the parser imports `gettext`/`locale`
-and `shutil` (which pulls `bz2`, `lzma`, `zlib`) for the help formatter; parse
-`VERB [TARGET] [--control P] [--ecosystem F] [--json] [--sort K]` by hand and fall back to
-argparse only for `-h`, errors and the verbs with more options; `cli.py` imports
-`argparse` at module level and should dispatch control verbs before that; (3) lazy
-`hashlib`/`re` in `protocol.py` (only needed to derive a socket name without
-`--control`/`$RUNTIME_CONTROL`), lazy `glob` in `client.py`, `typing.Any` under
-`TYPE_CHECKING`; (4) the `runtime` console script instead of `python -m runtime` skips
-`runpy` and `importlib.util`. With (1)-(3) the client is the stdlib-only row above.
+and {minimal:.0f} ms for a stdlib-only client doing the same request). The client already
+imports only the standard library's `json` and `socket` and the protocol module, and
+parses plain verbs without argparse, so what is left is the interpreter under load;
+the `runtime` console script skips `runpy` for a few more milliseconds.
 """
 
 
