@@ -203,6 +203,7 @@ def fast_parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
     """The arguments of a plain command line, or None for argparse to parse (see above)."""
     env = os.environ if environ is None else environ
     values: dict[str, object] = {"web_token": env.get(WEB_TOKEN_VAR)}
+    appended: dict[str, list[str]] = {}  # --env-var, in order
     positionals: list[str] = []
     tokens = iter(argv)
     for token in tokens:
@@ -227,13 +228,12 @@ def fast_parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
         if value is _GIVE_UP or (not eq and raw.startswith("-")):
             return None
         if opt.kind == "append":
-            values.setdefault(opt.dest, [])
-            values[opt.dest].append(value)  # type: ignore[attr-defined]
+            appended.setdefault(opt.dest, []).append(raw)
         else:
             values[opt.dest] = value
     if not positionals:
         return None
-    return RunArgs(positionals[0], positionals[1:], **values)  # type: ignore[arg-type]
+    return RunArgs(positionals[0], positionals[1:], **values, **appended)  # type: ignore[arg-type]
 
 
 def parse_run_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> RunArgs:
