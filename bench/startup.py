@@ -224,38 +224,22 @@ def main() -> int:
     time_to_line([c.PY, str(hello)], is_ready_line, env)
     time_to_line(c.runtime_argv(str(eco_py), "--log-format", "json"), worker_line, env)
 
+    python_cases = {  # the same Python worker, from each way of naming it
+        "python app": eco_py,
+        "python app, YAML ecosystem": eco_yaml,
+        "python app, Procfile": procfile,
+        "python app, direct form": hello,
+    }
     results: dict[str, dict[str, list[int]]] = {
-        k: {"bare": [], "master": []}
-        for k in (
-            "python app",
-            "python app, YAML ecosystem",
-            "python app, Procfile",
-            "python app, direct form",
-            "sh app",
-            "http app",
-        )
+        k: {"bare": [], "master": []} for k in (*python_cases, "sh app", "http app")
     }
     for _ in range(runs):
-        r = results["python app"]
-        r["bare"].append(time_to_line([c.PY, str(hello)], is_ready_line, env, "bare python app"))
-        r["master"].append(
-            time_to_line(c.runtime_argv(str(eco_py), "--log-format", "json"), worker_line, env)
-        )
-        r = results["python app, YAML ecosystem"]
-        r["bare"].append(time_to_line([c.PY, str(hello)], is_ready_line, env))
-        r["master"].append(
-            time_to_line(c.runtime_argv(str(eco_yaml), "--log-format", "json"), worker_line, env)
-        )
-        r = results["python app, Procfile"]
-        r["bare"].append(time_to_line([c.PY, str(hello)], is_ready_line, env))
-        r["master"].append(
-            time_to_line(c.runtime_argv(str(procfile), "--log-format", "json"), worker_line, env)
-        )
-        r = results["python app, direct form"]
-        r["bare"].append(time_to_line([c.PY, str(hello)], is_ready_line, env))
-        r["master"].append(
-            time_to_line(c.runtime_argv(str(hello), "--log-format", "json"), worker_line, env)
-        )
+        for case, target in python_cases.items():
+            r = results[case]
+            cpu_key = "bare python app" if case == "python app" else ""
+            r["bare"].append(time_to_line([c.PY, str(hello)], is_ready_line, env, cpu_key))
+            argv = c.runtime_argv(str(target), "--log-format", "json")
+            r["master"].append(time_to_line(argv, worker_line, env))
         r = results["sh app"]
         r["bare"].append(time_to_line(["/bin/sh", *sh_args], is_ready_line, env))
         r["master"].append(

@@ -7,9 +7,11 @@ Descendants come from `/proc/<pid>/task/<tid>/children`, so a sample costs a few
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,30 @@ def _rss(pid: int) -> int | None:
         return None
 
 
+def _walk(root: int, read: Callable[[int], T | None], seen: set[int]) -> list[T]:
+    """`read(pid)` of `root` and of every live descendant, each pid once, root first.
+
+    Empty once `root` is gone; a descendant that is gone (`read` gives None) is skipped
+    with its subtree. Every pid visited is added to `seen`.
+    """
+    first = read(root)
+    if first is None:
+        return []
+    seen.add(root)
+    found = [first]
+    stack = _children(root)
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        value = read(pid)
+        if value is not None:
+            found.append(value)
+            stack.extend(_children(pid))
+    return found
+
+
 def tree_rss(root: int) -> int | None:
     """Resident bytes of `root` and every descendant, or None once `root` is gone.
 
@@ -67,21 +93,8 @@ def tree_rss(root: int) -> int | None:
     one `/proc/PID/statm` read per process (the figure psutil's `memory_info().rss`
     reads too), no CPU times.
     """
-    total = _rss(root)
-    if total is None:
-        return None
-    seen = {root}
-    stack = _children(root)
-    while stack:
-        pid = stack.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        rss = _rss(pid)
-        if rss is not None:
-            total += rss
-            stack.extend(_children(pid))
-    return total
+    sizes = _walk(root, _rss, set())
+    return sum(sizes) if sizes else None
 
 
 _PROCS: dict[int, Any] = {}  # psutil.Process per pid: built once (it reads /proc to check identity)
@@ -110,25 +123,15 @@ def forget_gone(alive: set[int]) -> None:
 
 def sample_tree(root: int, now: float, seen: set[int] | None = None) -> TreeSample | None:
     """RSS and CPU time of `root` and every descendant, or None once it is gone."""
-    top = _usage(root)
-    if top is None:
+    usages = _walk(root, _usage, set() if seen is None else seen)
+    if not usages:
         return None
-    rss, cpu = top
-    count = 1
-    stack = _children(root)
-    seen = set() if seen is None else seen
-    seen.add(root)
-    while stack:
-        pid = stack.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        usage = _usage(pid)
-        if usage is None:
-            continue
-        rss, cpu, count = rss + usage[0], cpu + usage[1], count + 1
-        stack.extend(_children(pid))
-    return TreeSample(rss_bytes=rss, cpu_seconds=cpu, processes=count, at=now)
+    return TreeSample(
+        rss_bytes=sum(rss for rss, _cpu in usages),
+        cpu_seconds=sum(cpu for _rss, cpu in usages),
+        processes=len(usages),
+        at=now,
+    )
 
 
 def sample_trees(
