@@ -89,6 +89,11 @@ def _read_text(path: str) -> str:
 
 
 def _parse_yaml(text: str, label: str) -> object:
+    from runtime.yamlite import UNSURE, load
+
+    value = load(text)  # the usual shape, without PyYAML's import (runtime.yamlite)
+    if value is not UNSURE:
+        return value
     import yaml  # each format's parser is imported only for files of that format
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -188,7 +193,52 @@ def _parse_procfile(text: str, label: str, environ: Mapping[str, str]) -> list[o
 
 # --- ${VAR} expansion and the document's shape ----------------------------------------
 
-_VAR = r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}"
+_NAME_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+_NAME_CHARS = _NAME_START | frozenset("0123456789")
+
+
+def _variable(text: str, start: int) -> tuple[str, str | None, str, int] | None:
+    """`NAME}`, `NAME:-default}` or `NAME-default}` at text[start:]: (name, operator,
+    default, end), or None when it is not one (the `${` is then left as it is)."""
+    end = start
+    while end < len(text) and text[end] in _NAME_CHARS:
+        end += 1
+    name = text[start:end]
+    if not name or name[0] not in _NAME_START:
+        return None
+    op = ":-" if text.startswith(":-", end) else "-" if text.startswith("-", end) else None
+    close = text.find("}", end)
+    if close < 0 or (op is None and close != end):
+        return None
+    default = text[end + len(op) : close] if op else ""
+    return name, op, default, close + 1
+
+
+def _expand_text(text: str, environ: Mapping[str, str], missing: set[str]) -> str:
+    """One string's `${...}` replaced (see expand_vars); a plain scan, not `re`."""
+    out: list[str] = []
+    i = 0
+    while (at := text.find("$", i)) >= 0:
+        out.append(text[i:at])
+        if text.startswith("$${", at):
+            out.append("${")
+            i = at + 3
+            continue
+        found = _variable(text, at + 2) if text.startswith("${", at) else None
+        if found is None:
+            out.append("$")
+            i = at + 1
+            continue
+        name, op, default, i = found
+        current = environ.get(name)
+        if (op == ":-" and not current) or (op == "-" and current is None):
+            out.append(default)
+        else:
+            if current is None:
+                missing.add(name)
+            out.append(current or "")
+    out.append(text[i:])
+    return "".join(out)
 
 
 def expand_vars(
@@ -202,22 +252,7 @@ def expand_vars(
     if depth > MAX_DEPTH:
         raise BadValue(f"expected at most {MAX_DEPTH} levels of nesting")
     if isinstance(value, str) and "${" in value:
-        import re  # only for values that have a variable in them
-
-        def one(match: re.Match[str]) -> str:
-            name, op, default = match.group(1), match.group(2), match.group(3)
-            if name is None:
-                return "${"
-            current = environ.get(name)
-            if op == ":-" and not current:
-                return default or ""
-            if op == "-" and current is None:
-                return default or ""
-            if current is None:
-                missing.add(name)
-            return current or ""
-
-        return re.sub(_VAR, one, value)
+        return _expand_text(value, environ, missing)
     if isinstance(value, dict):
         return {k: expand_vars(v, environ, missing, depth + 1) for k, v in value.items()}
     if isinstance(value, list):

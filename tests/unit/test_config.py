@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runtime import config
 from runtime.config import Ecosystem, direct_app, expand_vars, format_check, load_ecosystem
@@ -561,3 +563,41 @@ def test_format_check_lists_every_setting_and_masks_secrets(tmp_path: Path) -> N
 def test_shell_lines_exec_their_program(command: str, argv: tuple[str, ...]) -> None:
     """A simple command line gets `exec` so the program is the worker (and LISTEN_PID's pid)."""
     assert config.shell_argv(command) == argv
+
+
+def _expand_with_re(text: str, environ: dict[str, str], missing: set[str]) -> str:
+    """The reference: `${...}` expansion as one regular expression (what the scan replaced)."""
+    import re
+
+    pattern = r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}"
+
+    def one(match: re.Match[str]) -> str:
+        name, op, default = match.group(1), match.group(2), match.group(3)
+        if name is None:
+            return "${"
+        current = environ.get(name)
+        if (op == ":-" and not current) or (op == "-" and current is None):
+            return default or ""
+        if current is None:
+            missing.add(name)
+        return current or ""
+
+    return re.sub(pattern, one, text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            ["$", "$$", "{", "}", "${", "$${", "A", "B_1", "1", ":-", "-", ":", "x y", "é"]
+        ),
+        max_size=12,
+    ).map("".join)
+)
+def test_expansion_scan_matches_the_regular_expression(text: str) -> None:
+    """The hand scan expands exactly what the documented pattern does, and warns alike."""
+    environ = {"A": "a", "B_1": ""}
+    seen_scan: set[str] = set()
+    seen_re: set[str] = set()
+    assert expand_vars(text, environ, seen_scan) == _expand_with_re(text, environ, seen_re)
+    assert seen_scan == seen_re

@@ -31,6 +31,7 @@ KEPT_OUT = {
     "json": "JSON is read and written with the _json accelerator directly",
     "shlex": "only for arguments given as one string (Procfile lines are scanned by hand)",
     "asyncio": "imported after the fork, while the relay forwards the first lines",
+    "yaml": "ecosystem files of the usual shape are read by runtime.yamlite",
     "threading": "the relay's helper is started with _thread",
     "ctypes": "prctl is called through _ctypes",
     "encodings.idna": "listener hosts are resolved as bytes",
@@ -61,6 +62,12 @@ def _write_inputs(tmp_path: Path, form: str) -> list[str]:
     if form == "procfile":
         (tmp_path / "Procfile").write_text(f"web: {sys.executable} {app} --port $PORT\n")
         return [str(tmp_path / "Procfile")]
+    if form == "yaml":
+        text = (ROOT / "examples" / "heroku-app" / "ecosystem.config.yml").read_text()
+        (tmp_path / "ecosystem.config.yml").write_text(text)
+        for script in ("app.py", "worker.py"):
+            (tmp_path / script).write_text("print('hi')\n")
+        return [str(tmp_path / "ecosystem.config.yml"), "--env", "prod"]
     if form == "direct":
         return [str(app), "-i", "2", "--name", "web", "--env-var", "A=1"]
     eco = tmp_path / "eco.json"
@@ -79,7 +86,7 @@ def _write_inputs(tmp_path: Path, form: str) -> list[str]:
     return [str(eco), "--env", "prod"]
 
 
-@pytest.mark.parametrize("form", ["json", "procfile", "direct"])
+@pytest.mark.parametrize("form", ["json", "yaml", "procfile", "direct"])
 def test_start_up_path_keeps_heavy_modules_out(tmp_path: Path, form: str) -> None:
     """Parsing the command line, loading the apps (a JSON ecosystem with a listener, a
     Procfile, the direct form), binding listeners and importing everything the master
