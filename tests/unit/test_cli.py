@@ -30,6 +30,10 @@ def run(
     )
 
 
+@pytest.mark.skipif(
+    sys.version_info[:2] != (3, 11),
+    reason="argparse lays help out differently in other versions; the snapshot is 3.11's",
+)
 def test_help_matches_the_snapshot() -> None:
     """`--help` is pinned by docs/cli-help.txt (regenerate it when the CLI changes)."""
     proc = run("--help")

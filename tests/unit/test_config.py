@@ -127,7 +127,7 @@ ERROR_CASES = {
     "max_restarts_negative.yml": (
         "apps[0] (web).max_restarts: expected an integer of at least 0, got -1"
     ),
-    "json_syntax.json": "line 1: invalid JSON: Expecting property name enclosed in double quotes",
+    "json_syntax.json": "line 1: invalid JSON: Expecting ',' delimiter",
     "toml_syntax.toml": "invalid TOML: Illegal character '\\n' (at line 3, column 20)",
     "bad.procfile": "line 2: expected 'type: command', got 'this line has no colon'",
 }
