@@ -18,7 +18,7 @@ also words every error. The subset:
   one-line flow sequences of such scalars (`args: [--port, "8000"]`).
 
 Duplicate keys, anchors, tags, block scalars (`|`, `>`), multi-line scalars, flow
-mappings, documents markers and tabs are all UNSURE. tests/unit/test_yamlite.py checks
+mappings, document markers and tabs are all UNSURE. tests/unit/test_yamlite.py checks
 on generated and on mutated documents that every answer other than UNSURE equals
 PyYAML's.
 """
