@@ -123,7 +123,7 @@ def _run_master(eco: object, load: Callable[[], object], ns: RunArgs) -> int:
     loop_name = event_loop_choice(os.environ)
     if loop_name == "asyncio" and ns.web is None:
         # asyncio imports ssl only to offer TLS, which the master never uses: keeping it
-        # out saves about 5 MB of resident memory (OpenSSL's tables). uvloop cannot load
+        # out saves about 6 MB of resident memory (OpenSSL's tables). uvloop cannot load
         # without ssl, and --web's prometheus_client imports it too.
         sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
     # Sockets bound and workers forked before asyncio is even imported (runtime.early).
@@ -133,8 +133,8 @@ def _run_master(eco: object, load: Callable[[], object], ns: RunArgs) -> int:
         from runtime.relay import relay_while
 
         fmt = LogFormat(ns.log_format) if ns.log_format else default_format(1)
-        # The event loop's modules load on a helper thread while the workers' first
-        # lines are forwarded here (runtime.relay).
+        # The event loop's modules load here while a helper thread forwards the
+        # workers' first lines (runtime.relay).
         relay_while(partial(_import_loop_modules, loop_name), early, eco, fmt)
         import asyncio
 
