@@ -19,6 +19,7 @@ from runtime.spec import (
     RawApp,
     Resolved,
     build_app_spec,
+    is_var_name,
     mask_env,
     normalize_app,
     parse_dotenv,
@@ -168,9 +169,6 @@ def _parse_js(path: str, label: str, environ: Mapping[str, str]) -> object:
     return _parse_json(done.stdout, label)
 
 
-_PROCESS_TYPE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
-
-
 def _parse_procfile(text: str, label: str, environ: Mapping[str, str]) -> list[object]:
     apps: list[object] = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -179,7 +177,8 @@ def _parse_procfile(text: str, label: str, environ: Mapping[str, str]) -> list[o
             continue
         name, colon, command = stripped.partition(":")
         name, command = name.rstrip(), command.strip()
-        if not colon or not name or not set(name) <= _PROCESS_TYPE_CHARS or not command:
+        process_type = name.isascii() and _word(name.replace("-", "_"))  # [A-Za-z0-9_-]+
+        if not colon or not command or not process_type:
             message = f"line {number}: expected 'type: command', got {stripped[:60]!r}"
             raise ConfigError(label, message)
         app: dict[str, object] = {"name": name, "script": command}
@@ -193,18 +192,20 @@ def _parse_procfile(text: str, label: str, environ: Mapping[str, str]) -> list[o
 
 # --- ${VAR} expansion and the document's shape ----------------------------------------
 
-_NAME_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
-_NAME_CHARS = _NAME_START | frozenset("0123456789")
+
+def _word(text: str) -> bool:
+    """Letters, digits and `_` only, at least one (any script; callers check ASCII)."""
+    return bool(text) and text.replace("_", "a").isalnum()
 
 
 def _variable(text: str, start: int) -> tuple[str, str | None, str, int] | None:
     """`NAME}`, `NAME:-default}` or `NAME-default}` at text[start:]: (name, operator,
     default, end), or None when it is not one (the `${` is then left as it is)."""
     end = start
-    while end < len(text) and text[end] in _NAME_CHARS:
+    while end < len(text) and text[end].isascii() and _word(text[end]):
         end += 1
     name = text[start:end]
-    if not name or name[0] not in _NAME_START:
+    if not is_var_name(name):
         return None
     op = ":-" if text.startswith(":-", end) else "-" if text.startswith("-", end) else None
     close = text.find("}", end)

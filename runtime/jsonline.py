@@ -37,7 +37,6 @@ class _ScanContext:
     parse_float = float
     parse_int = int
     parse_constant = staticmethod(_reject_constant)
-    memo: dict[str, str] = {}  # noqa: RUF012 (read once by the scanner, which keeps its own)
 
 
 def _c_encoder(ascii_only: bool) -> Callable[[object], str] | None:

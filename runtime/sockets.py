@@ -40,6 +40,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from runtime.errors import RuntimeUserError
 from runtime.record import field, record, replace
+from runtime.spec import ascii_digits, is_var_name
 
 TYPE_CHECKING = False  # typing stays unimported at run time: it is on the start-up path
 if TYPE_CHECKING:
@@ -53,13 +54,6 @@ DEFAULT_BACKLOG = 2048
 UNIX_PATH_MAX_BYTES = 107  # sun_path is 108 bytes including the trailing NUL
 FDNAME_MAX_CHARS = 255  # systemd's limit for one LISTEN_FDNAMES entry
 LISTEN_ENV_KEYS = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")  # strip from inherited env
-
-# Plain character sets, not regular expressions: `re` is not imported on the start-up path.
-_DIGITS = frozenset("0123456789")
-_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-_ALNUM = _LETTERS | _DIGITS
-_VAR_CHARS = _ALNUM | {"_"}
-_HOST_CHARS = _ALNUM | {".", "-"}
 
 
 @record
@@ -109,7 +103,7 @@ def parse_listen(text: str, *, environ: Mapping[str, str]) -> ListenAddress:
 
 def _port_or_var(port_text: str) -> tuple[str | None, str | None] | None:
     """`(digits, None)` for `8000`, `(None, NAME)` for `$NAME` or `${NAME}`, else None."""
-    if port_text and set(port_text) <= _DIGITS:
+    if ascii_digits(port_text):
         return port_text, None
     if port_text.startswith("${") and port_text.endswith("}"):
         name = port_text[2:-1]
@@ -117,9 +111,7 @@ def _port_or_var(port_text: str) -> tuple[str | None, str | None] | None:
         name = port_text[1:]
     else:
         return None
-    if name and name[0] not in _DIGITS and set(name) <= _VAR_CHARS:
-        return None, name
-    return None
+    return (None, name) if is_var_name(name) else None
 
 
 def _parse_port(port_text: str, text: str, environ: Mapping[str, str]) -> int:
@@ -140,8 +132,10 @@ def _parse_port(port_text: str, text: str, environ: Mapping[str, str]) -> int:
 
 
 def _host_ok(host: str) -> bool:
-    """Letters, digits, dots and dashes, starting and ending with a letter or digit."""
-    return set(host) <= _HOST_CHARS and host[0] in _ALNUM and host[-1] in _ALNUM
+    """ASCII letters, digits, dots and dashes, starting and ending with a letter or digit
+    (string methods, not `re`: it is not imported on the start-up path)."""
+    inner = host.replace(".", "a").replace("-", "a")
+    return host.isascii() and inner.isalnum() and host[0].isalnum() and host[-1].isalnum()
 
 
 def _octal_mode(value: str) -> bool:

@@ -152,21 +152,24 @@ def _match(pattern: str, text: str) -> re.Match[str] | None:
     return re.match(pattern, text)
 
 
-def _fullmatch(pattern: str, text: str) -> re.Match[str] | None:
-    import re
+def ascii_digits(text: str) -> bool:
+    """Only `0`-`9`, at least one (`str.isdigit` alone takes other scripts' digits too)."""
+    return text.isascii() and text.isdigit()
 
-    return re.fullmatch(pattern, text)
+
+def is_var_name(text: str) -> bool:
+    """An environment variable name, `[A-Za-z_][A-Za-z0-9_]*`."""
+    return text.isascii() and text.isidentifier()
 
 
 def _int_text(text: str, max_digits: int) -> int | None:
     """`-?[0-9]{1,max_digits}` as an int (ASCII digits only), else None."""
     digits = text[1:] if text.startswith("-") else text
-    if not digits or len(digits) > max_digits or not set(digits) <= _DIGITS:
+    if len(digits) > max_digits or not ascii_digits(digits):
         return None
     return int(text)
 
 
-_DIGITS = frozenset("0123456789")
 _INFINITY = float("inf")
 
 
@@ -174,12 +177,10 @@ def _number_and_unit(text: str) -> tuple[float, str] | None:
     """`12`, `1.5`, `512M`, `5 s`: the number (digits, optionally `.digits`) and the rest,
     lower-cased and stripped; None when the text does not start with such a number."""
     end = 0
-    while end < len(text) and (text[end] in _DIGITS or text[end] == "."):
+    while end < len(text) and text[end] in "0123456789.":
         end += 1
     whole, dot, fraction = text[:end].partition(".")
-    if not whole or not set(whole) <= _DIGITS or (dot and not fraction):
-        return None
-    if not set(fraction) <= _DIGITS:
+    if not ascii_digits(whole) or (dot and not ascii_digits(fraction)):
         return None
     return float(text[:end]), text[end:].strip().lower()
 
@@ -334,12 +335,9 @@ def parse_exit_codes(value: object) -> frozenset[int]:
     return codes
 
 
-_VAR_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-
-
 def parse_var_name(value: object) -> str:
     """An environment variable name."""
-    if not isinstance(value, str) or not _fullmatch(_VAR_NAME, value):
+    if not isinstance(value, str) or not is_var_name(value):
         raise BadValue(f"expected an environment variable name, got {_got(value)}")
     return value
 

@@ -213,13 +213,12 @@ def _quoted(text: str) -> tuple[str, str]:
 
 def _flow_sequence(text: str) -> list[object]:
     """`[a, "b c", 3]` on one line: scalars only, no nesting, no trailing comma."""
-    close = _flow_close(text)
+    raw_items, close = _flow_split(text)
     _comment_only(text[close + 1 :])
-    inner = text[1:close].strip(" ")
-    if not inner:
+    if len(raw_items) == 1 and not raw_items[0].strip(" "):
         return []
     items: list[object] = []
-    for raw in _flow_items(inner):
+    for raw in raw_items:
         item = raw.strip(" ")
         if not item:
             raise _Unsure
@@ -235,9 +234,10 @@ def _flow_sequence(text: str) -> list[object]:
     return items
 
 
-def _flow_close(text: str) -> int:
-    """Where the `]` closing the flow sequence at text[0] is (quotes skipped)."""
-    i = 1
+def _flow_split(text: str) -> tuple[list[str], int]:
+    """The items of the flow sequence at text[0] (split at commas outside quotes) and
+    where its `]` is; nesting is UNSURE."""
+    items, start, i = [], 1, 1
     while i < len(text):
         c = text[i]
         if c in "'\"":
@@ -246,27 +246,13 @@ def _flow_close(text: str) -> int:
             continue
         if c in "[{":
             raise _Unsure
-        if c == "]":
-            return i
-        i += 1
-    raise _Unsure
-
-
-def _flow_items(inner: str) -> list[str]:
-    """`inner` split at the commas outside quotes."""
-    items, start, i = [], 0, 0
-    while i < len(inner):
-        c = inner[i]
-        if c in "'\"":
-            _value, rest = _quoted(inner[i:])
-            i = len(inner) - len(rest)
-            continue
-        if c == ",":
-            items.append(inner[start:i])
+        if c in ",]":
+            items.append(text[start:i])
+            if c == "]":
+                return items, i
             start = i + 1
         i += 1
-    items.append(inner[start:])
-    return items
+    raise _Unsure
 
 
 def _plain(text: str) -> object:

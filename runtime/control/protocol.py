@@ -85,14 +85,11 @@ def socket_name(source: str) -> str:
     return f"{stem}-{zlib.crc32(os.fsencode(absolute)):08x}{SOCKET_SUFFIX}"
 
 
-_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
-
-
 def _safe_stem(name: str) -> str:
     """`name` with each run of characters outside `[A-Za-z0-9._-]` as one `_`."""
     out: list[str] = []
     for c in name:
-        if c in _NAME_CHARS:
+        if c.isascii() and (c.isalnum() or c in "._-"):
             out.append(c)
         elif not out or out[-1] != "\0":
             out.append("\0")
