@@ -346,7 +346,7 @@ def render(r: dict[str, Any], window: float, repeat: int) -> str:
         f"| `list` request alone | {r['rtt']:.1f} ms | the master's share: socket round trip "
         f"with a fresh sample of {WORKERS} trees, no client start-up |",
         f"| `python -m runtime --version` | {r['version'][0]:.1f} ms wall, "
-        f"{r['version'][1]:.1f} ms CPU | interpreter + `runtime.cli` |",
+        f"{r['version'][1]:.1f} ms CPU | interpreter + `runtime.cli.main` |",
         f"| stdlib-only `list` client | {r['minimal'][0]:.1f} ms wall, "
         f"{r['minimal'][1]:.1f} ms CPU | same request, `json`+`socket` only: what trimming "
         "imports can reach |",

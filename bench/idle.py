@@ -69,7 +69,7 @@ def import_rss(env: dict[str, str]) -> str:
         ("all five", "import asyncio, uvloop, psutil, structlog, yaml"),
         (
             "the master's modules",
-            "import runtime.cli, runtime.config, runtime.supervisor, runtime.logs",
+            "import runtime.cli.main, runtime.config.load, runtime.supervise.supervisor, runtime.logs.sink",
         ),
     ]:
         out = subprocess.run(

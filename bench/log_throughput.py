@@ -38,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runtime.logfmt import LogFormat  # noqa: E402  (light: the consumer imports it too)
+from runtime.logs.formats import LogFormat  # noqa: E402  (light: the consumer imports it too)
 
 DIGITS = 10
 LOW_DIGITS = 4
@@ -152,8 +152,8 @@ def consume(expect: int, marker: bytes) -> None:
 
 
 def make_pipe() -> tuple[int, int]:
-    """`runtime.logs.make_pipe` (1 MiB buffer), imported late to keep the consumer light."""
-    from runtime.logs import make_pipe as _make_pipe
+    """`runtime.logs.sink.make_pipe` (1 MiB buffer), imported late to keep the consumer light."""
+    from runtime.logs.sink import make_pipe as _make_pipe
 
     return _make_pipe()
 
@@ -197,7 +197,7 @@ def _marker(fmt: LogFormat) -> bytes:
 
 
 async def _pipeline(fmt: LogFormat, worker_pid: int, fds: tuple[int, int, int]) -> None:
-    from runtime.logs import LogSink, WorkerLogs
+    from runtime.logs.sink import LogSink, WorkerLogs
 
     out_fd, stdout_fd, stderr_fd = fds
     sink = LogSink(out_fd, fmt, asyncio.get_running_loop())

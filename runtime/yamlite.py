@@ -4,7 +4,7 @@ Importing PyYAML costs the master about 30 ms before its first fork (its reader
 compiles a Unicode-range regular expression, and it imports `re`, `enum`, `datetime`
 and `base64`; bench/RESULTS.md, "Start-up"). Ecosystem files are small and plain, so
 this reader takes a strict subset of YAML and returns `UNSURE` for anything it does
-not read exactly as PyYAML's SafeLoader does; `runtime.config` then asks PyYAML, which
+not read exactly as PyYAML's SafeLoader does; `runtime.config.load` then asks PyYAML, which
 also words every error. The subset:
 
 - block mappings and block sequences (a sequence under a key may sit at the key's

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import _socket  # not `socket`: this runs before the first fork (runtime.sockets)
+import _socket  # not `socket`: this runs before the first fork (runtime.proc.sockets)
 import contextlib
 import errno
 import os

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from runtime import __version__
 from runtime.control.protocol import VERBS, ControlError
+from runtime.observe.status import describe_app, process_rows
 from runtime.policy.scale import parse_scale
-from runtime.status import describe_app, process_rows
 
 if TYPE_CHECKING:
-    from runtime.app import App
-    from runtime.supervisor import Supervisor
+    from runtime.supervise.app import App
+    from runtime.supervise.supervisor import Supervisor
 
 LIST_MAX_AGE_S = 0.5
 

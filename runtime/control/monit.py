@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from runtime.control.client import ClientError, Connection, human_bytes, human_uptime
+from runtime.control.commands import ClientError, Connection, human_bytes, human_uptime
 from runtime.control.protocol import MAX_LINE, request
 
 if TYPE_CHECKING:

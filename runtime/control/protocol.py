@@ -22,7 +22,7 @@ the same container finds the only one there without configuration.
 
 from __future__ import annotations
 
-import _socket  # not `socket`: the master's start-up path (runtime.sockets)
+import _socket  # not `socket`: the master's start-up path (runtime.proc.sockets)
 import os
 from collections.abc import Mapping
 

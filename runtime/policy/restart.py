@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from runtime.spec import AppSpec
+from runtime.config.spec import AppSpec
 
 BACKOFF_CAP_MS = 15_000
 BACKOFF_RESET_S = 30.0  # pm2's EXP_BACKOFF_RESET_TIMER: a worker up this long resets the backoff

@@ -24,7 +24,7 @@ import pytest
 import structlog
 import uvloop
 
-from runtime.logs import (
+from runtime.logs.sink import (
     READ_BUDGET,
     LogFormat,
     LogSink,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runtime import __version__
-from runtime.cli import main
+from runtime.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

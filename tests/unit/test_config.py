@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime import config
-from runtime.config import Ecosystem, direct_app, expand_vars, format_check, load_ecosystem
+from runtime.config import load as config
+from runtime.config.load import Ecosystem, direct_app, expand_vars, format_check, load_ecosystem
 from runtime.errors import ConfigError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ecosystems"

@@ -11,10 +11,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime import config
-from runtime.config import load_ecosystem
+from runtime.config import load as config
+from runtime.config.load import load_ecosystem
+from runtime.config.spec import ALIASES, KNOWN_KEYS
 from runtime.errors import ConfigError
-from runtime.spec import ALIASES, KNOWN_KEYS
 
 KEYS = st.sampled_from(
     [*KNOWN_KEYS, *ALIASES, "env_production", "env_", "apps", "instnaces", "", "pm2", "0"]

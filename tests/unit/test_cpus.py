@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cpus import affinity_count, cgroup_cpu_limit, cpu_count
+from runtime.config.cpus import affinity_count, cgroup_cpu_limit, cpu_count
 
 
 def tree(root: Path, files: dict[str, str], own: str = "0::/\n") -> str:

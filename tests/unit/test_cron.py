@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import uvloop
 
-from runtime.cron import next_fire, normalize_cron, validate_cron
-from runtime.devloop import cron_restarts
+from runtime.config.cron import next_fire, normalize_cron, validate_cron
+from runtime.devloop.runner import cron_restarts
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)  # a Thursday
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from runtime.health import probe_http, probe_unix
+from runtime.supervise.probe import probe_http, probe_unix
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

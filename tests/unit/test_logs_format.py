@@ -1,4 +1,4 @@
-"""Pure formatting of worker lines and master events (runtime.logfmt)."""
+"""Pure formatting of worker lines and master events (runtime.logs.formats)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.logfmt import (
+from runtime.logs.formats import (
     STDERR,
     STDOUT,
     Formatter,

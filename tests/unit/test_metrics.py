@@ -1,4 +1,4 @@
-"""runtime.metrics on real process trees: RSS of a worker and all of its descendants."""
+"""runtime.observe.metrics on real process trees: RSS of a worker and all of its descendants."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import psutil
 
-from runtime.metrics import sample_tree, tree_rss
+from runtime.observe.metrics import sample_tree, tree_rss
 
 
 def _tree() -> subprocess.Popen[bytes]:

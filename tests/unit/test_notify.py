@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from runtime.notify import NotifyServer, notify_socket_path, parse_notify
+from runtime.proc.notify import NotifyServer, notify_socket_path, parse_notify
 
 Message = tuple[int, dict[str, str]]
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {

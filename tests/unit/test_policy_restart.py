@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from runtime.config.spec import AppSpec
 from runtime.policy.restart import (
     BACKOFF_CAP_MS,
     BACKOFF_RESET_S,
@@ -21,7 +22,6 @@ from runtime.policy.restart import (
     next_backoff_ms,
     reset_state,
 )
-from runtime.spec import AppSpec
 
 SIGHUP, SIGINT, SIGKILL, SIGSEGV, SIGTERM = 1, 2, 9, 11, 15
 DEFAULT = RestartPolicy()

@@ -1,4 +1,4 @@
-"""The pure core (`runtime/policy/*.py`, `runtime/spec.py`) imports no side-effecting module."""
+"""The pure core (`runtime/policy/*.py`, `runtime/config/spec.py`) imports no side-effecting module."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2] / "runtime"
 FORBIDDEN = frozenset({"asyncio", "os", "signal", "socket", "subprocess", "psutil", "time"})
-PURE_FILES = sorted([*ROOT.joinpath("policy").glob("*.py"), ROOT / "spec.py"])
+PURE_FILES = sorted([*ROOT.joinpath("policy").glob("*.py"), ROOT / "config" / "spec.py"])
 
 
 def imported_roots(tree: ast.AST) -> set[str]:
@@ -38,7 +38,7 @@ def test_pure_module_has_no_forbidden_import(path: Path) -> None:
         ("from time import monotonic", {"time"}),
         ("def f():\n    import asyncio", {"asyncio"}),
         ("from . import spec", set()),
-        ("from runtime.spec import AppSpec", {"runtime"}),
+        ("from runtime.config.spec import AppSpec", {"runtime"}),
     ],
     ids=["import", "dotted", "from", "nested", "relative", "project"],
 )
@@ -49,5 +49,5 @@ def test_imported_roots_sees_every_form(source: str, expected: set[str]) -> None
 
 def test_pure_file_list_is_not_empty() -> None:
     """The glob finds the policy modules, so the check cannot pass vacuously."""
-    assert ROOT / "spec.py" in PURE_FILES
+    assert ROOT / "config" / "spec.py" in PURE_FILES
     assert len(PURE_FILES) >= 7

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from runtime.cli.options import RunArgs, build_parser, fast_parse, parse_run_args
 from runtime.errors import UsageError
-from runtime.runargs import RunArgs, build_parser, fast_parse, parse_run_args
 
 ENV = {"RUNTIME_WEB_TOKEN": "from-env"}
 
@@ -147,7 +147,7 @@ def test_fast_path_never_disagrees_with_argparse(argv: list[str]) -> None:
 def test_the_fast_path_imports_no_argparse() -> None:
     """The point of the fast path: a plain command line costs no argparse import."""
     code = (
-        "import sys; from runtime.runargs import parse_run_args; "
+        "import sys; from runtime.cli.options import parse_run_args; "
         "parse_run_args(['eco.yml', '--env', 'prod', '-i', '2']); "
         "print(sorted({'argparse', 'gettext', 'shutil'} & set(sys.modules)))"
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.sockets import (
+from runtime.proc.sockets import (
     ListenAddress,
     ListenError,
     bind_app_listeners,

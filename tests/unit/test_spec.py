@@ -6,8 +6,7 @@ from collections.abc import Callable, Mapping
 
 import pytest
 
-from runtime.errors import ConfigError
-from runtime.spec import (
+from runtime.config.spec import (
     ALIASES,
     AppSpec,
     BadValue,
@@ -27,6 +26,7 @@ from runtime.spec import (
     parse_instances,
     parse_words,
 )
+from runtime.errors import ConfigError
 
 FACTS = Resolved(script="/srv/app.py", argv=("/usr/bin/python3", "/srv/app.py"), cwd="/srv", cpus=4)
 

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Modules the start-up path must not import (each one was measured on it before).
 KEPT_OUT = {
-    "argparse": "the run command's fast path (runtime.runargs)",
+    "argparse": "the run command's fast path (runtime.cli.options)",
     "dataclasses": "records (runtime.record)",
     "inspect": "pulled in by dataclasses",
     "typing": "annotations only under TYPE_CHECKING",
@@ -41,14 +41,14 @@ KEPT_OUT = {
 
 PROBE = """
 import sys
-from runtime.runargs import parse_run_args
-from runtime import cli
+from runtime.cli.options import parse_run_args
+from runtime.cli import main as cli
 ns = parse_run_args(sys.argv[1:])
 eco = cli._loader(ns)()
-import runtime.early, runtime.relay, runtime.logfmt, runtime.control.protocol
+import runtime.boot.early, runtime.boot.relay, runtime.logs.formats, runtime.control.protocol
 from runtime.control.protocol import default_socket_path
 default_socket_path(cli._control_key(ns))
-for listeners in runtime.early.bind_apps(eco.file, eco.apps).values():
+for listeners in runtime.boot.early.bind_apps(eco.file, eco.apps).values():
     if listeners is not None:
         listeners.close()
 print(" ".join(sorted(sys.modules)))
@@ -102,5 +102,5 @@ def test_start_up_path_keeps_heavy_modules_out(tmp_path: Path, form: str) -> Non
         check=True,
     )
     loaded = set(out.stdout.split())
-    assert "runtime.early" in loaded  # the probe really ran the path
+    assert "runtime.boot.early" in loaded  # the probe really ran the path
     assert {m: why for m, why in KEPT_OUT.items() if m in loaded} == {}

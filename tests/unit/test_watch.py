@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import uvloop
 
-from runtime.watch import Batch, Debounce, IgnoreRules, TreeWatcher, glob_to_regex
+from runtime.devloop.watch import Batch, Debounce, IgnoreRules, TreeWatcher, glob_to_regex
 
 # ----- globs and ignore rules ---------------------------------------------------------
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from runtime.errors import ConfigError
+from runtime.observe.web import health
+from runtime.observe.webspec import parse_web_spec
 from runtime.policy.lifecycle import AppStatus
-from runtime.web import health
-from runtime.webspec import parse_web_spec
 
 ONLINE, LAUNCHING, ERRORED = AppStatus.ONLINE, AppStatus.LAUNCHING, AppStatus.ERRORED
 STOPPED, WAITING = AppStatus.STOPPED, AppStatus.WAITING_RESTART

@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from runtime.logs import LogSink, WorkerLogs
-from runtime.process import ExitStatus, Reaper
-from runtime.spawn import Forked, WorkerEnv, fork_worker
-from runtime.spec import AppSpec
+from runtime.config.spec import AppSpec
+from runtime.logs.sink import LogSink, WorkerLogs
+from runtime.proc.reaper import ExitStatus, Reaper
+from runtime.proc.spawn import Forked, WorkerEnv, fork_worker
 
 
 @dataclass(eq=False)

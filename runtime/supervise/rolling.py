@@ -27,8 +27,8 @@ from runtime.policy.rollout import (
 )
 
 if TYPE_CHECKING:
-    from runtime.app import App, Slot
-    from runtime.worker import Worker
+    from runtime.supervise.app import App, Slot
+    from runtime.supervise.worker import Worker
 
 
 async def rolling_reload(app: App, slots: Sequence[int] | None = None) -> bool:

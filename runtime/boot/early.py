@@ -14,21 +14,21 @@ import contextlib
 import os
 from collections.abc import Mapping
 
-from runtime.config import Ecosystem
+from runtime.config.load import Ecosystem
+from runtime.config.spec import AppSpec
 from runtime.control.bind import bind_control
 from runtime.errors import ConfigError, RuntimeUserError
-from runtime.notify import bind_notify, notify_socket_path
+from runtime.proc.notify import bind_notify, notify_socket_path
+from runtime.proc.sockets import AppListeners, ListenError, bind_app_listeners, parse_listen
+from runtime.proc.spawn import Forked, WorkerEnv, fork_worker, set_child_subreaper
 from runtime.record import field, record
-from runtime.sockets import AppListeners, ListenError, bind_app_listeners, parse_listen
-from runtime.spawn import Forked, WorkerEnv, fork_worker, set_child_subreaper
-from runtime.spec import AppSpec
 
 TYPE_CHECKING = False  # typing is not imported on the start-up path
 if TYPE_CHECKING:
     import _socket
     import signal as _signal
 
-    from runtime.logfmt import Source
+    from runtime.logs.formats import Source
 else:
     import _signal  # the C module `signal` wraps: its enums would cost start-up time
 
@@ -56,7 +56,7 @@ class Early:
     control_sock: _socket.socket | None = None
     notify_dir: str | None = None
     workers: dict[str, list[Forked]] = field(default_factory=dict)  # per app
-    announced: bool = False  # runtime_started/worker_started already written (runtime.relay)
+    announced: bool = False  # runtime_started/worker_started already written (runtime.boot.relay)
     pending: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)  # pid: partial lines
     # lines already forwarded (source, stream, timestamp, block), for the log ring
     forwarded: list[tuple[Source, str, str, bytes]] = field(default_factory=list)

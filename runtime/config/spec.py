@@ -355,7 +355,7 @@ def parse_cron(value: object) -> str | None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise BadValue(f"expected a cron expression such as '0 3 * * *', got {_got(value)}")
-    from runtime.cron import validate_cron  # croniter is imported only by apps that use cron
+    from runtime.config.cron import validate_cron  # croniter is imported only by apps that use cron
 
     problem = validate_cron(value.strip())
     if problem is not None:

@@ -11,8 +11,8 @@ from runtime.errors import EXIT_OK, EXIT_USAGE, RuntimeUserError, UsageError
 
 TYPE_CHECKING = False  # typing is not imported on the start-up path
 if TYPE_CHECKING:
-    from runtime.runargs import RunArgs
-    from runtime.spec import SocketSharing
+    from runtime.cli.options import RunArgs
+    from runtime.config.spec import SocketSharing
 
 MAX_SHUTDOWN_DELAY_S = 3600.0
 ECOSYSTEM_SUFFIXES = (".yml", ".yaml", ".json", ".toml", ".config.js", ".config.cjs", ".cjs")
@@ -37,7 +37,7 @@ def _env_vars(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def _loader(ns: RunArgs) -> Callable[[], object]:
-    from runtime import config
+    from runtime.config import load as config
 
     only = [name for name in ns.only.split(",") if name] if ns.only else None
     if is_ecosystem(ns.target):
@@ -68,8 +68,8 @@ def _control_key(ns: RunArgs) -> str:
 
 
 def cmd_check(argv: Sequence[str]) -> int:
-    from runtime import config
     from runtime.argv import Parser
+    from runtime.config import load as config
 
     parser = Parser(prog="runtime check", usage=CHECK_USAGE)
     parser.add_argument("file")
@@ -85,7 +85,7 @@ def cmd_check(argv: Sequence[str]) -> int:
 
 
 def cmd_run(argv: Sequence[str]) -> int:
-    from runtime.runargs import parse_run_args
+    from runtime.cli.options import parse_run_args
 
     ns = parse_run_args(argv)
     if not 0.0 <= ns.shutdown_delay <= MAX_SHUTDOWN_DELAY_S:  # also refuses nan and inf
@@ -99,7 +99,7 @@ def cmd_run(argv: Sequence[str]) -> int:
 
 def _with_sharing(load: Callable[[], object], sharing: str) -> object:
     """The ecosystem with `--socket-sharing` applied to every app."""
-    from runtime.config import Ecosystem
+    from runtime.config.load import Ecosystem
     from runtime.record import replace
 
     eco = load()
@@ -110,14 +110,14 @@ def _with_sharing(load: Callable[[], object], sharing: str) -> object:
 
 
 def _run_master(eco: object, load: Callable[[], object], ns: RunArgs) -> int:
-    from runtime.config import Ecosystem
+    from runtime.boot.early import start_early
+    from runtime.config.load import Ecosystem
     from runtime.control.protocol import default_socket_path
-    from runtime.early import start_early
 
     assert isinstance(eco, Ecosystem)
     control_path = ns.control or default_socket_path(_control_key(ns))
     if ns.web is not None:
-        from runtime.webspec import parse_web_spec
+        from runtime.observe.webspec import parse_web_spec
 
         parse_web_spec(ns.web)  # a bad --web is refused before anything starts
     loop_name = event_loop_choice(os.environ)
@@ -126,20 +126,20 @@ def _run_master(eco: object, load: Callable[[], object], ns: RunArgs) -> int:
         # out saves about 6 MB of resident memory (OpenSSL's tables). uvloop cannot load
         # without ssl, and --web's prometheus_client imports it too.
         sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
-    # Sockets bound and workers forked before asyncio is even imported (runtime.early).
+    # Sockets bound and workers forked before asyncio is even imported (runtime.boot.early).
     early = start_early(eco, control_path)
     try:
-        from runtime.logfmt import LogFormat, default_format
-        from runtime.relay import relay_while
+        from runtime.boot.relay import relay_while
+        from runtime.logs.formats import LogFormat, default_format
 
         fmt = LogFormat(ns.log_format) if ns.log_format else default_format(1)
         # The event loop's modules load here while a helper thread forwards the
-        # workers' first lines (runtime.relay).
+        # workers' first lines (runtime.boot.relay).
         relay_while(partial(_import_loop_modules, loop_name), early, eco, fmt)
         import asyncio
 
-        from runtime.logs import LogSink
-        from runtime.supervisor import Options, Supervisor
+        from runtime.logs.sink import LogSink
+        from runtime.supervise.supervisor import Options, Supervisor
     except BaseException:
         early.close()
         raise
@@ -190,8 +190,8 @@ def _import_loop_modules(loop_name: str) -> None:
     if loop_name == "uvloop":
         import uvloop  # noqa: F401
 
-    import runtime.logs
-    import runtime.supervisor  # noqa: F401
+    import runtime.logs.sink
+    import runtime.supervise.supervisor  # noqa: F401
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -202,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from runtime.control.protocol import ALIASES, CLIENT_VERBS
 
         if args[:1] and (args[0] in CLIENT_VERBS or args[0] in ALIASES):
-            from runtime.control.client import main as client_main
+            from runtime.control.commands import main as client_main
 
             return client_main(args)
         return cmd_run(args)

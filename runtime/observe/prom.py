@@ -17,10 +17,10 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from runtime import __version__
-from runtime.status import process_rows
+from runtime.observe.status import process_rows
 
 if TYPE_CHECKING:
-    from runtime.supervisor import Supervisor
+    from runtime.supervise.supervisor import Supervisor
 
 # the classic text format: every name here is a legacy name, and Prometheus 2 and 3 both read it
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -12,21 +12,21 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from runtime.app import App, AppContext
-from runtime.config import Ecosystem
+from runtime.boot.early import Early, bind_apps, release_signals, start_early
+from runtime.config.load import Ecosystem
 from runtime.control.handler import ControlHandler
 from runtime.control.server import ControlServer
-from runtime.early import Early, bind_apps, release_signals, start_early
 from runtime.errors import ConfigError, RuntimeUserError
-from runtime.logring import LogRing
-from runtime.logs import LogSink
-from runtime.metrics import Sampler, tree_rss
-from runtime.notify import NotifyServer
+from runtime.logs.ring import LogRing
+from runtime.logs.sink import LogSink
+from runtime.observe.metrics import Sampler, tree_rss
 from runtime.policy.lifecycle import StopKind, decide_auto_exit, decide_stop_signal
 from runtime.policy.memory import next_check_s
 from runtime.policy.scale import ScaleRequest
-from runtime.process import Reaper, release_startup_memory
-from runtime.worker import Worker
+from runtime.proc.notify import NotifyServer
+from runtime.proc.reaper import Reaper, release_startup_memory
+from runtime.supervise.app import App, AppContext
+from runtime.supervise.worker import Worker
 
 STARTUP_TRIM_S = 1.0  # after the first workers are up, not in their way
 FINAL_KILL_WAIT_S = 2.0
@@ -276,7 +276,7 @@ class Supervisor:
     async def _start_web(self) -> None:
         if self.options.web is None:
             return
-        from runtime.web import WebServer  # only with --web
+        from runtime.observe.web import WebServer  # only with --web
 
         self._web = WebServer(self, self.options.web, self.options.web_token)
         await self._web.start()
@@ -310,7 +310,7 @@ class Supervisor:
         if old is not None:
             old.cancel()
         if app.spec.watch or app.spec.cron_restart:
-            from runtime.devloop import run_devloop
+            from runtime.devloop.runner import run_devloop
 
             self._devloops[app.spec.name] = self._own(run_devloop(app, self.sink))
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from runtime.sockets import AppListeners
-from runtime.spec import AppSpec
-from runtime.worker import Worker
+from runtime.config.spec import AppSpec
+from runtime.proc.sockets import AppListeners
+from runtime.supervise.worker import Worker
 
 HEALTH_POLL_S = 0.1
 PROBE_TIMEOUT_S = 1.0
@@ -57,7 +57,7 @@ async def _probe_until_healthy(
 
 async def probe(spec: AppSpec, path: str, listeners: AppListeners | None) -> bool:
     """One GET of `path` on the app's first listener (or 127.0.0.1:$PORT without one)."""
-    from runtime.health import probe_http, probe_unix  # only apps with `health:` need it
+    from runtime.supervise.probe import probe_http, probe_unix  # only apps with `health:` need it
 
     if listeners is None:
         port = int(spec.env.get("PORT", "3000"))

@@ -10,10 +10,8 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-from runtime.cpus import cpu_count
-from runtime.errors import ConfigError
-from runtime.record import fields, record
-from runtime.spec import (
+from runtime.config.cpus import cpu_count
+from runtime.config.spec import (
     AppSpec,
     BadValue,
     RawApp,
@@ -26,6 +24,8 @@ from runtime.spec import (
     parse_text,
     parse_words,
 )
+from runtime.errors import ConfigError
+from runtime.record import fields, record
 
 COMMAND_LINE = "<command line>"
 MAX_DEPTH = 64

@@ -1,6 +1,6 @@
 """Pure formatting of worker lines and master events, one output line per input line.
 
-No I/O here: `runtime.logs` reads the pipes and writes the sink; this module turns a
+No I/O here: `runtime.logs.sink` reads the pipes and writes the sink; this module turns a
 block of complete lines into the bytes of the chosen format.
 
 Rules shared by every format (DESIGN.md, "Logs"):

@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.logfmt import Source
+from runtime.logs.formats import Source
 
 DEFAULT_MAX_BYTES = 2 << 20
 FOLLOW_QUEUE = 10_000

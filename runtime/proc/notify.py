@@ -19,7 +19,7 @@ sd_notify client handles `/path`; a few naive ones mishandle `@`.
 
 from __future__ import annotations
 
-import _socket  # not `socket`: bind_notify runs before the first fork (runtime.sockets)
+import _socket  # not `socket`: bind_notify runs before the first fork (runtime.proc.sockets)
 import contextlib
 import os
 import sys
@@ -111,7 +111,7 @@ class NotifyServer:
         self._loop: AbstractEventLoop | None = None
 
     async def start(self, sock: _socket.socket | None = None) -> None:
-        """Read `sock` (bound before the loop, `runtime.early`) or bind the path now."""
+        """Read `sock` (bound before the loop, `runtime.boot.early`) or bind the path now."""
         import asyncio
 
         loop = asyncio.get_running_loop()

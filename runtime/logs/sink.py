@@ -5,7 +5,7 @@ stdout and stderr pipes into it. Both run on the master's event loop with no thr
 
 - Reading: `loop.add_reader` per pipe, `os.read` of up to 1 MiB, looping while data
   is there up to a budget, one timestamp per chunk. Each pipe keeps its own partial
-  line, so lines are never split or merged (formatting rules: `runtime.logfmt`).
+  line, so lines are never split or merged (formatting rules: `runtime.logs.formats`).
 - Writing: non-blocking when stdout is a pipe or socket (flags restored by `aclose`),
   `loop.add_writer` on EAGAIN; a regular file, TTY or character device takes blocking
   writes (making a TTY non-blocking would leak into the shell that shares it).
@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
-from runtime.logfmt import (
+from runtime.logs.formats import (
     STDERR,
     STDOUT,
     Chunk,
@@ -43,7 +43,7 @@ from runtime.logfmt import (
     make_formatter,
     utc_timestamp,
 )
-from runtime.spawn import grow_pipe, make_pipe
+from runtime.proc.spawn import grow_pipe, make_pipe
 
 __all__ = ["LogFormat", "LogSink", "WorkerLogs", "configure", "default_format", "make_pipe"]
 
@@ -277,7 +277,7 @@ class WorkerLogs:
         self.max_line = max_line
         self._pipes = (_Pipe(stdout_fd, STDOUT), _Pipe(stderr_fd, STDERR))
         for p, partial in zip(self._pipes, pending, strict=True):
-            p.pending = partial  # a partial line the start-up relay read (runtime.relay)
+            p.pending = partial  # a partial line the start-up relay read (runtime.boot.relay)
         for p in self._pipes:
             os.set_blocking(p.fd, False)
         sink._attach(self)

@@ -8,7 +8,7 @@ keep-alive): one GET or HEAD per connection, request size and read time bounded.
   `stopped`, `down` (crashed, waiting to restart), `starting`, `reloading` when an app
   in a rolling reload has nothing ready) and the reason per app. Never needs the token.
 - `/status` is JSON: the rows of `list --json` plus the runtime and its apps.
-- `/metrics` is the Prometheus text format (`runtime.prom`).
+- `/metrics` is the Prometheus text format (`runtime.observe.prom`).
 - `/` is the dashboard page; `/events` streams it status snapshots every second and
   worker log lines as Server-Sent Events.
 
@@ -32,15 +32,15 @@ from urllib.parse import parse_qs, urlsplit
 from runtime import __version__
 from runtime.errors import RuntimeUserError
 from runtime.jsonline import dumps_line
+from runtime.observe.dashboard import CSP, PAGE
+from runtime.observe.status import process_rows
+from runtime.observe.webspec import parse_web_spec
 from runtime.policy.lifecycle import AppStatus
-from runtime.status import process_rows
-from runtime.web_assets.dashboard import CSP, PAGE
-from runtime.webspec import parse_web_spec
 
 if TYPE_CHECKING:
-    from runtime.app import App, Slot
-    from runtime.prom import Metrics
-    from runtime.supervisor import Supervisor
+    from runtime.observe.prom import Metrics
+    from runtime.supervise.app import App, Slot
+    from runtime.supervise.supervisor import Supervisor
 
 MAX_LINE_BYTES = 8192
 MAX_HEADERS = 64
@@ -272,7 +272,7 @@ class WebServer:
         elif req.path == "/status":
             self._reply(writer, 200, self.status(), head_only=head_only)
         elif req.path == "/metrics":
-            from runtime.prom import CONTENT_TYPE
+            from runtime.observe.prom import CONTENT_TYPE
 
             text = self._render_metrics()
             writer.write(response_head(200, CONTENT_TYPE, len(text)))
@@ -304,7 +304,9 @@ class WebServer:
 
     def _render_metrics(self) -> bytes:
         if self._metrics is None:
-            from runtime.prom import Metrics  # prometheus_client only once /metrics is asked
+            from runtime.observe.prom import (
+                Metrics,  # prometheus_client only once /metrics is asked
+            )
 
             self._metrics = Metrics(self.sup)
         return self._metrics.render()

@@ -1,6 +1,6 @@
 """Reaping and stopping worker processes (the only place that waits for them).
 
-Forking lives in `runtime.spawn`; this module adds what needs the event loop: the one
+Forking lives in `runtime.proc.spawn`; this module adds what needs the event loop: the one
 `waitpid` caller and the one stop helper.
 """
 
@@ -12,7 +12,7 @@ import os
 import signal
 from collections.abc import Callable
 
-from runtime.spawn import (
+from runtime.proc.spawn import (
     EXEC_FAILED_CODE,
     ExitStatus,
     SpawnRequest,

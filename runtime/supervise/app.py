@@ -11,7 +11,8 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from runtime.logs import LogSink
+from runtime.config.spec import AppSpec
+from runtime.logs.sink import LogSink
 from runtime.policy.lifecycle import AppOutcome, AppStatus
 from runtime.policy.memory import decide_memory
 from runtime.policy.restart import (
@@ -24,16 +25,15 @@ from runtime.policy.restart import (
     decide_restart,
     reset_state,
 )
-from runtime.process import ExitStatus, Reaper, kill_group_now, stop_process, wait_group_gone
-from runtime.readiness import wait_notified, wait_ready
-from runtime.sockets import AppListeners
-from runtime.spec import AppSpec
+from runtime.proc.reaper import ExitStatus, Reaper, kill_group_now, stop_process, wait_group_gone
+from runtime.proc.sockets import AppListeners
+from runtime.supervise.readiness import wait_notified, wait_ready
 
 if TYPE_CHECKING:
     from runtime.policy.scale import ScaleRequest
-from runtime.early import Early, worker_env
-from runtime.spawn import Forked, fork_worker
-from runtime.worker import Worker, adopt_worker
+from runtime.boot.early import Early, worker_env
+from runtime.proc.spawn import Forked, fork_worker
+from runtime.supervise.worker import Worker, adopt_worker
 
 EXIT_HISTORY = 10
 
@@ -289,7 +289,7 @@ class App:
     async def _replace(self, slot: Slot, old: Worker) -> None:
         """Graceful restart of one slot: overlap when it serves a socket, else stop then start."""
         if self.listeners is not None:
-            from runtime.rolling import replace_slot
+            from runtime.supervise.rolling import replace_slot
 
             if not await replace_slot(self, slot):
                 old.restart_pending = False  # the next memory check tries again
@@ -435,11 +435,11 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    # ----- reload (runtime.rolling does the work; imported on the first reload) ------
+    # ----- reload (runtime.supervise.rolling does the work; imported on the first reload) ------
 
     async def reload(self, slots: Sequence[int] | None = None) -> bool:
         """Rolling reload, one slot at a time; the first failure stops the rollout."""
-        from runtime.rolling import rolling_reload
+        from runtime.supervise.rolling import rolling_reload
 
         return await rolling_reload(self, slots)
 
@@ -505,7 +505,7 @@ def _signame(sig: int | None) -> str | None:
 
 async def _reap_leftovers(pgid: int, timeout_s: float) -> None:
     """After a crash, what is left of the worker's group gets SIGTERM, then SIGKILL."""
-    from runtime.process import signal_worker
+    from runtime.proc.reaper import signal_worker
 
     if not signal_worker(pgid, signal.SIGTERM, group=True):
         return

@@ -14,10 +14,10 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from runtime.config.spec import AppSpec
 from runtime.errors import SD_LISTEN_FDS_START
+from runtime.proc.sockets import listen_env
 from runtime.record import record
-from runtime.sockets import listen_env
-from runtime.spec import AppSpec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

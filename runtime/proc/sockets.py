@@ -38,9 +38,9 @@ import os
 import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
+from runtime.config.spec import ascii_digits, is_var_name
 from runtime.errors import RuntimeUserError
 from runtime.record import field, record, replace
-from runtime.spec import ascii_digits, is_var_name
 
 TYPE_CHECKING = False  # typing stays unimported at run time: it is on the start-up path
 if TYPE_CHECKING:

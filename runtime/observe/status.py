@@ -8,10 +8,10 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from runtime.app import App
-from runtime.metrics import Sampler
+from runtime.config.spec import AppSpec, mask_env
+from runtime.observe.metrics import Sampler
 from runtime.policy.lifecycle import AppStatus
-from runtime.spec import AppSpec, mask_env
+from runtime.supervise.app import App
 
 
 @lru_cache(maxsize=64)

@@ -21,11 +21,11 @@ from datetime import UTC, datetime, tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from runtime.app import App
-from runtime.cron import next_fire, validate_cron
-from runtime.logfmt import utc_timestamp
-from runtime.logs import LogSink
-from runtime.watch import Debounce, IgnoreRules, TreeWatcher
+from runtime.config.cron import next_fire, validate_cron
+from runtime.devloop.watch import Debounce, IgnoreRules, TreeWatcher
+from runtime.logs.formats import utc_timestamp
+from runtime.logs.sink import LogSink
+from runtime.supervise.app import App
 
 __all__ = ["Clock", "LoopClock", "cron_restarts", "run_devloop", "watch_files"]
 

@@ -1,6 +1,6 @@
 """The workers' first lines, forwarded while the master is still importing its event loop.
 
-After `runtime.early` has forked the workers, the main thread announces them and
+After `runtime.boot.early` has forked the workers, the main thread announces them and
 imports asyncio (and uvloop, if chosen), while a helper thread (the only thread the
 master ever starts, gone before the loop runs) forwards every complete line they
 print, in the same format the log sink writes. The helper is started with `_thread`:
@@ -8,7 +8,7 @@ print, in the same format the log sink writes. The helper is started with `_thre
 thread as the main one), and asyncio imports it anyway, after the first lines are out.
 What is left of a line is handed to the worker's `WorkerLogs`, which goes on from
 there, so no line is lost, split or merged.
-The master's signals stay held meanwhile (`runtime.early`), so nothing else can happen.
+The master's signals stay held meanwhile (`runtime.boot.early`), so nothing else can happen.
 """
 
 from __future__ import annotations
@@ -19,9 +19,17 @@ import select
 import sys
 from collections.abc import Callable
 
-from runtime.config import Ecosystem
-from runtime.early import Early
-from runtime.logfmt import STDERR, STDOUT, Chunk, LogFormat, Source, make_formatter, utc_timestamp
+from runtime.boot.early import Early
+from runtime.config.load import Ecosystem
+from runtime.logs.formats import (
+    STDERR,
+    STDOUT,
+    Chunk,
+    LogFormat,
+    Source,
+    make_formatter,
+    utc_timestamp,
+)
 from runtime.record import record
 
 RELAY_SWITCH_INTERVAL_S = 0.0005
