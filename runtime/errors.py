@@ -8,7 +8,6 @@ EXIT_USAGE = 2
 EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h
 
 SD_LISTEN_FDS_START = 3
-CONTROL_SOCKET_MODE = 0o600
 
 
 class RuntimeUserError(Exception):
@@ -24,7 +23,7 @@ class UsageError(RuntimeUserError):
 
 
 class ConfigError(RuntimeUserError):
-    """Bad ecosystem file or option; `str()` is the one-line message of DESIGN.md."""
+    """Bad ecosystem file or option; `str()` is one line naming the file, app and key."""
 
     exit_code = EXIT_CONFIG
 

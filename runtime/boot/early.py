@@ -12,48 +12,42 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping
+import signal
+import socket
+import tempfile
+from dataclasses import dataclass, field
 
 from runtime.config.load import Ecosystem
-from runtime.config.spec import AppSpec
 from runtime.control.bind import bind_control
-from runtime.errors import ConfigError, RuntimeUserError
+from runtime.errors import RuntimeUserError
+from runtime.logs.formats import Source
+from runtime.proc.libc import set_child_subreaper
 from runtime.proc.notify import bind_notify, notify_socket_path
-from runtime.proc.sockets import AppListeners, ListenError, bind_app_listeners, parse_listen
-from runtime.proc.spawn import Forked, WorkerEnv, fork_worker, set_child_subreaper
-from runtime.record import field, record
-
-TYPE_CHECKING = False  # typing is not imported on the start-up path
-if TYPE_CHECKING:
-    import _socket
-    import signal as _signal
-
-    from runtime.logs.formats import Source
-else:
-    import _signal  # the C module `signal` wraps: its enums would cost start-up time
+from runtime.proc.sockets import AppListeners, bind_apps
+from runtime.proc.spawn import Forked, fork_worker, worker_env
 
 HELD_SIGNALS = frozenset(
     {
-        _signal.SIGTERM,
-        _signal.SIGINT,
-        _signal.SIGQUIT,
-        _signal.SIGHUP,
-        _signal.SIGUSR1,
-        _signal.SIGTTIN,
-        _signal.SIGTTOU,
-        _signal.SIGCHLD,
+        signal.SIGTERM,
+        signal.SIGINT,
+        signal.SIGQUIT,
+        signal.SIGHUP,
+        signal.SIGUSR1,
+        signal.SIGTTIN,
+        signal.SIGTTOU,
+        signal.SIGCHLD,
     }
 )
 
 
-@record(frozen=False)
+@dataclass(slots=True)
 class Early:
     """Everything bound and forked before the event loop, for the supervisor to take over."""
 
     listeners: dict[str, AppListeners | None]
     notify_path: str
-    notify_sock: _socket.socket | None
-    control_sock: _socket.socket | None = None
+    notify_sock: socket.socket | None
+    control_sock: socket.socket | None = None
     notify_dir: str | None = None
     workers: dict[str, list[Forked]] = field(default_factory=dict)  # per app
     announced: bool = False  # runtime_started/worker_started already written (runtime.boot.relay)
@@ -79,45 +73,18 @@ class Early:
 
 
 def hold_signals() -> None:
-    _signal.pthread_sigmask(_signal.SIG_BLOCK, HELD_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
 
 
 def release_signals() -> None:
     """Deliver what arrived meanwhile (call once the loop's handlers are installed)."""
-    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, HELD_SIGNALS)
-
-
-def bind_app(file: str, spec: AppSpec) -> AppListeners | None:
-    """Every listener of one app, or a ConfigError naming its `listen` key (exit 78)."""
-    if not spec.listen:
-        return None
-    try:
-        addresses = [parse_listen(text, environ=os.environ) for text in spec.listen]
-        return bind_app_listeners(addresses, spec.socket_sharing, range(spec.instances))
-    except (ValueError, ListenError) as exc:
-        raise ConfigError(file, str(exc), key=f"{spec.name}.listen") from None
-
-
-def bind_apps(file: str, specs: tuple[AppSpec, ...]) -> dict[str, AppListeners | None]:
-    """Bind every listener before any worker starts; all or nothing."""
-    bound: dict[str, AppListeners | None] = {}
-    try:
-        for spec in specs:
-            bound[spec.name] = bind_app(file, spec)
-    except ConfigError:
-        for listeners in bound.values():
-            if listeners is not None:
-                listeners.close()
-        raise
-    return bound
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
 
 
 def notify_path(control_path: str | None) -> tuple[str, str | None]:
     """NOTIFY_SOCKET beside the control socket; a private temp dir when there is none."""
     if control_path:
         return control_path.removesuffix(".sock") + ".notify", None
-    import tempfile
-
     directory = tempfile.mkdtemp(prefix="runtime-notify-")
     return notify_socket_path(directory), directory
 
@@ -150,18 +117,3 @@ def start_early(eco: Ecosystem, control_path: str | None) -> Early:
             for slot in range(spec.instances)
         ]
     return early
-
-
-def worker_env(
-    base: Mapping[str, str], notify: str | None, listeners: AppListeners | None, slot: int
-) -> WorkerEnv:
-    """What the master adds for one slot: NOTIFY_SOCKET and the slot's listeners."""
-    if listeners is None:
-        return WorkerEnv(base=base, notify_socket=notify)
-    listeners.ensure_slot(slot)
-    return WorkerEnv(
-        base=base,
-        notify_socket=notify,
-        listen_fds=tuple(listeners.fds_for_slot(slot)),
-        listen_names=tuple(listeners.names_for_slot(slot)),
-    )

@@ -1,23 +1,24 @@
 """The workers' first lines, forwarded while the master is still importing its event loop.
 
 After `runtime.boot.early` has forked the workers, the main thread announces them and
-imports asyncio (and uvloop, if chosen), while a helper thread (the only thread the
-master ever starts, gone before the loop runs) forwards every complete line they
-print, in the same format the log sink writes. The helper is started with `_thread`:
-`threading` must first be imported by the main thread (it records the importing
-thread as the main one), and asyncio imports it anyway, after the first lines are out.
-What is left of a line is handed to the worker's `WorkerLogs`, which goes on from
-there, so no line is lost, split or merged.
+imports the event loop's modules (asyncio, uvloop, structlog, the supervisor), while a
+helper thread (the only thread the master ever starts, gone before the loop runs)
+forwards every complete line they print, in the same format the log sink writes. The
+announcements are written with the formatter directly, before structlog is imported
+(`runtime.logs.events` renders the same bytes afterwards). What is left of a line is
+handed to the worker's `WorkerLogs`, which goes on from there, so no line is lost,
+split or merged.
 The master's signals stay held meanwhile (`runtime.boot.early`), so nothing else can happen.
 """
 
 from __future__ import annotations
 
-import _thread
 import os
 import select
 import sys
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from runtime.boot.early import Early
 from runtime.config.load import Ecosystem
@@ -30,14 +31,13 @@ from runtime.logs.formats import (
     make_formatter,
     utc_timestamp,
 )
-from runtime.record import record
 
 RELAY_SWITCH_INTERVAL_S = 0.0005
 READ_SIZE = 1 << 16
 MAX_LINE = 64 * 1024
 
 
-@record(frozen=False)
+@dataclass(slots=True)
 class _Stream:
     source: Source
     stream: str
@@ -122,8 +122,6 @@ def relay_while(load: Callable[[], None], early: Early, eco: Ecosystem, fmt: Log
     relay = Relay(early, eco, fmt)
     relay.announce()
     done_r, done_w = os.pipe2(os.O_CLOEXEC)
-    finished = _thread.allocate_lock()
-    finished.acquire()
     failure: list[BaseException] = []
 
     def forward() -> None:
@@ -131,20 +129,19 @@ def relay_while(load: Callable[[], None], early: Early, eco: Ecosystem, fmt: Log
             relay.run_until(done_r)
         except BaseException as exc:
             failure.append(exc)
-        finally:
-            finished.release()
 
     # The importing thread holds the GIL; a short switch interval lets the helper take it
     # within half a millisecond of a worker's line arriving, instead of up to 5 ms.
     interval = sys.getswitchinterval()
     sys.setswitchinterval(RELAY_SWITCH_INTERVAL_S)
+    helper = threading.Thread(target=forward, name="runtime-relay", daemon=True)
     try:
-        _thread.start_new_thread(forward, ())
+        helper.start()
         try:
             load()
         finally:
             os.write(done_w, b"x")
-            finished.acquire()  # the helper has returned: the pipes are ours again
+            helper.join()  # the helper has returned: the pipes are ours again
     finally:
         sys.setswitchinterval(interval)
         os.close(done_r)

@@ -1,11 +1,11 @@
-"""Binding the control socket: plain sockets, usable before the event loop exists."""
+"""Binding the control socket before the event loop exists (the master's start-up path)."""
 
 from __future__ import annotations
 
-import _socket  # not `socket`: this runs before the first fork (runtime.proc.sockets)
 import contextlib
 import errno
 import os
+import socket
 
 from runtime.control.protocol import DIR_MODE, SOCKET_MODE, socket_is_live
 from runtime.errors import RuntimeUserError
@@ -19,7 +19,7 @@ class ControlSocketError(RuntimeUserError):
     """The control socket cannot be made where it should be."""
 
 
-def bind_control(path: str) -> _socket.socket:
+def bind_control(path: str) -> socket.socket:
     """Bind the control socket (or say in one line why it cannot be)."""
     try:
         return _bind_control(path)
@@ -30,7 +30,7 @@ def bind_control(path: str) -> _socket.socket:
         raise ControlSocketError(f"control socket {path}: {reason} (set --control PATH)") from None
 
 
-def _bind_control(path: str) -> _socket.socket:
+def _bind_control(path: str) -> socket.socket:
     """Refuse a live socket, replace a stale one, bind with mode 0600."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
@@ -41,7 +41,7 @@ def _bind_control(path: str) -> _socket.socket:
             )
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)
     try:
         sock.bind(path)

@@ -15,8 +15,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from runtime.control.commands import ClientError, Connection, human_bytes, human_uptime
+from runtime.control.connection import ClientError, Connection
 from runtime.control.protocol import MAX_LINE, request
+from runtime.control.render import human_bytes, human_uptime
 
 if TYPE_CHECKING:
     import curses

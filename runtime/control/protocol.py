@@ -22,13 +22,12 @@ the same container finds the only one there without configuration.
 
 from __future__ import annotations
 
-import _socket  # not `socket`: the master's start-up path (runtime.proc.sockets)
+import json
 import os
+import socket
+import zlib
 from collections.abc import Mapping
-
-TYPE_CHECKING = False  # typing is not imported at run time (start-up time)
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
 PROTOCOL_VERSION = 1
 SOCKET_MODE = 0o600
@@ -46,16 +45,13 @@ class ControlError(Exception):
 
 
 def encode(message: Mapping[str, Any]) -> bytes:
-    from runtime.jsonline import dumps_line  # the master's side
-
-    return dumps_line(message)
+    """One message as a line: compact JSON, UTF-8 (unpaired surrogates escaped)."""
+    return json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n"
 
 
 def decode(line: bytes) -> dict[str, Any]:
-    from runtime.jsonline import loads
-
     try:
-        value = loads(line)
+        value = json.loads(line)
     except (ValueError, RecursionError) as exc:
         raise ControlError(f"malformed message: {exc}") from None
     if not isinstance(value, dict):
@@ -78,8 +74,6 @@ def control_dir(environ: Mapping[str, str] | None = None) -> str:
 
 def socket_name(source: str) -> str:
     """`<stem>-<hash8>.sock` for an ecosystem file (or a direct-form command line)."""
-    import zlib  # not hashlib, which loads OpenSSL: this runs on the master's start-up path
-
     absolute = os.path.abspath(source)
     stem = _safe_stem(os.path.basename(absolute))[:40] or "runtime"
     return f"{stem}-{zlib.crc32(os.fsencode(absolute)):08x}{SOCKET_SUFFIX}"
@@ -106,7 +100,7 @@ def default_socket_path(source: str, environ: Mapping[str, str] | None = None) -
 
 def socket_is_live(path: str) -> bool:
     """Whether a runtime answers on this control socket (a refused connect means stale)."""
-    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(0.5)
         probe.connect(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import _socket
 import asyncio
 import contextlib
 import os
@@ -38,10 +37,9 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
         self._uid = os.geteuid()
 
-    async def start(self, sock: _socket.socket | None = None) -> None:
+    async def start(self, sock: socket.socket | None = None) -> None:
         """Serve on `sock` (bound before the loop started) or bind the path now."""
-        raw = bind_control(self.path) if sock is None else sock
-        listener = socket.socket(fileno=raw.detach())  # bound raw (runtime.control.bind)
+        listener = bind_control(self.path) if sock is None else sock
         self._server = await asyncio.start_unix_server(self._serve, sock=listener, limit=MAX_LINE)
 
     async def close(self) -> None:

@@ -1,6 +1,6 @@
 """The developer loop of one app: restart it when its files change or on a cron schedule.
 
-The supervisor runs `run_devloop(app, sink)` as one task per app whose spec has `watch`
+The supervisor runs `run_devloop(app)` as one task per app whose spec has `watch`
 or `cron_restart`, and cancels it at shutdown. Both halves end in
 `app.restart_now(reason)`, which resets the backoff, starts a crash-looping slot at
 once and rolls a socket-serving app with zero downtime.
@@ -22,12 +22,12 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from runtime.config.cron import next_fire, validate_cron
+from runtime.config.spec import AppSpec
 from runtime.devloop.watch import Debounce, IgnoreRules, TreeWatcher
+from runtime.logs import events
 from runtime.logs.formats import utc_timestamp
-from runtime.logs.sink import LogSink
-from runtime.supervise.app import App
 
-__all__ = ["Clock", "LoopClock", "cron_restarts", "run_devloop", "watch_files"]
+__all__ = ["Clock", "LoopClock", "Restartable", "cron_restarts", "run_devloop", "watch_files"]
 
 DEFAULT_QUIET_MS = 100  # `watch_delay` unset: a save (or `git checkout`) is a burst of events
 MIN_QUIET_MS = 50  # a smaller `watch_delay` still waits this long
@@ -35,6 +35,15 @@ MAX_WAIT_FACTOR = 10  # a tree that never goes quiet still restarts every 10 qui
 MIN_MAX_WAIT_S = 1.0
 MAX_CRON_SLEEP_S = 60.0  # re-read the wall clock at least this often (clock jumps, suspend)
 PATHS_LOGGED = 10
+
+
+class Restartable(Protocol):
+    """What the developer loop needs of an app: its spec, and a restart that resets backoff."""
+
+    @property
+    def spec(self) -> AppSpec: ...
+
+    async def restart_now(self, reason: str) -> None: ...
 
 
 class Clock(Protocol):
@@ -69,14 +78,14 @@ class LoopClock:
         await asyncio.sleep(seconds)
 
 
-async def run_devloop(app: App, sink: LogSink, *, clock: Clock | None = None) -> None:
+async def run_devloop(app: Restartable, *, clock: Clock | None = None) -> None:
     """Run the file watcher and/or the cron timer of `app` until cancelled."""
     spec = app.spec
     async with asyncio.TaskGroup() as group:
         if spec.watch:
-            group.create_task(watch_files(app, sink))
+            group.create_task(watch_files(app))
         if spec.cron_restart:
-            group.create_task(cron_restarts(app, sink, spec.cron_restart, clock or LoopClock()))
+            group.create_task(cron_restarts(app, spec.cron_restart, clock or LoopClock()))
 
 
 # ----- watch ---------------------------------------------------------------------------
@@ -86,9 +95,10 @@ def _shown(path: str, cwd: str) -> str:
     return os.path.relpath(path, cwd) if path.startswith(cwd.rstrip("/") + "/") else path
 
 
-async def watch_files(app: App, sink: LogSink) -> None:
+async def watch_files(app: Restartable) -> None:
     """Restart `app` once per burst of changes under its `watch` paths."""
     spec, loop = app.spec, asyncio.get_running_loop()
+    log = events.logger().bind(app=spec.name)
     quiet_s = max(spec.watch_delay_ms or DEFAULT_QUIET_MS, MIN_QUIET_MS) / 1000
     debounce = Debounce(quiet_s, max(quiet_s * MAX_WAIT_FACTOR, MIN_MAX_WAIT_S))
     wake = asyncio.Event()
@@ -107,20 +117,19 @@ async def watch_files(app: App, sink: LogSink) -> None:
         stats = watcher.start()
     except OSError as exc:
         watcher.close()
-        sink.event("watch_failed", level="error", app=spec.name, error=str(exc))
+        log.error("watch_failed", error=str(exc))
         return
     try:
-        sink.event(
+        log.info(
             "watch_started",
-            app=spec.name,
             paths=[_shown(r, spec.cwd) for r in roots],
             dirs=stats.dirs,
             setup_ms=round((time.monotonic() - started) * 1000, 1),
         )
         for path in stats.missing:
-            sink.event("watch_path_missing", level="warning", app=spec.name, path=path)
+            log.warning("watch_path_missing", path=path)
         for error in stats.errors:
-            sink.event("watch_error", level="warning", app=spec.name, error=error)
+            log.warning("watch_error", error=error)
         while True:
             wake.clear()
             deadline = debounce.deadline()
@@ -136,7 +145,7 @@ async def watch_files(app: App, sink: LogSink) -> None:
             if batch is None:
                 continue
             shown = [_shown(p, spec.cwd) for p in batch.paths[:PATHS_LOGGED]]
-            sink.event("watch_restart", app=spec.name, paths=shown, count=len(batch.paths))
+            log.info("watch_restart", paths=shown, count=len(batch.paths))
             await app.restart_now("watch")
     finally:
         watcher.close()
@@ -155,19 +164,19 @@ async def _sleep_until(clock: Clock, due: datetime) -> None:
         await clock.sleep(min(remaining, MAX_CRON_SLEEP_S))
 
 
-async def cron_restarts(app: App, sink: LogSink, expr: str, clock: Clock) -> None:
+async def cron_restarts(app: Restartable, expr: str, clock: Clock) -> None:
     """Restart `app` at every firing of `expr`; the next one is computed from the wall clock."""
-    name = app.spec.name
+    log = events.logger().bind(app=app.spec.name)
     error = validate_cron(expr)
     if error is not None:
-        sink.event("cron_invalid", level="error", app=name, error=error)
+        log.error("cron_invalid", error=error)
         return
     after = clock.wall()
     while True:
         due = next_fire(expr, after)
-        sink.event("cron_scheduled", app=name, next_run=_iso_utc(due), expression=expr)
+        log.info("cron_scheduled", next_run=_iso_utc(due), expression=expr)
         await _sleep_until(clock, due)
-        sink.event("cron_restart", app=name, scheduled=_iso_utc(due))
+        log.info("cron_restart", scheduled=_iso_utc(due))
         await app.restart_now("cron")
         # From the wall clock, not from `due` + period: no drift, and a restart longer
         # than the period skips the firings it overran instead of queueing them.

@@ -3,7 +3,7 @@
 No I/O here: `runtime.logs.sink` reads the pipes and writes the sink; this module turns a
 block of complete lines into the bytes of the chosen format.
 
-Rules shared by every format (DESIGN.md, "Logs"):
+Rules shared by every format (README.md, "Logs"):
 
 - A line ends at `\\n`; a `\\r` just before it is part of the ending (`\\r\\n`).
 - A line longer than `max_line` bytes is cut into parts of at most `max_line` bytes
@@ -22,18 +22,15 @@ The hot path: a block of lines that needs no escaping becomes one `bytes.replace
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import time
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-
-from runtime.jsonline import dumps, dumps_line, loads_object
-from runtime.record import record
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import ClassVar
+from dataclasses import dataclass
+from enum import StrEnum
 
 STDOUT = "stdout"
 STDERR = "stderr"
@@ -58,37 +55,71 @@ _PM2_STATUS = {
 }
 
 
-class LogFormat(str):
-    """The formats of the master's stdout (`--log-format`): one shared instance per name.
+class LogFormat(StrEnum):
+    """The formats of the master's stdout (`--log-format`)."""
 
-    A `str` with enum-like members (`LogFormat("json") is LogFormat.JSON`), not an Enum:
-    `enum` would be the only reason to import it before the first worker line.
-    """
-
-    __slots__ = ()
-    JSON: ClassVar[LogFormat]
-    PRETTY: ClassVar[LogFormat]
-    PM2: ClassVar[LogFormat]
-    RAW: ClassVar[LogFormat]
-    ALL: ClassVar[tuple[LogFormat, ...]]
-
-    def __new__(cls, value: str) -> LogFormat:
-        for member in cls.ALL:
-            if member == value:
-                return member
-        raise ValueError(f"{value!r} is not a log format")
-
-    @property
-    def value(self) -> str:
-        """The name, as `--log-format` spells it."""
-        return str.__str__(self)
+    JSON = "json"
+    PRETTY = "pretty"
+    PM2 = "pm2"
+    RAW = "raw"
 
 
-LogFormat.ALL = tuple(str.__new__(LogFormat, name) for name in ("json", "pretty", "pm2", "raw"))
-LogFormat.JSON, LogFormat.PRETTY, LogFormat.PM2, LogFormat.RAW = LogFormat.ALL
+# --- JSON text -------------------------------------------------------------------------
+# Compact, UTF-8, values JSON has no type for written with str(), never NaN or Infinity
+# (invalid JSON: they become null), and a lone surrogate (read from a worker's JSON line,
+# it cannot be UTF-8) written as a \u escape, so every line is valid JSON.
+
+_ENCODE = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False
+).encode
+_ENCODE_ASCII = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False).encode
 
 
-@record
+def _finite(value: object) -> object:
+    """`value` with every non-finite float (nested in dicts, lists, tuples) as None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def dumps(value: object) -> str:
+    """Compact JSON text; raises RecursionError for structures nested beyond the stack."""
+    try:
+        return _ENCODE(value)
+    except ValueError:  # a NaN or an infinity somewhere
+        return _ENCODE(_finite(value))
+
+
+def dumps_line(value: object) -> bytes:
+    """`dumps(value)` plus a newline, as UTF-8 bytes."""
+    text = dumps(value) + "\n"
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: escape everything instead
+        try:
+            return (_ENCODE_ASCII(value) + "\n").encode()
+        except ValueError:
+            return (_ENCODE_ASCII(_finite(value)) + "\n").encode()
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_object(data: bytes) -> dict[str, object] | None:
+    """The JSON object in `data`, or None when it is not one (or not JSON at all)."""
+    try:
+        value = json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+    return value if isinstance(value, dict) else None
+
+
+@dataclass(frozen=True, slots=True)
 class Source:
     """Who wrote a line: the worker's app, instance number and pid."""
 
@@ -274,7 +305,7 @@ class Formatter(ABC):
 
 
 class JsonFormatter(Formatter):
-    """DESIGN's JSON line: timestamp, level, app, instance, pid, stream, message."""
+    """The documented JSON line: timestamp, level, app, instance, pid, stream, message."""
 
     def _head(self, src: Source, stream: str, ts: str) -> dict[str, object]:
         level = "error" if stream == STDERR else "info"

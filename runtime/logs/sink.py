@@ -30,8 +30,7 @@ import os
 import stat
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Callable, Iterable
 
 from runtime.logs.formats import (
     STDERR,
@@ -39,13 +38,12 @@ from runtime.logs.formats import (
     Chunk,
     LogFormat,
     Source,
-    default_format,
     make_formatter,
     utc_timestamp,
 )
-from runtime.proc.spawn import grow_pipe, make_pipe
+from runtime.proc.pipes import grow_pipe
 
-__all__ = ["LogFormat", "LogSink", "WorkerLogs", "configure", "default_format", "make_pipe"]
+__all__ = ["LogSink", "WorkerLogs"]
 
 READ_SIZE = 1 << 20  # one os.read
 READ_BUDGET = 4 << 20  # bytes read per readiness callback before yielding to the loop
@@ -65,7 +63,7 @@ class LogSink:
         high_water: int = 4 << 20,
     ) -> None:
         self.fd = fd
-        self.fmt = LogFormat(fmt)
+        self.fmt = fmt
         self.formatter = make_formatter(self.fmt)
         self.high_water = high_water
         self.low_water = high_water // 4
@@ -94,11 +92,6 @@ class LogSink:
         """The loop the sink and its readers run on."""
         return self._loop
 
-    @property
-    def buffered(self) -> int:
-        """Bytes accepted but not yet written."""
-        return self._size
-
     def write(self, data: Chunk) -> None:
         """Queue `data` (whole lines) and write what the kernel takes now."""
         self.writelines((data,))
@@ -124,20 +117,6 @@ class LogSink:
             self.paused = True
             for reader in self._readers:
                 reader._pause_reading()
-
-    def event(
-        self,
-        event: str,
-        *,
-        level: str = "info",
-        app: str | None = None,
-        instance: int | None = None,
-        pid: int | None = None,
-        **fields: object,
-    ) -> None:
-        """Write a master event line (`worker_started`, ...) in the sink's format."""
-        ts = utc_timestamp()
-        self.write(self.formatter.event(ts, level, event, app, instance, pid, fields))
 
     async def aclose(self, timeout_s: float = 5.0) -> None:
         """Flush what is buffered (up to `timeout_s`), then give stdout back its flags."""
@@ -293,11 +272,6 @@ class WorkerLogs:
     def pid(self, pid: int) -> None:
         self._source = Source(self._source.app, self._source.instance, pid)
 
-    @property
-    def at_eof(self) -> bool:
-        """True once both pipes have reached end of file (and been closed)."""
-        return all(p.fd < 0 for p in self._pipes)
-
     def __repr__(self) -> str:
         return f"<WorkerLogs {self._source.app}#{self._source.instance} pid {self.pid}>"
 
@@ -436,56 +410,3 @@ class WorkerLogs:
             with contextlib.suppress(OSError):
                 os.close(p.fd)
             p.fd = -1
-
-
-class _SinkLogger:
-    """structlog's logger object: every method writes the rendered line to the sink."""
-
-    def __init__(self, sink: LogSink) -> None:
-        self._sink = sink
-
-    def msg(self, line: bytes) -> None:
-        self._sink.write(line)
-
-    debug = info = warning = warn = error = critical = exception = failure = fatal = msg
-
-
-def _render_to_sink(sink: LogSink) -> Any:
-    """The last structlog processor: the event dict as one line of the sink's format."""
-
-    def render(_logger: object, method: str, event_dict: MutableMapping[str, Any]) -> bytes:
-        fields: Mapping[str, object] = event_dict
-        event = str(event_dict.pop("event", ""))
-        level = str(event_dict.pop("level", method))
-        app = event_dict.pop("app", None)
-        instance = event_dict.pop("instance", None)
-        pid = event_dict.pop("pid", None)
-        ts = utc_timestamp()
-        return sink.formatter.event(ts, level, event, app, instance, pid, fields)
-
-    return render
-
-
-_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
-
-
-def configure(sink: LogSink, level: str = "info") -> None:
-    """Route structlog (`structlog.get_logger().info("worker_started", app=...)`) into `sink`.
-
-    For code that embeds the runtime or runs inside the master: the master's own events
-    do not use it (they go through the same formatter as worker lines, which keeps
-    structlog's import out of the master's start-up). Loggers are cached on first use, so
-    the per-event cost is the filtering bound logger plus one render.
-    """
-    import structlog  # only for embedders who route structlog into the sink
-
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            _render_to_sink(sink),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=lambda *_args: _SinkLogger(sink),
-        cache_logger_on_first_use=True,
-    )

@@ -8,7 +8,6 @@ not used). One sample per worker slot, labelled `app` and `instance`.
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from runtime import __version__
 from runtime.observe.status import process_rows
+from runtime.proc.reaper import signal_name
 
 if TYPE_CHECKING:
     from runtime.supervise.supervisor import Supervisor
@@ -81,7 +81,7 @@ class RuntimeCollector(Collector):
             exits.add_metric(labels, self.exits.update(slot.id, slot.exits))
             if slot.exits:
                 _at, code, sig = slot.exits[-1]
-                name = _signame(sig)
+                name = signal_name(sig) if sig else ""
                 last_exit.add_metric([*labels, name], 128 + sig if sig else (code or 0))
         self.exits.forget_except(ids)
         yield from families.values()
@@ -153,15 +153,6 @@ def _runtime_families(sup: Supervisor) -> Iterator[Metric]:
         "Lines dropped for slow log followers",
         value=sup.log_ring.dropped,
     )
-
-
-def _signame(sig: int | None) -> str:
-    if not sig:
-        return ""
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return str(sig)
 
 
 class Metrics:

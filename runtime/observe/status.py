@@ -8,7 +8,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from runtime.config.spec import AppSpec, mask_env
+from runtime.config.secrets import mask_env
+from runtime.config.spec import AppSpec
 from runtime.observe.metrics import Sampler
 from runtime.policy.lifecycle import AppStatus
 from runtime.supervise.app import App

@@ -31,7 +31,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from runtime import __version__
 from runtime.errors import RuntimeUserError
-from runtime.jsonline import dumps_line
+from runtime.logs import events
+from runtime.logs.formats import dumps_line
 from runtime.observe.dashboard import CSP, PAGE
 from runtime.observe.status import process_rows
 from runtime.observe.webspec import parse_web_spec
@@ -202,7 +203,7 @@ class WebServer:
         sock = _create_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
         self._server = await asyncio.start_server(self._serve, sock=sock, limit=MAX_LINE_BYTES)
-        self.sup.sink.event("web_started", url=self.url, auth=self._token is not None)
+        events.logger().info("web_started", url=self.url, auth=self._token is not None)
 
     async def close(self) -> None:
         if self._server is not None:

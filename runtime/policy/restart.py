@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from runtime.config.keys import default
 from runtime.config.spec import AppSpec
 
 BACKOFF_CAP_MS = 15_000
@@ -30,12 +31,12 @@ EXTERNAL_TERM_CODES = frozenset({0, *(128 + n for n in EXTERNAL_TERM_SIGNALS)})
 class RestartPolicy:
     """The restart options of one app; `max_restarts` 0 (or less) disables the limit."""
 
-    autorestart: bool = True
-    restart_delay_ms: int = 0
-    exp_backoff_restart_delay_ms: int = 0
-    max_restarts: int = 16
-    min_uptime_ms: int = 1000
-    stop_exit_codes: frozenset[int] = frozenset()
+    autorestart: bool = default("autorestart")
+    restart_delay_ms: int = default("restart_delay")
+    exp_backoff_restart_delay_ms: int = default("exp_backoff_restart_delay")
+    max_restarts: int = default("max_restarts")
+    min_uptime_ms: int = default("min_uptime")
+    stop_exit_codes: frozenset[int] = default("stop_exit_codes")
 
     @classmethod
     def from_spec(cls, spec: AppSpec) -> RestartPolicy:

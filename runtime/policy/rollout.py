@@ -115,19 +115,6 @@ def step_rollout(r: Rollout, event: Event) -> tuple[Rollout, list[Action]]:
     return r, []
 
 
-def cancel_rollout(r: Rollout, reason: str) -> tuple[Rollout, list[Action]]:
-    """Abandon the rollout (a stop or shutdown came in): kill a pending replacement."""
-    if r.finished:
-        return r, []
-    slot = r.slots[r.index]
-    if r.phase == "replacing":
-        return _fail(r, slot, reason)
-    # The replacement is ready and the old worker is already stopping: the slot is reloaded.
-    done = (*r.done, slot)
-    finished = replace(r, phase="finished", done=done)
-    return finished, [ReloadFinished(ok=False, reloaded=done, failed_slot=None, reason=reason)]
-
-
 def _fail(r: Rollout, slot: int, reason: str) -> tuple[Rollout, list[Action]]:
     """Kill the replacement of `slot` and report the rollout failed there."""
     finished = replace(r, phase="finished")

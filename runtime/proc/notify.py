@@ -19,28 +19,26 @@ sd_notify client handles `/path`; a few naive ones mishandle `@`.
 
 from __future__ import annotations
 
-import _socket  # not `socket`: bind_notify runs before the first fork (runtime.proc.sockets)
+import array
 import contextlib
 import os
-import sys
+import socket
+import struct
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-TYPE_CHECKING = False  # asyncio is imported by start(): bind_notify runs before the loop
-if TYPE_CHECKING:
+from runtime.proc.sockets import UNIX_PATH_MAX_BYTES
+
+if TYPE_CHECKING:  # asyncio is imported by start(): bind_notify runs before the event loop
     from asyncio import AbstractEventLoop
 
 NOTIFY_SOCKET_NAME = "notify.sock"
 MAX_DATAGRAM_BYTES = 4096  # systemd reads notifications into a buffer of this size
 MAX_DATAGRAMS_PER_WAKEUP = 1024  # drain the queue but let other callbacks run under a flood
-UNIX_PATH_MAX_BYTES = 107
 
-_UCRED_BYTES = 12  # struct ucred: pid, uid, gid (C ints, native byte order)
-_FD_BYTES = 4
-_ANCILLARY_BYTES = _socket.CMSG_SPACE(_UCRED_BYTES) + _socket.CMSG_SPACE(16 * _FD_BYTES)
-
-
-def _c_int(data: bytes, offset: int = 0) -> int:
-    return int.from_bytes(data[offset : offset + 4], sys.byteorder, signed=True)
+_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+_FD_BYTES = array.array("i").itemsize
+_ANCILLARY_BYTES = socket.CMSG_SPACE(_UCRED.size) + socket.CMSG_SPACE(16 * _FD_BYTES)
 
 
 OnMessage = Callable[[int, dict[str, str]], None]
@@ -72,26 +70,28 @@ def _credentials_pid(ancdata: list[tuple[int, int, bytes]]) -> int | None:
     """The sender pid from SCM_CREDENTIALS; closes any fds smuggled in with SCM_RIGHTS."""
     pid = None
     for level, kind, data in ancdata:
-        if level != _socket.SOL_SOCKET:
+        if level != socket.SOL_SOCKET:
             continue
-        if kind == _socket.SCM_CREDENTIALS and len(data) >= _UCRED_BYTES:
-            pid = _c_int(data)
-        elif kind == _socket.SCM_RIGHTS:  # FDSTORE=1 is not supported: never leak the fds
-            for offset in range(0, len(data) - _FD_BYTES + 1, _FD_BYTES):
+        if kind == socket.SCM_CREDENTIALS and len(data) >= _UCRED.size:
+            pid = _UCRED.unpack_from(data)[0]
+        elif kind == socket.SCM_RIGHTS:  # FDSTORE=1 is not supported: never leak the fds
+            fds = array.array("i")
+            fds.frombytes(data[: len(data) - len(data) % _FD_BYTES])
+            for fd in fds:
                 with contextlib.suppress(OSError):
-                    os.close(_c_int(data, offset))
+                    os.close(fd)
     return pid
 
 
-def bind_notify(path: str) -> _socket.socket:
+def bind_notify(path: str) -> socket.socket:
     """The sd_notify datagram socket, credentials on so senders are known by pid.
 
     Needs no event loop: the master binds it before forking its first workers.
     """
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
-        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_PASSCRED, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # our private directory: a leftover is a dead master's
         sock.bind(path)
@@ -107,10 +107,10 @@ class NotifyServer:
     def __init__(self, path: str, on_message: OnMessage) -> None:
         self.path = path  # what workers get as NOTIFY_SOCKET
         self._on_message = on_message
-        self._sock: _socket.socket | None = None
+        self._sock: socket.socket | None = None
         self._loop: AbstractEventLoop | None = None
 
-    async def start(self, sock: _socket.socket | None = None) -> None:
+    async def start(self, sock: socket.socket | None = None) -> None:
         """Read `sock` (bound before the loop, `runtime.boot.early`) or bind the path now."""
         import asyncio
 
@@ -137,7 +137,7 @@ class NotifyServer:
             except OSError:  # BlockingIOError: drained; anything else: try next wakeup
                 return
             pid = _credentials_pid(ancdata)
-            if pid is None or pid <= 0 or flags & _socket.MSG_TRUNC:
+            if pid is None or pid <= 0 or flags & socket.MSG_TRUNC:
                 continue
             fields = parse_notify(data)
             if fields:

@@ -31,32 +31,29 @@ onto fds 3.. of the child and sets `LISTEN_PID` there (see `listen_env`).
 
 from __future__ import annotations
 
-import _socket
 import contextlib
 import errno
 import os
+import re
+import socket
 import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
-from runtime.config.spec import ascii_digits, is_var_name
-from runtime.errors import RuntimeUserError
-from runtime.record import field, record, replace
+from runtime.config.keys import DEFAULT_PORT
+from runtime.config.spec import AppSpec
+from runtime.errors import ConfigError, RuntimeUserError
 
-TYPE_CHECKING = False  # typing stays unimported at run time: it is on the start-up path
-if TYPE_CHECKING:
-    from typing import Literal
+ListenKind = Literal["tcp", "tcp6", "unix"]
+Sharing = Literal["shared", "reuseport"]
 
-    ListenKind = Literal["tcp", "tcp6", "unix"]
-    Sharing = Literal["shared", "reuseport"]
-
-DEFAULT_PORT = 3000
 DEFAULT_BACKLOG = 2048
 UNIX_PATH_MAX_BYTES = 107  # sun_path is 108 bytes including the trailing NUL
 FDNAME_MAX_CHARS = 255  # systemd's limit for one LISTEN_FDNAMES entry
-LISTEN_ENV_KEYS = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")  # strip from inherited env
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class ListenAddress:
     """One `listen:` entry; `str()` is its log-ready form."""
 
@@ -86,7 +83,7 @@ def parse_listen(text: str, *, environ: Mapping[str, str]) -> ListenAddress:
         return _parse_unix(text)
     if text.startswith("["):
         host, sep, port_text = text[1:].partition("]:")
-        if not sep or not _is_ip(_socket.AF_INET6, host):
+        if not sep or not _is_ip(socket.AF_INET6, host):
             raise ValueError(f"expected [IPv6]:PORT, got {text!r}")
         return ListenAddress("tcp6", host=host, port=_parse_port(port_text, text, environ))
     host, sep, port_text = text.rpartition(":")
@@ -101,17 +98,18 @@ def parse_listen(text: str, *, environ: Mapping[str, str]) -> ListenAddress:
     return ListenAddress("tcp", host=host, port=_parse_port(port_text, text, environ))
 
 
+_PORT_OR_VAR = re.compile(r"([0-9]+)|\$([A-Za-z_][A-Za-z0-9_]*)|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+_OCTAL_MODE = re.compile(r"0?[0-7]{3}")
+
+
 def _port_or_var(port_text: str) -> tuple[str | None, str | None] | None:
     """`(digits, None)` for `8000`, `(None, NAME)` for `$NAME` or `${NAME}`, else None."""
-    if ascii_digits(port_text):
-        return port_text, None
-    if port_text.startswith("${") and port_text.endswith("}"):
-        name = port_text[2:-1]
-    elif port_text.startswith("$"):
-        name = port_text[1:]
-    else:
+    match = _PORT_OR_VAR.fullmatch(port_text)
+    if match is None:
         return None
-    return (None, name) if is_var_name(name) else None
+    digits, name, braced = match.groups()
+    return digits, name or braced
 
 
 def _parse_port(port_text: str, text: str, environ: Mapping[str, str]) -> int:
@@ -123,7 +121,7 @@ def _parse_port(port_text: str, text: str, environ: Mapping[str, str]) -> int:
         number = environ.get(var, str(DEFAULT_PORT) if var == "PORT" else None)
         if number is None:
             raise ValueError(f"{text!r}: ${var} is not set")
-        if not number.isdigit():
+        if not (number.isascii() and number.isdigit()):
             raise ValueError(f"{text!r}: ${var} is not a port number: {number!r}")
     port = int(number or "")
     if port > 65535:
@@ -132,16 +130,8 @@ def _parse_port(port_text: str, text: str, environ: Mapping[str, str]) -> int:
 
 
 def _host_ok(host: str) -> bool:
-    """ASCII letters, digits, dots and dashes, starting and ending with a letter or digit
-    (string methods, not `re`: it is not imported on the start-up path)."""
-    inner = host.replace(".", "a").replace("-", "a")
-    return host.isascii() and inner.isalnum() and host[0].isalnum() and host[-1].isalnum()
-
-
-def _octal_mode(value: str) -> bool:
-    """Three octal digits, optionally after a 0 (`660`, `0660`)."""
-    digits = value[1:] if len(value) == 4 and value[0] == "0" else value
-    return len(digits) == 3 and set(digits) <= set("01234567")
+    """ASCII letters, digits, dots and dashes, starting and ending with a letter or digit."""
+    return _HOST.fullmatch(host) is not None
 
 
 def _parse_unix(text: str) -> ListenAddress:
@@ -153,7 +143,7 @@ def _parse_unix(text: str) -> ListenAddress:
     mode = None
     if sep:
         key, _, value = query.partition("=")
-        if key != "mode" or not _octal_mode(value):
+        if key != "mode" or _OCTAL_MODE.fullmatch(value) is None:
             raise ValueError(f"expected unix:/path?mode=0660 (octal), got {text!r}")
         mode = int(value, 8)
     return ListenAddress("unix", path=path, mode=mode)
@@ -161,7 +151,7 @@ def _parse_unix(text: str) -> ListenAddress:
 
 def _is_ip(family: int, host: str) -> bool:
     try:
-        _socket.inet_pton(family, host)
+        socket.inet_pton(family, host)
     except (OSError, ValueError):
         return False
     return True
@@ -174,7 +164,7 @@ class ListenError(RuntimeUserError):
 class Listener:
     """One bound, listening socket held by the master for its whole life."""
 
-    def __init__(self, address: ListenAddress, sock: _socket.socket, name: str) -> None:
+    def __init__(self, address: ListenAddress, sock: socket.socket, name: str) -> None:
         self.address = address  # with the real port when 0 was asked for
         self.sock = sock
         self.name = name  # its LISTEN_FDNAMES entry
@@ -206,24 +196,21 @@ def bind_listener(
     """Bind and listen on `addr`; raise ListenError with one clear line on failure."""
     if addr.kind == "unix":
         return _bind_unix(addr, backlog)
-    family = _socket.AF_INET6 if addr.kind == "tcp6" else _socket.AF_INET
+    family = socket.AF_INET6 if addr.kind == "tcp6" else socket.AF_INET
     try:
-        # An ASCII host goes in as bytes: a str would be encoded with the idna codec,
-        # whose import (stringprep, unicodedata, re) costs milliseconds of start-up.
-        host = addr.host.encode() if addr.host.isascii() else addr.host
-        infos = _socket.getaddrinfo(
-            host, addr.port, family, _socket.SOCK_STREAM, 0, _socket.AI_PASSIVE
+        infos = socket.getaddrinfo(
+            addr.host, addr.port, family, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
         )
-    except _socket.gaierror as exc:
+    except socket.gaierror as exc:
         raise ListenError(f"{addr}: cannot resolve {addr.host!r}: {exc.strerror}") from exc
     sockaddr = infos[0][4]
-    sock = _socket.socket(family, _socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuseport:
-            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEPORT, 1)
-        if family == _socket.AF_INET6:
-            sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(sockaddr)
         sock.listen(backlog)
     except OSError as exc:
@@ -235,7 +222,7 @@ def bind_listener(
 
 def _bind_unix(addr: ListenAddress, backlog: int) -> Listener:
     _remove_stale_unix(addr)
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(addr.path)
         st = os.stat(addr.path)
@@ -261,7 +248,7 @@ def _remove_stale_unix(addr: ListenAddress) -> None:
         raise ListenError(describe_error(addr, exc)) from exc
     if not stat.S_ISSOCK(st.st_mode):
         raise ListenError(f"{addr}: file exists and is not a socket")
-    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(1.0)
         probe.connect(addr.path)
@@ -292,7 +279,7 @@ def describe_error(addr: ListenAddress, exc: OSError) -> str:
     return f"{addr}: {reason}"
 
 
-@record(frozen=False)
+@dataclass(slots=True)
 class AppListeners:
     """Every listener of one app: shared ones, and per-slot ones in reuseport mode."""
 
@@ -404,3 +391,28 @@ def listen_env(fds_count: int, names: Sequence[str]) -> dict[str, str]:
     if fds_count == 0:
         return {}
     return {"LISTEN_FDS": str(fds_count), "LISTEN_FDNAMES": ":".join(names)}
+
+
+def bind_app(file: str, spec: AppSpec) -> AppListeners | None:
+    """Every listener of one app, or a ConfigError naming its `listen` key (exit 78)."""
+    if not spec.listen:
+        return None
+    try:
+        addresses = [parse_listen(text, environ=os.environ) for text in spec.listen]
+        return bind_app_listeners(addresses, spec.socket_sharing, range(spec.instances))
+    except (ValueError, ListenError) as exc:
+        raise ConfigError(file, str(exc), key=f"{spec.name}.listen") from None
+
+
+def bind_apps(file: str, specs: tuple[AppSpec, ...]) -> dict[str, AppListeners | None]:
+    """Bind every listener before any worker starts; all or nothing."""
+    bound: dict[str, AppListeners | None] = {}
+    try:
+        for spec in specs:
+            bound[spec.name] = bind_app(file, spec)
+    except ConfigError:
+        for listeners in bound.values():
+            if listeners is not None:
+                listeners.close()
+        raise
+    return bound

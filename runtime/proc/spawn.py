@@ -11,106 +11,34 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from runtime.config.spec import AppSpec
 from runtime.errors import SD_LISTEN_FDS_START
-from runtime.proc.sockets import listen_env
-from runtime.record import record
+from runtime.proc.libc import set_parent_death_signal
+from runtime.proc.pipes import make_pipe
+from runtime.proc.sockets import AppListeners, listen_env
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    import signal as _signal
-else:
-    import _signal  # the C module `signal` wraps: its enums would cost start-up time
-
-PIPE_SIZE = 1 << 20
-F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
 EXEC_FAILED_CODE = 127
+# Signals the master handles or ignores, back to their defaults in the child before exec.
+RESET_SIGNALS = (
+    signal.SIGCHLD,
+    signal.SIGPIPE,
+    signal.SIGXFSZ,
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+)
 
 
-def libc_function(name: str) -> Callable[..., int] | None:
-    """A C library function that returns an int, or None where the library lacks it.
-
-    Called through `_ctypes`, the C module that `ctypes` is written on: importing
-    `ctypes` itself builds every C type class, which costs the master start-up time
-    before its first fork (bench/RESULTS.md, "Start-up").
-    """
-    from _ctypes import FUNCFLAG_CDECL, FUNCFLAG_USE_ERRNO, CFuncPtr, _SimpleCData, dlopen
-
-    class CInt(_SimpleCData):  # type: ignore[type-arg]
-        _type_ = "i"
-
-    class Function(CFuncPtr):
-        _flags_ = FUNCFLAG_CDECL | FUNCFLAG_USE_ERRNO
-        _restype_ = CInt
-
-    class Library:
-        _handle = dlopen(None, 0)  # type: ignore[arg-type]  # None: this process's symbols
-
-    try:
-        return Function((name, Library()))  # type: ignore[arg-type]
-    except AttributeError:  # no such symbol (malloc_trim on musl)
-        return None
-
-
-_prctl = libc_function("prctl")
-
-
-def release_startup_memory() -> None:
-    """Collect start-up garbage (config parsing, imports) and give freed heap back to the OS."""
-    import gc
-
-    gc.collect()
-    trim = libc_function("malloc_trim")  # glibc; absent on musl
-    if trim is not None:
-        trim(0)
-
-
-def set_child_subreaper() -> bool:
-    """Adopt orphaned descendants (what PID 1 gets for free), so they are reaped here."""
-    if os.getpid() == 1:
-        return True
-    return _prctl is not None and _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-
-
-@record
-class ExitStatus:
-    """How a worker ended: an exit code or the signal that killed it."""
-
-    code: int | None
-    signal: int | None
-
-    @classmethod
-    def from_wait(cls, status: int) -> ExitStatus:
-        if os.WIFSIGNALED(status):
-            return cls(code=None, signal=os.WTERMSIG(status))
-        return cls(code=os.waitstatus_to_exitcode(status), signal=None)
-
-    @property
-    def clean(self) -> bool:
-        return self.code == 0
-
-    def describe(self) -> str:
-        if self.signal is not None:
-            return f"signal {signal_name(self.signal)}"
-        return f"code {self.code}"
-
-
-def signal_name(number: int) -> str:
-    """`SIGTERM` for 15; the number itself for one without a name."""
-    import signal
-
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return str(number)
-
-
-@record(frozen=False)
+@dataclass(slots=True)
 class SpawnRequest:
     """Everything needed to fork and exec one worker."""
 
@@ -126,24 +54,12 @@ def _child(req: SpawnRequest, parent_pid: int) -> None:
     """Runs in the forked child: only async-signal-tolerant os calls, then exec."""
     try:
         os.setpgid(0, 0)
-        if _prctl is not None:
-            _prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, 0, 0, 0)
+        set_parent_death_signal(signal.SIGKILL)
         if os.getppid() != parent_pid:
             os._exit(EXEC_FAILED_CODE)
-        for sig in (
-            _signal.SIGCHLD,
-            _signal.SIGPIPE,
-            _signal.SIGXFSZ,
-            _signal.SIGINT,
-            _signal.SIGTERM,
-            _signal.SIGHUP,
-            _signal.SIGQUIT,
-            _signal.SIGUSR1,
-            _signal.SIGTTIN,
-            _signal.SIGTTOU,
-        ):
-            _signal.signal(sig, _signal.SIG_DFL)
-        _signal.pthread_sigmask(_signal.SIG_SETMASK, set())
+        for sig in RESET_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
         count = len(req.listen_fds)
         # Move every fd we hand down above the target range first, so no dup2 clobbers one.
         floor = SD_LISTEN_FDS_START + count
@@ -180,24 +96,7 @@ def spawn(req: SpawnRequest) -> int:
     return pid
 
 
-def grow_pipe(fd: int, size: int = PIPE_SIZE) -> None:
-    """Ask for a bigger pipe buffer: fewer wake-ups per MiB; refusal (quota, EPERM) is fine."""
-    with contextlib.suppress(OSError):
-        fcntl.fcntl(fd, F_SETPIPE_SZ, size)
-
-
-def make_pipe() -> tuple[int, int]:
-    """A pipe for a worker's stdout or stderr: `(read_fd, write_fd)`, 1 MiB buffer.
-
-    Both ends are O_CLOEXEC so no other worker inherits them (a leaked write end would
-    keep the pipe from ever reaching EOF); dup2 onto fd 1/2 in the child clears the flag.
-    """
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    grow_pipe(read_fd)
-    return read_fd, write_fd
-
-
-@record
+@dataclass(frozen=True, slots=True)
 class WorkerEnv:
     """What the master adds to every worker's environment, besides the app's own."""
 
@@ -208,7 +107,7 @@ class WorkerEnv:
 
 
 def worker_environment(spec: AppSpec, slot: int, wenv: WorkerEnv) -> dict[str, str]:
-    """The full environment of one worker (DESIGN.md, Workers)."""
+    """The full environment of one worker (README.md, "What each worker gets")."""
     env = dict(wenv.base)
     env.update(spec.env)
     env["RUNTIME_APP"] = spec.name
@@ -230,7 +129,7 @@ def worker_environment(spec: AppSpec, slot: int, wenv: WorkerEnv) -> dict[str, s
     return env
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Forked:
     """A forked worker before the event loop owns it: pid, pipe read ends, start time."""
 
@@ -259,3 +158,18 @@ def fork_worker(spec: AppSpec, slot: int, wenv: WorkerEnv) -> Forked:
         os.close(out_w)
         os.close(err_w)
     return Forked(slot, pid, out_r, err_r, time.monotonic())
+
+
+def worker_env(
+    base: Mapping[str, str], notify: str | None, listeners: AppListeners | None, slot: int
+) -> WorkerEnv:
+    """What the master adds for one slot: NOTIFY_SOCKET and the slot's listeners."""
+    if listeners is None:
+        return WorkerEnv(base=base, notify_socket=notify)
+    listeners.ensure_slot(slot)
+    return WorkerEnv(
+        base=base,
+        notify_socket=notify,
+        listen_fds=tuple(listeners.fds_for_slot(slot)),
+        listen_names=tuple(listeners.names_for_slot(slot)),
+    )

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from runtime.config.spec import AppSpec
+from runtime.logs import events
+from runtime.logs.events import LEVELS
 from runtime.logs.sink import LogSink
 from runtime.policy.lifecycle import AppOutcome, AppStatus
 from runtime.policy.memory import decide_memory
@@ -25,14 +27,15 @@ from runtime.policy.restart import (
     decide_restart,
     reset_state,
 )
-from runtime.proc.reaper import ExitStatus, Reaper, kill_group_now, stop_process, wait_group_gone
+from runtime.proc.reaper import ExitStatus, Reaper, signal_name
 from runtime.proc.sockets import AppListeners
+from runtime.proc.stop import kill_group_now, signal_worker, stop_process, wait_group_gone
 from runtime.supervise.readiness import wait_notified, wait_ready
 
 if TYPE_CHECKING:
     from runtime.policy.scale import ScaleRequest
-from runtime.boot.early import Early, worker_env
-from runtime.proc.spawn import Forked, fork_worker
+from runtime.boot.early import Early
+from runtime.proc.spawn import Forked, fork_worker, worker_env
 from runtime.supervise.worker import Worker, adopt_worker
 
 EXIT_HISTORY = 10
@@ -81,6 +84,7 @@ class App:
         self.listeners = listeners
         self.slots: dict[int, Slot] = {}
         self.policy = RestartPolicy.from_spec(spec)
+        self.log = events.logger().bind(app=spec.name)
         self.reloading = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -203,7 +207,7 @@ class App:
             worker,
             level=level,
             code=status.code,
-            signal=_signame(status.signal),
+            signal=signal_name(status.signal) if status.signal is not None else None,
             uptime_s=round(uptime_s, 3),
             **extra,
         )
@@ -478,12 +482,10 @@ class App:
     # ----- events --------------------------------------------------------------------
 
     def _event(self, name: str, worker: Worker, *, level: str = "info", **fields: object) -> None:
-        self.ctx.sink.event(
-            name, level=level, app=self.spec.name, instance=worker.slot, pid=worker.pid, **fields
-        )
+        self.log.log(LEVELS[level], name, instance=worker.slot, pid=worker.pid, **fields)
 
     def app_event(self, name: str, *, level: str = "info", **fields: Any) -> None:
-        self.ctx.sink.event(name, level=level, app=self.spec.name, **fields)
+        self.log.log(LEVELS[level], name, **fields)
 
 
 def _tcp_migrate_req() -> bool:
@@ -494,19 +496,8 @@ def _tcp_migrate_req() -> bool:
         return False
 
 
-def _signame(sig: int | None) -> str | None:
-    if sig is None:
-        return None
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return str(sig)
-
-
 async def _reap_leftovers(pgid: int, timeout_s: float) -> None:
     """After a crash, what is left of the worker's group gets SIGTERM, then SIGKILL."""
-    from runtime.proc.reaper import signal_worker
-
     if not signal_worker(pgid, signal.SIGTERM, group=True):
         return
     if not await wait_group_gone(pgid, timeout_s):

@@ -12,19 +12,22 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from runtime.boot.early import Early, bind_apps, release_signals, start_early
+from runtime.boot.early import Early, release_signals, start_early
 from runtime.config.load import Ecosystem
 from runtime.control.handler import ControlHandler
 from runtime.control.server import ControlServer
 from runtime.errors import ConfigError, RuntimeUserError
+from runtime.logs import events
 from runtime.logs.ring import LogRing
 from runtime.logs.sink import LogSink
 from runtime.observe.metrics import Sampler, tree_rss
 from runtime.policy.lifecycle import StopKind, decide_auto_exit, decide_stop_signal
 from runtime.policy.memory import next_check_s
 from runtime.policy.scale import ScaleRequest
+from runtime.proc.libc import release_startup_memory
 from runtime.proc.notify import NotifyServer
-from runtime.proc.reaper import Reaper, release_startup_memory
+from runtime.proc.reaper import Reaper
+from runtime.proc.sockets import bind_apps
 from runtime.supervise.app import App, AppContext
 from runtime.supervise.worker import Worker
 
@@ -90,6 +93,7 @@ class Supervisor:
         self.eco = eco
         self.early = early
         self.sink = sink
+        self.log = events.logger()
         self.options = options
         self.loop = asyncio.get_running_loop()
         self.reaper = Reaper(self.loop)
@@ -162,7 +166,7 @@ class Supervisor:
             self.apps[spec.name] = App(spec, ctx, early.listeners[spec.name])
         if not early.announced:
             names = [s.name for s in self.eco.apps]
-            self.sink.event("runtime_started", apps=names, pid=os.getpid())
+            self.log.info("runtime_started", apps=names, pid=os.getpid())
         for app in self.apps.values():
             self._start_app(app, early)
         self._install_signals()  # the reaper last: every early worker's pid is watched
@@ -174,7 +178,7 @@ class Supervisor:
             code = await self._serve()
         finally:
             await self._teardown()
-        self.sink.event("runtime_exited", code=code)
+        self.log.info("runtime_exited", code=code)
         return code
 
     async def _serve(self) -> int:
@@ -203,7 +207,7 @@ class Supervisor:
     def _on_stop_signal(self, item: Received) -> None:
         signame = item.signame.removeprefix("SIG")
         kind = decide_stop_signal(signame, self.stopping or self.draining)
-        self.sink.event("stop_requested", signal=item.signame, mode=str(kind))
+        self.log.info("stop_requested", signal=item.signame, mode=str(kind))
         if kind is StopKind.KILL:
             self.stopping = True
             self._own(self._kill_all())
@@ -215,7 +219,7 @@ class Supervisor:
         """`--shutdown-delay`: keep serving while /health says 503, then stop."""
         delay = self.options.shutdown_delay_s
         if delay > 0:
-            self.sink.event("draining", delay_s=delay)
+            self.log.info("draining", delay_s=delay)
             await asyncio.sleep(delay)
         self.stopping = True
         await self._graceful_stop(0)
@@ -245,7 +249,7 @@ class Supervisor:
         code = decide_auto_exit(outcomes, auto_exit=self.options.auto_exit)
         if code is not None:
             self.stopping = True
-            self.sink.event("auto_exit", code=code, level="info" if code == 0 else "error")
+            (self.log.info if code == 0 else self.log.error)("auto_exit", code=code)
             self._own(self._graceful_stop(code))
 
     async def _teardown(self) -> None:
@@ -297,7 +301,7 @@ class Supervisor:
         await app.stop()
         if app.listeners is not None:
             app.listeners.close()
-        self.sink.event("app_deleted", app=name)
+        self.log.info("app_deleted", app=name)
         self._check_auto_exit()
 
     def _start_app(self, app: App, early: Early | None = None) -> None:
@@ -312,7 +316,7 @@ class Supervisor:
         if app.spec.watch or app.spec.cron_restart:
             from runtime.devloop.runner import run_devloop
 
-            self._devloops[app.spec.name] = self._own(run_devloop(app, self.sink))
+            self._devloops[app.spec.name] = self._own(run_devloop(app))
 
     def _own(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = self.loop.create_task(coro)
@@ -326,7 +330,7 @@ class Supervisor:
             return
         exc = task.exception()
         if exc is not None:
-            self.sink.event("internal_error", level="error", error=repr(exc))
+            self.log.error("internal_error", error=repr(exc))
 
     # ----- commands ------------------------------------------------------------------
 
@@ -336,10 +340,10 @@ class Supervisor:
             try:
                 eco = self.options.reload_config()
             except RuntimeUserError as exc:
-                self.sink.event("config_reload_failed", level="error", error=str(exc))
+                self.log.error("config_reload_failed", error=str(exc))
                 return
             for warning in eco.warnings:
-                self.sink.event("config_warning", level="warning", message=warning)
+                self.log.warning("config_warning", message=warning)
             await self._apply(eco)
             return
         await asyncio.gather(*(app.reload() for app in self.apps.values()))
@@ -351,7 +355,7 @@ class Supervisor:
         try:
             listeners = bind_apps(eco.file, tuple(added))
         except ConfigError as exc:
-            self.sink.event("config_reload_failed", level="error", error=str(exc))
+            self.log.error("config_reload_failed", error=str(exc))
             return
         self.eco = eco
         ctx = self._context()
@@ -359,9 +363,8 @@ class Supervisor:
         for name, app in self.apps.items():
             if name in new_specs:
                 if new_specs[name].listen != app.spec.listen:
-                    self.sink.event(
+                    self.log.warning(
                         "listen_unchanged",
-                        level="warning",
                         app=name,
                         reason="listen addresses change with a restart of the runtime",
                     )
@@ -372,7 +375,7 @@ class Supervisor:
             self.apps[spec.name] = app = App(spec, ctx, listeners[spec.name])
             self._start_app(app)
         await asyncio.gather(*(self.remove_app(name) for name in removed), *rolling)
-        self.sink.event("config_reloaded", apps=list(self.apps))
+        self.log.info("config_reloaded", apps=list(self.apps))
 
     async def _roll(self, app: App) -> None:
         """Reload one app, then match its new `instances` count."""
@@ -385,7 +388,7 @@ class Supervisor:
         for app in self.apps.values():
             for slot in app.slots.values():
                 worker = slot.worker
-                self.sink.event(
+                self.log.info(
                     "status",
                     app=app.spec.name,
                     instance=slot.index,
@@ -405,7 +408,7 @@ class Supervisor:
             worker.status_text = fields["STATUS"]
         if fields.get("STOPPING") == "1":
             worker.status_text = worker.status_text or "stopping"
-            self.sink.event("worker_stopping", app=worker.app, instance=worker.slot, pid=worker.pid)
+            self.log.info("worker_stopping", app=worker.app, instance=worker.slot, pid=worker.pid)
         if fields.get("READY") == "1":
             worker.mark_notified()
 

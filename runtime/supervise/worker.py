@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from runtime.config.spec import AppSpec
 from runtime.logs.sink import LogSink, WorkerLogs
 from runtime.proc.reaper import ExitStatus, Reaper
-from runtime.proc.spawn import Forked, WorkerEnv, fork_worker
+from runtime.proc.spawn import Forked
 
 
 @dataclass(eq=False)
@@ -80,18 +80,3 @@ def adopt_worker(
     )
     reaper.watch(forked.pid, lambda status: on_exit(worker, status))
     return worker
-
-
-def start_worker(
-    spec: AppSpec,
-    slot: int,
-    wenv: WorkerEnv,
-    *,
-    sink: LogSink,
-    reaper: Reaper,
-    loop: asyncio.AbstractEventLoop,
-    on_exit: Callable[[Worker, ExitStatus], None],
-) -> Worker:
-    """Fork/exec one worker with its pipes wired to the log sink and its exit to the reaper."""
-    forked = fork_worker(spec, slot, wenv)
-    return adopt_worker(spec, forked, sink=sink, reaper=reaper, loop=loop, on_exit=on_exit)

@@ -1,4 +1,4 @@
-"""The master's event loop: the standard asyncio loop without ssl, or uvloop on request."""
+"""The master's event loop: uvloop by default, the standard asyncio loop with RUNTIME_LOOP."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.integration.conftest import ROOT, py, write_ecosystem
 
@@ -20,27 +22,15 @@ def mapped_files(pid: int) -> str:
     return Path(f"/proc/{pid}/maps").read_text()
 
 
-def test_default_loop_keeps_ssl_out_and_restarts_workers(tmp_path: Path, run_master) -> None:
-    """The default master never maps OpenSSL or uvloop, and still supervises: a crash respawns."""
+@pytest.mark.parametrize(("loop", "uvloop_mapped"), [("", True), ("asyncio", False)])
+def test_each_loop_supervises(tmp_path: Path, run_master, loop: str, uvloop_mapped: bool) -> None:
+    """The default (uvloop) and the asyncio opt-out run the same supervisor: a crash respawns,
+    TERM stops with exit 0."""
     eco = write_ecosystem(tmp_path / "eco.json", [{**CRASHER, "name": "c", "restart_delay": 0}])
-    master = run_master(str(eco))
+    master = run_master(str(eco), env={"RUNTIME_LOOP": loop})
     master.wait_event("worker_exited", app="c")
     master.wait_event("worker_started", count=2, app="c")
-    maps = mapped_files(master.pid)
-    assert "_ssl" not in maps
-    assert "libssl" not in maps
-    assert "uvloop" not in maps
-    master.signal(signal.SIGTERM)
-    assert master.wait_exit() == 0
-
-
-def test_uvloop_on_request(tmp_path: Path, run_master) -> None:
-    """RUNTIME_LOOP=uvloop runs the same supervisor on uvloop: a crash respawns, TERM stops."""
-    eco = write_ecosystem(tmp_path / "eco.json", [{**CRASHER, "name": "c", "restart_delay": 0}])
-    master = run_master(str(eco), env={"RUNTIME_LOOP": "uvloop"})
-    master.wait_event("worker_exited", app="c")
-    master.wait_event("worker_started", count=2, app="c")
-    assert "uvloop" in mapped_files(master.pid)
+    assert ("uvloop" in mapped_files(master.pid)) is uvloop_mapped
     master.signal(signal.SIGTERM)
     assert master.wait_exit() == 0
 
@@ -60,6 +50,6 @@ def test_unknown_loop_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "runtime: RUNTIME_LOOP must be one of asyncio, uvloop, got 'trio'"
+        "runtime: RUNTIME_LOOP must be one of uvloop, asyncio, got 'trio'"
     ]
     assert not marker.exists()

@@ -24,15 +24,10 @@ import pytest
 import structlog
 import uvloop
 
-from runtime.logs.sink import (
-    READ_BUDGET,
-    LogFormat,
-    LogSink,
-    WorkerLogs,
-    configure,
-    default_format,
-    make_pipe,
-)
+from runtime.logs import events
+from runtime.logs.formats import LogFormat, default_format
+from runtime.logs.sink import READ_BUDGET, LogSink, WorkerLogs
+from runtime.proc.pipes import make_pipe
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -124,7 +119,11 @@ async def pipeline(
     )  # fmt: skip
     code_ = await wait_exit(proc)
     logs.drain()
-    sink.event("worker_exited", app="web", instance=0, pid=proc.pid, code=code_)
+    events.configure(sink, cache=False)
+    try:
+        events.logger().info("worker_exited", app="web", instance=0, pid=proc.pid, code=code_)
+    finally:
+        structlog.reset_defaults()
     logs.close()
     await sink.aclose()
     os.close(write_fd)
@@ -215,7 +214,7 @@ def test_partial_last_line_is_flushed_by_drain_before_the_exit_event() -> None:
     ]
 
 
-@pytest.mark.parametrize("fmt", LogFormat.ALL, ids=[f.value for f in LogFormat.ALL])
+@pytest.mark.parametrize("fmt", list(LogFormat), ids=[f.value for f in LogFormat])
 def test_each_format_shape(fmt: LogFormat) -> None:
     """Every format writes one line per worker line and one per master event."""
     code = "import sys\nprint('hello', flush=True)\nprint('oops', file=sys.stderr)"
@@ -302,7 +301,11 @@ def test_closed_stdout_drops_output_without_stalling_workers() -> None:
         await wait_exit(proc)
         logs.drain()
         logs.close()
-        sink.event("worker_exited", app="web", instance=0, pid=proc.pid, code=0)
+        events.configure(sink, cache=False)
+        try:
+            events.logger().info("worker_exited", app="web", instance=0, pid=proc.pid, code=0)
+        finally:
+            structlog.reset_defaults()
         await sink.aclose()
         os.close(write_fd)
         return sink
@@ -371,7 +374,7 @@ def test_pid_learnt_later_is_used_on_later_lines() -> None:
 
 
 def test_structlog_events_go_through_the_sink() -> None:
-    """After configure(sink), structlog events are written by the sink in its format."""
+    """After events.configure(sink), structlog events are written by the sink in its format."""
 
     async def scenario() -> list[dict[str, Any]]:
         loop = asyncio.get_running_loop()
@@ -379,7 +382,7 @@ def test_structlog_events_go_through_the_sink() -> None:
         out = Output(read_fd)
         out.start()
         sink = LogSink(write_fd, LogFormat.JSON, loop)
-        configure(sink, "info")
+        events.configure(sink, cache=False)
         try:
             log = structlog.get_logger().bind(app="web", instance=1, pid=42)
             log.debug("filtered_out")

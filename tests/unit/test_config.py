@@ -13,8 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from runtime.cli.check import format_check
 from runtime.config import load as config
-from runtime.config.load import Ecosystem, direct_app, expand_vars, format_check, load_ecosystem
+from runtime.config.expand import expand_vars
+from runtime.config.load import Ecosystem, direct_app, load_ecosystem
 from runtime.errors import ConfigError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ecosystems"

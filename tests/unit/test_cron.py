@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import structlog
 import uvloop
 
 from runtime.config.cron import next_fire, normalize_cron, validate_cron
@@ -116,12 +117,9 @@ class FakeClock:
 
 @dataclass
 class FakeSink:
-    """Collects master events as dicts."""
+    """The master events logged while it was filled (structlog's captured dicts)."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
-
-    def event(self, name: str, **fields: Any) -> None:
-        self.events.append({"event": name, **fields})
 
 
 class FakeApp:
@@ -148,9 +146,11 @@ class _Done(Exception):
 def _drive(expr: str, clock: FakeClock, app: FakeApp, sink: FakeSink) -> None:
     async def main() -> None:
         with pytest.raises(_Done):
-            await cron_restarts(app, sink, expr, clock)  # type: ignore[arg-type]
+            await cron_restarts(app, expr, clock)  # type: ignore[arg-type]
 
-    uvloop.run(main(), debug=True)
+    with structlog.testing.capture_logs() as captured:
+        uvloop.run(main(), debug=True)
+    sink.events.extend(captured)
 
 
 def test_cron_fires_on_schedule_without_drift() -> None:
@@ -196,9 +196,11 @@ def test_cron_invalid_expression_is_reported_and_ends_quietly() -> None:
     app, sink = FakeApp(clock, limit=1), FakeSink()
 
     async def main() -> None:
-        await cron_restarts(app, sink, "61 * * * *", clock)  # type: ignore[arg-type]
+        await cron_restarts(app, "61 * * * *", clock)  # type: ignore[arg-type]
 
-    uvloop.run(main(), debug=True)
+    with structlog.testing.capture_logs() as captured:
+        uvloop.run(main(), debug=True)
+    sink.events.extend(captured)
     assert app.restarts == []
     assert [e["event"] for e in sink.events] == ["cron_invalid"]
-    assert sink.events[0]["level"] == "error"
+    assert sink.events[0]["log_level"] == "error"

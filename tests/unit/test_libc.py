@@ -1,10 +1,10 @@
-"""runtime.proc.spawn.libc_function: C calls through _ctypes, without importing ctypes."""
+"""runtime.proc.libc.libc_function: C library calls through ctypes."""
 
 from __future__ import annotations
 
 import os
 
-from runtime.proc.spawn import libc_function
+from runtime.proc.libc import libc_function
 
 
 def test_calls_a_real_libc_function() -> None:

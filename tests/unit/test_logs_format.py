@@ -208,7 +208,7 @@ ALPHABET = st.sampled_from(
 @settings(max_examples=400, deadline=None)
 @given(
     pieces=st.lists(ALPHABET, max_size=80),
-    fmt=st.sampled_from(LogFormat.ALL),
+    fmt=st.sampled_from(list(LogFormat)),
     max_line=st.integers(1, 30),
     stream=st.sampled_from([STDOUT, STDERR]),
 )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtime.config.spec import AppSpec
+from runtime.config.spec import Resolved, build_app_spec, normalize_app
 from runtime.policy.restart import (
     BACKOFF_CAP_MS,
     BACKOFF_RESET_S,
@@ -35,11 +37,10 @@ def crash(code: int | None = 1, signal: int | None = None, uptime_s: float = 5.0
 
 def test_from_spec_copies_restart_fields() -> None:
     """The policy carries exactly the restart options of the app spec."""
-    spec = AppSpec(
-        name="web",
-        script="app.py",
-        argv=("python", "app.py"),
-        cwd="/",
+    raw = normalize_app({"script": "app.py", "name": "web"}, file="e.yml", index=0)
+    base = build_app_spec(raw, Resolved(script="app.py", argv=("python", "app.py"), cwd="/"))
+    spec = dataclasses.replace(
+        base,
         autorestart=False,
         restart_delay_ms=250,
         exp_backoff_restart_delay_ms=100,

@@ -17,7 +17,6 @@ from runtime.policy.rollout import (
     Rollout,
     StartReplacement,
     StopOld,
-    cancel_rollout,
     plan_rollout,
     step_rollout,
 )
@@ -158,23 +157,6 @@ def test_current_slot() -> None:
     assert rollout.current == 4
     rollout, _ = run([3], [ReplacementReady(3), OldStopped(3)])
     assert rollout.current is None
-
-
-@pytest.mark.parametrize(
-    ("events", "actions"),
-    [
-        ([], [KillReplacement(0), ReloadFinished(False, (), 0, "shutdown")]),
-        ([ReplacementReady(0)], [ReloadFinished(False, (0,), None, "shutdown")]),
-        ([ReplacementReady(0), OldStopped(0), ReplacementReady(1), OldStopped(1)], []),
-    ],
-    ids=["while-replacing", "while-stopping-old", "already-finished"],
-)
-def test_cancel_rollout(events: list[Event], actions: list[Action]) -> None:
-    """Cancelling kills a pending replacement and reports the rollout failed, once."""
-    rollout, _ = run([0, 1], events)
-    cancelled, got = cancel_rollout(rollout, "shutdown")
-    assert got == actions
-    assert cancelled.finished
 
 
 @given(

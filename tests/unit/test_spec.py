@@ -6,19 +6,21 @@ from collections.abc import Callable, Mapping
 
 import pytest
 
+from runtime.config.dotenv import parse_dotenv
+from runtime.config.keys import CANONICAL
+from runtime.config.secrets import mask_env
 from runtime.config.spec import (
-    ALIASES,
     AppSpec,
-    BadValue,
     RawApp,
     Resolved,
     build_app_spec,
     default_name,
-    mask_env,
     normalize_app,
+)
+from runtime.config.values import (
+    BadValue,
     parse_bool,
     parse_bytes,
-    parse_dotenv,
     parse_duration_ms,
     parse_env,
     parse_exec_mode,
@@ -244,7 +246,7 @@ def test_default_name_is_the_script_basename(script: str, expected: str) -> None
 )
 def test_aliases_and_camel_case_map_to_canonical_keys(key: str, canonical: str) -> None:
     """pm2's aliases and camelCase forms of every key are understood."""
-    assert ALIASES[key] == canonical
+    assert CANONICAL[key] == canonical
 
 
 def test_normalize_warns_about_unknown_keys_with_a_suggestion() -> None:
@@ -268,7 +270,8 @@ def test_normalize_names_ignored_pm2_keys() -> None:
     """pm2 options with no meaning here get their own warning."""
     app = normalize_app({"script": "a.py", "out_file": "/x"}, file="e.yml", index=0)
     assert app.warnings == (
-        "e.yml: apps[0] (a): pm2 key 'out_file' has no effect here and is ignored",
+        "e.yml: apps[0] (a): pm2 key 'out_file' has no effect here"
+        " (logs go to stdout as one line per record)",
     )
 
 

@@ -1,9 +1,9 @@
-"""The master's path to its first fork imports only what it needs (bench/RESULTS.md, "Start-up").
+"""The master's path to its first fork leaves the event loop and its libraries unimported.
 
-Each module kept off this path costs milliseconds on every start; this pins the list so
-a convenient import at the top of a start-up module does not quietly bring one back.
-The check runs `python -S` (no site: a development venv's editable-install finder
-imports `re` and `enum` itself) on a real command line and a real JSON ecosystem.
+The master binds its sockets and forks its workers before it imports its event loop
+(runtime.boot): the workers boot while it imports. This pins what is kept off that path,
+so a convenient import at the top of a start-up module does not quietly bring one back.
+The check runs a real command line of each form in a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -18,37 +18,27 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Modules the start-up path must not import (each one was measured on it before).
+# Modules the start-up path must not import: what the master needs only once it serves.
 KEPT_OUT = {
-    "argparse": "the run command's fast path (runtime.cli.options)",
-    "dataclasses": "records (runtime.record)",
-    "inspect": "pulled in by dataclasses",
-    "typing": "annotations only under TYPE_CHECKING",
-    "enum": "pulled in by socket, signal and re",
-    "socket": "listeners and control sockets are bound with _socket",
-    "signal": "signals are held with _signal",
-    "re": "regular expressions are compiled only for values that need them",
-    "json": "JSON is read and written with the _json accelerator directly",
-    "shlex": "only for arguments given as one string (Procfile lines are scanned by hand)",
-    "asyncio": "imported after the fork, while the relay forwards the first lines",
-    "yaml": "ecosystem files of the usual shape are read by runtime.yamlite",
-    "threading": "the relay's helper is started with _thread",
-    "ctypes": "prctl is called through _ctypes",
-    "encodings.idna": "listener hosts are resolved as bytes",
-    "struct": "the notify socket's credentials are read with int.from_bytes",
-    "math": "not needed for two comparisons",
+    "asyncio": "the event loop: imported while the relay forwards the first lines",
+    "uvloop": "the master's loop, likewise",
+    "structlog": "renders the master's events, once the loop runs",
+    "psutil": "metrics and process trees, on the first sample",
+    "prometheus_client": "only with --web, on the first /metrics",
+    "croniter": "only for apps with cron_restart",
+    "curses": "only for monit",
 }
 
 PROBE = """
 import sys
-from runtime.cli.options import parse_run_args
-from runtime.cli import main as cli
-ns = parse_run_args(sys.argv[1:])
-eco = cli._loader(ns)()
+from runtime.cli import run
+ns = run.parse_run_args(sys.argv[1:])
+eco = run.loader(ns)()
 import runtime.boot.early, runtime.boot.relay, runtime.logs.formats, runtime.control.protocol
 from runtime.control.protocol import default_socket_path
-default_socket_path(cli._control_key(ns))
-for listeners in runtime.boot.early.bind_apps(eco.file, eco.apps).values():
+from runtime.proc.sockets import bind_apps
+default_socket_path(run.control_key(ns))
+for listeners in bind_apps(eco.file, eco.apps).values():
     if listeners is not None:
         listeners.close()
 print(" ".join(sorted(sys.modules)))
@@ -93,7 +83,7 @@ def test_start_up_path_keeps_heavy_modules_out(tmp_path: Path, form: str) -> Non
     needs up to the first fork and the relay leaves each listed module unimported."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
-        [sys.executable, "-S", "-c", PROBE, *_write_inputs(tmp_path, form)],
+        [sys.executable, "-c", PROBE, *_write_inputs(tmp_path, form)],
         capture_output=True,
         text=True,
         env=env,

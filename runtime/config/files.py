@@ -1,0 +1,156 @@
+"""Reading an ecosystem file into plain data: YAML, JSON, TOML, JS (through node), Procfile.
+
+Each reader returns what the file says (mappings, lists, scalars) or raises a one-line
+`ConfigError` naming the file, and the line where the parser knows it. Every read is
+bounded: the file's size, and for YAML the number of values its aliases expand to.
+
+- YAML: `runtime.config.yamlfile` (PyYAML's C loader, imported only for YAML files).
+- JSON: the standard library, strictly.
+- JS: `node` requires the file and prints it as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+from collections.abc import Mapping
+
+from runtime.errors import ConfigError
+
+MAX_FILE_BYTES = 4 << 20  # an ecosystem file, a Procfile or an env_file
+NODE_TIMEOUT_S = 30
+PROCFILE_WEB_PORT = "5000"
+
+_KINDS = (
+    ((".yml", ".yaml"), "yaml"),
+    ((".json",), "json"),
+    ((".toml",), "toml"),
+    ((".js", ".cjs"), "js"),
+)
+_PROCESS_TYPE = re.compile(r"[A-Za-z0-9_-]+")
+_NODE_ERROR = re.compile(r"[A-Za-z]*Error\b")
+_NODE_PROGRAM = (
+    "const m = require(process.argv[1]);"
+    "const c = (m && m.__esModule && m.default) ? m.default : m;"
+    "process.stdout.write(JSON.stringify(c === undefined ? null : c));"
+)
+
+
+def file_kind(path: str) -> str:
+    """`yaml`, `json`, `toml`, `js` or `procfile`, from the file name alone."""
+    name = os.path.basename(path)
+    lower = name.lower()
+    if name == "Procfile" or lower.endswith(".procfile"):
+        return "procfile"
+    for suffixes, kind in _KINDS:
+        if lower.endswith(suffixes):
+            return kind
+    raise ConfigError(path, "expected a .yml, .yaml, .json, .toml, .js, .cjs file or a Procfile")
+
+
+class TooLarge(ValueError):
+    """A file over its size limit."""
+
+
+def read_bounded(path: str, limit_bytes: int = MAX_FILE_BYTES) -> str:
+    """A UTF-8 file of at most `limit_bytes` (OSError, UnicodeDecodeError or TooLarge)."""
+    with open(path, "rb") as f:
+        data = f.read(limit_bytes + 1)
+    if len(data) > limit_bytes:
+        raise TooLarge(f"expected a file of at most {limit_bytes} bytes, got more")
+    return data.decode("utf-8")
+
+
+def read_text(path: str, label: str) -> str:
+    """The ecosystem file's text, or a ConfigError saying why not."""
+    try:
+        return read_bounded(path)
+    except FileNotFoundError:
+        raise ConfigError(label, "no such file") from None
+    except OSError as exc:
+        raise ConfigError(label, f"cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(label, f"expected UTF-8 text, got {exc.reason}") from None
+    except TooLarge as exc:
+        raise ConfigError(label, str(exc)) from None
+
+
+# --- JSON, TOML, JS, Procfile -----------------------------------------------------------
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(text: str, label: str) -> object:
+    """Strict JSON (no NaN or Infinity either)."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(label, f"line {exc.lineno}: invalid JSON: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(label, f"invalid JSON: {exc}") from None
+
+
+def parse_toml(text: str, label: str) -> object:
+    """TOML (`[[apps]]` tables)."""
+    try:
+        return tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise ConfigError(label, f"invalid TOML: {exc}") from None
+
+
+def _node_error(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if _NODE_ERROR.match(line)]
+    return (errors or lines or ["no output"])[0]
+
+
+def parse_js(path: str, label: str, environ: Mapping[str, str]) -> object:
+    """What `require(path)` exports, printed as JSON by `node` (bounded by NODE_TIMEOUT_S)."""
+    node = shutil.which("node", path=environ.get("PATH", os.defpath))
+    if node is None:
+        name = os.path.basename(path)
+        raise ConfigError(label, f"node is not installed; it is needed to read {name}")
+    try:
+        done = subprocess.run(
+            [node, "-e", _NODE_PROGRAM, os.path.abspath(path)],
+            capture_output=True,
+            text=True,
+            timeout=NODE_TIMEOUT_S,
+            cwd=os.path.dirname(os.path.abspath(path)),
+            env=dict(environ),
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ConfigError(label, f"node did not finish reading it in {NODE_TIMEOUT_S} s") from None
+    except OSError as exc:
+        raise ConfigError(label, f"cannot run node: {exc.strerror or exc}") from None
+    if done.returncode != 0:
+        raise ConfigError(label, f"node could not load it: {_node_error(done.stderr)}")
+    return parse_json(done.stdout, label)
+
+
+def parse_procfile(text: str, label: str, environ: Mapping[str, str]) -> list[object]:
+    """Each `type: command` line as an app named `type`; `web` gets `PORT`."""
+    apps: list[object] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        name, colon, command = stripped.partition(":")
+        name, command = name.rstrip(), command.strip()
+        if not colon or not command or not _PROCESS_TYPE.fullmatch(name):
+            message = f"line {number}: expected 'type: command', got {stripped[:60]!r}"
+            raise ConfigError(label, message)
+        app: dict[str, object] = {"name": name, "script": command}
+        if name == "web":
+            app["env"] = {"PORT": environ.get("PORT") or PROCFILE_WEB_PORT}
+        apps.append(app)
+    if not apps:
+        raise ConfigError(label, "expected at least one 'type: command' line, got none")
+    return apps

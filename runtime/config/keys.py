@@ -1,0 +1,189 @@
+"""Every ecosystem key, declared once: its parser, default, aliases and one line of docs.
+
+Like pm2's `lib/API/schema.json` or gunicorn's `Setting` classes, this table is the one
+place a key is described. Validation (`spec.build_app_spec`), unknown-key suggestions,
+`check` output and the key table of docs/configuration.md (`runtime.config.reference`)
+all read it, so a default is written once. Pure: no I/O.
+
+A key whose `parse` is None is read by `spec` itself, because its meaning depends on other
+keys or on the machine (`script`, `instances`, `listen`...); its default is still stated
+here, as `default` or in words as `default_doc`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.config import values as v
+
+REQUIRED = object()  # the default of a key that must be given
+DEFAULT_PORT = 3000  # $PORT when nothing sets it, as in pm2
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One ecosystem key (snake_case, as pm2 spells it)."""
+
+    name: str
+    kind: str  # the value's form, as the docs show it
+    doc: str
+    default: Any = None  # the parsed default; None means "not set"
+    parse: Callable[[object], Any] | None = None
+    aliases: tuple[str, ...] = ()
+    default_doc: str | None = None  # the default in words, when it is computed
+
+    @property
+    def shown_default(self) -> str:
+        """The default as the docs write it."""
+        if self.default_doc is not None:
+            return self.default_doc
+        if self.default is REQUIRED:
+            return "required"
+        if self.default is None:
+            return "-"
+        if isinstance(self.default, bool):
+            return "true" if self.default else "false"
+        if isinstance(self.default, tuple | frozenset) and not self.default:
+            return "`[]`"
+        return str(self.default)
+
+
+KEYS: tuple[Key, ...] = (
+    Key("script", "string", "file to run, resolved against `cwd`, else a command on `PATH`; a "
+        "string with spaces that is not a file runs as `/bin/sh -c script`",
+        default=REQUIRED, aliases=("cmd", "command", "exec")),
+    Key("name", "string", "unique per file; no spaces or commas",
+        default_doc="script basename without extension (first word of a command line)"),
+    Key("args", "list or string", "arguments after the script; a string is split shell-style",
+        default=(), parse=v.parse_words),
+    Key("interpreter", "string", "a name on `PATH` or a path (relative to `cwd`); `none` runs "
+        "the script itself; `python` means the master's own Python",
+        aliases=("exec_interpreter",), default_doc="by extension (below)"),
+    Key("interpreter_args", "list or string", "arguments between the interpreter and the script",
+        default=(), parse=v.parse_words, aliases=("node_args",)),
+    Key("cwd", "string", "relative to the ecosystem file's directory; must exist",
+        default_doc="the ecosystem file's directory"),
+    Key("instances", "int or string", "`N`; `max` or `0` = one per CPU; `-1` = CPUs - 1 (any "
+        "`-n` = CPUs - n), at least 1. CPUs = min(affinity, cgroup quota)", default=1),
+    Key("exec_mode", "`fork` \\| `cluster` (`fork_mode`, `cluster_mode`)", "`cluster` pre-binds "
+        "`listen` (default `:$PORT`) and shares it with every instance. Never inferred from "
+        "`instances`", default="fork", parse=v.parse_exec_mode),
+    Key("env", "mapping", "the app's environment overlay; values become strings (bools "
+        "`true`/`false`, objects as JSON, null `\"\"`)", default_doc="`{}`"),
+    Key("env_file", "string", "dotenv file (`KEY=value`, `export`, quotes, `#` comments), "
+        "relative to the ecosystem file", default_doc="`.env` if present"),
+    Key("port", "int 1..65535", "sets `PORT` in the env (an error if `env` also sets `PORT`)",
+        parse=v.parse_port),
+    Key("max_memory_restart", "size", "restart an instance whose memory (RSS of its process "
+        "tree, read every second, every 250 ms once over 3/4 of the limit) passes this",
+        parse=v.parse_bytes, default_doc="none"),
+    Key("restart_delay", "duration", "fixed wait before a crash restart", default=0,
+        parse=v.parse_duration_ms),
+    Key("exp_backoff_restart_delay", "duration", "first crash-restart wait, growing on each "
+        "unstable restart (see the restart policy). Conflicts with `restart_delay`", default=0,
+        parse=v.parse_duration_ms, default_doc="0 (off)"),
+    Key("autorestart", "bool", "false: an exit leaves the app stopped", default=True,
+        parse=v.parse_bool),
+    Key("max_restarts", "int ≥ 0", "unstable restarts before the app is `errored`", default=16,
+        parse=v.parse_int),
+    Key("min_uptime", "duration", "an exit sooner than this counts as unstable", default=1000,
+        parse=v.parse_duration_ms),
+    Key("kill_timeout", "duration", "SIGTERM → SIGKILL grace", default=5000,
+        parse=v.parse_duration_ms),
+    Key("listen_timeout", "duration", "longest wait for readiness at start and reload",
+        default=3000, parse=v.parse_duration_ms),
+    Key("wait_ready", "bool", "wait for `READY=1` (sd_notify) before an instance counts as up",
+        default=False, parse=v.parse_bool),
+    Key("stop_exit_codes", "int or list (0..255)", "exit codes that mean \"done\", not "
+        "\"crashed\"", default=frozenset(), parse=v.parse_exit_codes),
+    Key("treekill", "bool", "signal the worker's whole process group", default=True,
+        parse=v.parse_bool),
+    Key("increment_var", "env var name", "each instance gets base + instance in this variable "
+        "(e.g. `PORT`)", parse=v.parse_var_name),
+    Key("instance_var", "env var name", "also holds the instance number. Must differ from "
+        "`increment_var`", default="NODE_APP_INSTANCE", parse=v.parse_var_name),
+    Key("listen", "string or list", "addresses to pre-bind: `\":8000\"`, `\"0.0.0.0:8000\"`, "
+        "`\"[::]:8000\"`, `\"unix:/path\"`. `$PORT` is replaced by the app's `PORT` (app env, "
+        "else the master's environment, else 3000)",
+        default_doc="cluster: `[\":$PORT\"]`, fork: none"),
+    Key("socket_sharing", "`shared` \\| `reuseport`", "one socket for all instances, or one "
+        "`SO_REUSEPORT` socket per slot. An error without `listen`", default="reuseport",
+        parse=v.parse_socket_sharing),
+    Key("health", "path starting with `/`", "HTTP path that must answer before an instance is "
+        "ready", parse=v.parse_health),
+    Key("watch", "bool, string or list", "`true` watches `cwd`; paths are relative to `cwd`",
+        default_doc="false"),
+    Key("ignore_watch", "string or list", "patterns not to watch", default=(),
+        parse=v.parse_texts),
+    Key("watch_delay", "duration", "debounce before a watch restart", default=0,
+        parse=v.parse_duration_ms),
+    Key("cron_restart", "string", "cron expression for periodic restarts; `0` disables (as pm2)",
+        parse=v.parse_cron, aliases=("cron",)),
+)  # fmt: skip
+
+# pm2 keys that mean nothing in a foreground container runtime, each with why.
+_LOGS = "logs go to stdout as one line per record"
+_DAEMON = "there is no pm2 daemon or pm2.io agent"
+NO_EFFECT: dict[str, str] = {
+    **dict.fromkeys(
+        ("merge_logs", "combine_logs", "out_file", "out", "output", "out_log", "error_file",
+         "error", "err", "err_file", "err_log", "log_file", "log", "log_date_format", "time",
+         "log_type", "disable_logs"),
+        _LOGS,
+    ),
+    **dict.fromkeys(
+        ("namespace", "pid_file", "pid", "vizion", "force", "name_prefix", "pmx", "automation",
+         "trace", "disable_trace", "windowsHide"),
+        _DAEMON,
+    ),
+    "source_map_support": "node options are the app's own (use node_args)",
+    "disable_source_map_support": "node options are the app's own (use node_args)",
+    "watch_options": "watching uses inotify with its own rules (ignore_watch, watch_delay)",
+    "kill_retry_time": "the stop escalates once, after kill_timeout",
+    "autostart": "every app starts (not built yet)",
+    "filter_env": "not built yet",
+    "append_env_to_name": "not built yet",
+    "shutdown_with_message": "not built yet",
+    "uid": "not built yet",
+    "user": "not built yet",
+    "gid": "not built yet",
+}  # fmt: skip
+
+BY_NAME: dict[str, Key] = {key.name: key for key in KEYS}
+
+
+def camel(snake: str) -> str:
+    """`max_memory_restart` -> `maxMemoryRestart` (pm2 accepts both spellings)."""
+    head, *rest = snake.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _aliases() -> dict[str, str]:
+    """Every other spelling of a key: pm2's aliases and camelCase forms of both."""
+    out: dict[str, str] = {}
+    for key in KEYS:
+        for spelling in (key.name, *key.aliases):
+            out[spelling] = key.name
+            out[camel(spelling)] = key.name
+    return out
+
+
+CANONICAL: dict[str, str] = _aliases()  # any spelling -> the key's name
+
+
+def default(name: str) -> Any:
+    """The default of key `name` (for records that mirror a key, such as RestartPolicy)."""
+    return BY_NAME[name].default
+
+
+def unknown_key_warning(where: str, spelled: str) -> str:
+    """The warning for a key that is not in the table: no effect here, or a suggestion."""
+    if spelled in NO_EFFECT:
+        return f"{where}: pm2 key {spelled!r} has no effect here ({NO_EFFECT[spelled]})"
+    import difflib  # only when there is an unknown key to suggest a name for
+
+    close = difflib.get_close_matches(spelled, list(CANONICAL), n=1)
+    hint = f" (did you mean '{CANONICAL[close[0]]}'?)" if close else ""
+    return f"{where}: unknown key {spelled!r}{hint}"

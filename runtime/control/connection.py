@@ -1,0 +1,98 @@
+"""The client's side of the control socket: find the running master, send, read replies."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+from runtime.control.protocol import (
+    MAX_LINE,
+    SOCKET_SUFFIX,
+    control_dir,
+    default_socket_path,
+    request,
+    socket_is_live,
+)
+from runtime.errors import RuntimeUserError
+
+TIMEOUT_S = 60.0
+
+
+class ClientError(RuntimeUserError):
+    """A control request that failed: one line, exit 1."""
+
+
+def find_socket(explicit: str | None, ecosystem: str | None) -> str:
+    """`--control`, `$RUNTIME_CONTROL`, the ecosystem's own socket, or the only live one."""
+    if explicit:
+        return explicit
+    if os.environ.get("RUNTIME_CONTROL"):
+        return os.environ["RUNTIME_CONTROL"]
+    if ecosystem:
+        return default_socket_path(ecosystem)
+    directory = control_dir()
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(SOCKET_SUFFIX))
+    except OSError:
+        names = []
+    live = [p for p in (os.path.join(directory, n) for n in names) if socket_is_live(p)]
+    if len(live) == 1:
+        return live[0]
+    if not live:
+        raise ClientError(f"no running runtime found in {directory} (pass --control PATH)")
+    shown = ", ".join(os.path.basename(p) for p in live)
+    raise ClientError(
+        f"several runtimes are running ({shown}): pass --control PATH or --ecosystem FILE"
+    )
+
+
+class Connection:
+    """One request/response exchange (or a stream of replies) over the control socket."""
+
+    def __init__(self, path: str, timeout_s: float | None = TIMEOUT_S) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout_s)
+        try:
+            self.sock.connect(path)
+        except FileNotFoundError:
+            raise ClientError(f"no runtime is listening on {path}") from None
+        except PermissionError:
+            raise ClientError(f"permission denied on {path}: run as the runtime's user") from None
+        except OSError as exc:
+            raise ClientError(
+                f"cannot reach the runtime at {path}: {exc.strerror or exc}"
+            ) from None
+        self._file = self.sock.makefile("rb")
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.sock.sendall(json.dumps(message).encode() + b"\n")
+
+    def replies(self) -> Iterator[dict[str, Any]]:
+        while line := self._file.readline(MAX_LINE):
+            reply = json.loads(line)
+            if not isinstance(reply, dict):
+                raise ClientError("malformed reply from the runtime")
+            yield reply
+
+    def close(self) -> None:
+        self._file.close()
+        self.sock.close()
+
+
+def call(path: str, cmd: str, target: str | None = None, **args: Any) -> Any:
+    """Send one request; return its result or raise ClientError with the master's message."""
+    conn = Connection(path)
+    try:
+        conn.send(request(cmd, target, **args))
+        for reply in conn.replies():
+            if not reply.get("ok"):
+                raise ClientError(str(reply.get("error", "request failed")))
+            return reply.get("result")
+        raise ClientError("the runtime closed the connection without answering")
+    except TimeoutError:
+        raise ClientError(f"no answer from the runtime within {TIMEOUT_S:.0f} s") from None
+    finally:
+        conn.close()
