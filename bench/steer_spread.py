@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runtime.proc import steer  # noqa: E402
-from runtime.proc.backlog import tcp_backlog  # noqa: E402
+from runtime.proc import steer
+from runtime.proc.backlog import tcp_backlog
 
 SKF_NET_OFF = -0x100000  # negative offsets reach the network header (the IP packet)
 BPF_TAX = 0x07 | 0x00
