@@ -38,8 +38,9 @@ Spreading source: `SKF_AD_RANDOM` (a per-CPU pseudo-random u32 per SYN). Measure
 `bench/steer_spread.py` on loopback, 6,000 fresh connections over 4 sockets: random,
 `SKF_AD_RXHASH` and a mixed 4-tuple hash all spread within a few percent of even, the raw
 source port does not (ephemeral ports step by 2). RXHASH is even on loopback only because
-the SYN carries the client socket's random `sk_txhash`; from a NIC without receive hashing
-it is 0 and would send everything to one socket, so random is the one that holds anywhere.
+the SYN carries the client socket's random `sk_txhash`; the program reads `skb->hash` as
+it is, which from a NIC without receive hashing can be 0 (from the source, not measurable
+on loopback) and would send everything to one socket. Random holds anywhere.
 A SYN is steered once (its request socket is found by the later ACK), so per-packet
 randomness costs no affinity.
 """
