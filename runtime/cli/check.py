@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shlex
 import sys
 from collections.abc import Sequence
 
 from runtime.argv import Parser
+from runtime.config.keys import KEYS
 from runtime.config.load import Ecosystem, load_ecosystem
 from runtime.config.secrets import mask_env
-from runtime.config.spec import AppSpec
 from runtime.errors import EXIT_OK
 
 USAGE = "usage: runtime check FILE [--env NAME] [--only A,B]"
@@ -31,30 +30,32 @@ def cmd_check(argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
-def _show(key: str, value: object) -> str:
+def _show(value: object, unit: str = "") -> str:
     if value is None or value in ((), frozenset()):
         return "-"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if key in ("argv", "args", "interpreter_args") and isinstance(value, tuple):
-        return shlex.join(value)
     if isinstance(value, tuple):
         return ", ".join(str(v) for v in value)
     if isinstance(value, frozenset):
         return ", ".join(str(v) for v in sorted(value))
-    return str(value)
+    return f"{value} {unit}" if unit else str(value)
 
 
 def format_check(eco: Ecosystem) -> str:
-    """Every resolved app with every setting, secrets masked: the output of `check`."""
+    """Every app as resolved, key by key of the key table (`config.keys`), secrets masked."""
     count = len(eco.apps)
     lines = [f"{eco.file}: {count} app{'s' if count != 1 else ''}"]
     for spec in eco.apps:
-        lines.append(f"\n{spec.name}")
-        for name in (f.name for f in dataclasses.fields(AppSpec)):
-            if name in ("name", "env"):
+        lines += [f"\n{spec.name}", f"  script: {spec.script}"]
+        lines.append(f"  argv: {shlex.join(spec.argv)}")
+        for key in KEYS:
+            field = key.spec_field
+            if field is None or key.name in ("name", "script", "env"):
                 continue
-            lines.append(f"  {name}: {_show(name, getattr(spec, name))}")
+            value = getattr(spec, field)
+            words = key.name in ("args", "interpreter_args") and value
+            lines.append(f"  {key.name}: {shlex.join(value) if words else _show(value, key.unit)}")
         env = mask_env(spec.env)
         lines.append("  env:" + ("" if env else " -"))
         lines += [f"    {k}={v}" for k, v in sorted(env.items())]

@@ -33,6 +33,13 @@ class Key:
     parse: Callable[[object], Any] | None = None
     aliases: tuple[str, ...] = ()
     default_doc: str | None = None  # the default in words, when it is computed
+    field: str | None = ""  # the AppSpec field it fills ("": its own name; None: none)
+    unit: str = ""  # of the parsed value: "ms" for durations, "bytes" for sizes
+
+    @property
+    def spec_field(self) -> str | None:
+        """The `AppSpec` attribute holding this key's value, if one does."""
+        return self.name if self.field == "" else self.field
 
     @property
     def shown_default(self) -> str:
@@ -75,25 +82,27 @@ KEYS: tuple[Key, ...] = (
     Key("env_file", "string", "dotenv file (`KEY=value`, `export`, quotes, `#` comments), "
         "relative to the ecosystem file", default_doc="`.env` if present"),
     Key("port", "int 1..65535", "sets `PORT` in the env (an error if `env` also sets `PORT`)",
-        parse=v.parse_port),
+        parse=v.parse_port, field=None),
     Key("max_memory_restart", "size", "restart an instance whose memory (RSS of its process "
         "tree, read every second, every 250 ms once over 3/4 of the limit) passes this",
-        parse=v.parse_bytes, default_doc="none"),
+        parse=v.parse_bytes, default_doc="none",
+        field="max_memory_restart_bytes", unit="bytes"),
     Key("restart_delay", "duration", "fixed wait before a crash restart", default=0,
-        parse=v.parse_duration_ms),
+        parse=v.parse_duration_ms, field="restart_delay_ms", unit="ms"),
     Key("exp_backoff_restart_delay", "duration", "first crash-restart wait, growing on each "
         "unstable restart (see the restart policy). Conflicts with `restart_delay`", default=0,
-        parse=v.parse_duration_ms, default_doc="0 (off)"),
+        parse=v.parse_duration_ms, field="exp_backoff_restart_delay_ms", unit="ms",
+        default_doc="0 (off)"),
     Key("autorestart", "bool", "false: an exit leaves the app stopped", default=True,
         parse=v.parse_bool),
     Key("max_restarts", "int ≥ 0", "unstable restarts before the app is `errored`", default=16,
         parse=v.parse_int),
     Key("min_uptime", "duration", "an exit sooner than this counts as unstable", default=1000,
-        parse=v.parse_duration_ms),
+        parse=v.parse_duration_ms, field="min_uptime_ms", unit="ms"),
     Key("kill_timeout", "duration", "SIGTERM → SIGKILL grace", default=5000,
-        parse=v.parse_duration_ms),
+        parse=v.parse_duration_ms, field="kill_timeout_ms", unit="ms"),
     Key("listen_timeout", "duration", "longest wait for readiness at start and reload",
-        default=3000, parse=v.parse_duration_ms),
+        default=3000, parse=v.parse_duration_ms, field="listen_timeout_ms", unit="ms"),
     Key("wait_ready", "bool", "wait for `READY=1` (sd_notify) before an instance counts as up",
         default=False, parse=v.parse_bool),
     Key("stop_exit_codes", "int or list (0..255)", "exit codes that mean \"done\", not "
@@ -118,7 +127,7 @@ KEYS: tuple[Key, ...] = (
     Key("ignore_watch", "string or list", "patterns not to watch", default=(),
         parse=v.parse_texts),
     Key("watch_delay", "duration", "debounce before a watch restart", default=0,
-        parse=v.parse_duration_ms),
+        parse=v.parse_duration_ms, field="watch_delay_ms", unit="ms"),
     Key("cron_restart", "string", "cron expression for periodic restarts; `0` disables (as pm2)",
         parse=v.parse_cron, aliases=("cron",)),
 )  # fmt: skip

@@ -6,16 +6,13 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runtime import __version__
 from runtime.control.protocol import VERBS, ControlError
 from runtime.observe.status import describe_app, process_rows
+from runtime.observe.view import AppView, MasterView
 from runtime.policy.scale import parse_scale
-
-if TYPE_CHECKING:
-    from runtime.supervise.app import App
-    from runtime.supervise.supervisor import Supervisor
 
 LIST_MAX_AGE_S = 0.5
 
@@ -24,10 +21,10 @@ LIST_MAX_AGE_S = 0.5
 class Selection:
     """The apps and instance slots a target names (None = every slot of the app)."""
 
-    picks: tuple[tuple[App, tuple[int, ...] | None], ...]
+    picks: tuple[tuple[AppView, tuple[int, ...] | None], ...]
 
 
-def resolve(sup: Supervisor, target: str | None) -> Selection:
+def resolve(sup: MasterView, target: str | None) -> Selection:
     """`all`, an app name or a numeric id; anything else is a one-line error."""
     if not target:
         raise ControlError("missing target: an app name, an id or 'all'")
@@ -48,7 +45,7 @@ def resolve(sup: Supervisor, target: str | None) -> Selection:
 class ControlHandler:
     """One method per verb; each returns the reply (or a stream for `logs --follow`)."""
 
-    def __init__(self, sup: Supervisor) -> None:
+    def __init__(self, sup: MasterView) -> None:
         self.sup = sup
 
     async def __call__(self, req: dict[str, Any]) -> dict[str, Any] | AsyncIterator[dict[str, Any]]:
@@ -85,7 +82,7 @@ class ControlHandler:
         if target == "all":
             raise ControlError("show takes one app name or id")
         app, _slots = resolve(self.sup, target).picks[0]
-        return describe_app(app, self.rows(), self.sup.sink.fmt.value)
+        return describe_app(app, self.rows(), self.sup.log_format)
 
     async def do_stop(self, target: str | None, _args: dict[str, Any]) -> list[dict[str, Any]]:
         sel = resolve(self.sup, target)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -17,10 +17,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from runtime import __version__
 from runtime.observe.status import process_rows
+from runtime.observe.view import MasterView
 from runtime.proc.reaper import signal_name
-
-if TYPE_CHECKING:
-    from runtime.supervise.supervisor import Supervisor
 
 # the classic text format: every name here is a legacy name, and Prometheus 2 and 3 both read it
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -50,7 +48,7 @@ class ExitTally:
 class RuntimeCollector(Collector):
     """Yields the runtime's metric families from the supervisor's state at scrape time."""
 
-    def __init__(self, sup: Supervisor) -> None:
+    def __init__(self, sup: MasterView) -> None:
         self.sup = sup
         self.exits = ExitTally()
 
@@ -138,7 +136,7 @@ def _add_row(families: dict[str, Metric], labels: list[str], row: dict[str, Any]
     add("status", 1, (row["status"],))
 
 
-def _runtime_families(sup: Supervisor) -> Iterator[Metric]:
+def _runtime_families(sup: MasterView) -> Iterator[Metric]:
     info = GaugeMetricFamily("runtime_info", "The runtime itself", labels=["version", "pid"])
     info.add_metric([__version__, str(os.getpid())], 1)
     yield info
@@ -158,7 +156,7 @@ def _runtime_families(sup: Supervisor) -> Iterator[Metric]:
 class Metrics:
     """A private registry holding only the runtime collector (no process/GC defaults)."""
 
-    def __init__(self, sup: Supervisor) -> None:
+    def __init__(self, sup: MasterView) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(RuntimeCollector(sup))
 

@@ -11,8 +11,8 @@ from typing import Any
 from runtime.config.secrets import mask_env
 from runtime.config.spec import AppSpec
 from runtime.observe.metrics import Sampler
+from runtime.observe.view import AppView
 from runtime.policy.lifecycle import AppStatus
-from runtime.supervise.app import App
 
 
 @lru_cache(maxsize=64)
@@ -37,7 +37,7 @@ def app_version(cwd: str) -> str | None:
     return None
 
 
-def process_rows(apps: Iterable[App], sampler: Sampler, now: float) -> list[dict[str, Any]]:
+def process_rows(apps: Iterable[AppView], sampler: Sampler, now: float) -> list[dict[str, Any]]:
     """One row per instance slot, in id order: the `list --json` and `/status` shape."""
     rows: list[dict[str, Any]] = []
     for app in apps:
@@ -65,7 +65,7 @@ def process_rows(apps: Iterable[App], sampler: Sampler, now: float) -> list[dict
     return rows
 
 
-def describe_app(app: App, rows: list[dict[str, Any]], log_format: str) -> dict[str, Any]:
+def describe_app(app: AppView, rows: list[dict[str, Any]], log_format: str) -> dict[str, Any]:
     """Everything `show NAME` prints about one app (secrets masked)."""
     spec: AppSpec = app.spec
     readiness = (

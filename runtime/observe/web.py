@@ -35,13 +35,12 @@ from runtime.logs import events
 from runtime.logs.formats import dumps_line
 from runtime.observe.dashboard import CSP, PAGE
 from runtime.observe.status import process_rows
+from runtime.observe.view import AppView, MasterView, SlotView
 from runtime.observe.webspec import parse_web_spec
 from runtime.policy.lifecycle import AppStatus
 
 if TYPE_CHECKING:
     from runtime.observe.prom import Metrics
-    from runtime.supervise.app import App, Slot
-    from runtime.supervise.supervisor import Supervisor
 
 MAX_LINE_BYTES = 8192
 MAX_HEADERS = 64
@@ -67,14 +66,14 @@ class WebError(RuntimeUserError):
 # ----- health ------------------------------------------------------------------------
 
 
-def _slot_ready(slot: Slot) -> bool:
+def _slot_ready(slot: SlotView) -> bool:
     # ONLINE is set only once the worker is ready (READY=1, health path or min_uptime),
     # including a READY=1 that came after listen_timeout.
     worker = slot.worker
     return slot.status is AppStatus.ONLINE and worker is not None and worker.alive
 
 
-def app_problem(app: App) -> str | None:
+def app_problem(app: AppView) -> str | None:
     """Why this app does not count as up, or None when it does.
 
     Instances stopped through the control API are left out: an operator who stops a
@@ -96,7 +95,7 @@ def app_problem(app: App) -> str | None:
     return "starting"
 
 
-def health(apps: Iterable[App], draining: bool) -> tuple[int, dict[str, Any]]:
+def health(apps: Iterable[AppView], draining: bool) -> tuple[int, dict[str, Any]]:
     """The /health status code and body."""
     if draining:
         return 503, {"status": "draining"}
@@ -185,7 +184,7 @@ def _create_socket(host: str, port: int) -> socket.socket:
 class WebServer:
     """Owns the listening socket and one task per open connection (cancelled on close)."""
 
-    def __init__(self, sup: Supervisor, spec: str, token: str | None) -> None:
+    def __init__(self, sup: MasterView, spec: str, token: str | None) -> None:
         self.sup = sup
         self.host, self.port = parse_web_spec(spec)
         self._token = token.encode() if token else None

@@ -31,6 +31,7 @@ from runtime.proc.reaper import ExitStatus, Reaper, signal_name
 from runtime.proc.sockets import AppListeners
 from runtime.proc.stop import kill_group_now, signal_worker, stop_process, wait_group_gone
 from runtime.supervise.readiness import wait_notified, wait_ready
+from runtime.supervise.rolling import replace_slot, rolling_reload
 
 if TYPE_CHECKING:
     from runtime.policy.scale import ScaleRequest
@@ -293,9 +294,7 @@ class App:
     async def _replace(self, slot: Slot, old: Worker) -> None:
         """Graceful restart of one slot: overlap when it serves a socket, else stop then start."""
         if self.listeners is not None:
-            from runtime.supervise.rolling import replace_slot
-
-            if not await replace_slot(self, slot):
+            if self.reloading or not await self._guarded(replace_slot(self, slot.index)):
                 old.restart_pending = False  # the next memory check tries again
             return
         old.stopping = True
@@ -439,13 +438,59 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    # ----- reload (runtime.supervise.rolling does the work; imported on the first reload) ------
+    # ----- reload (runtime.supervise.rolling does the work, through the methods below) ----
 
     async def reload(self, slots: Sequence[int] | None = None) -> bool:
         """Rolling reload, one slot at a time; the first failure stops the rollout."""
-        from runtime.supervise.rolling import rolling_reload
+        if self.reloading:
+            self.app_event("reload_skipped", level="warning", reason="a reload is already running")
+            return False
+        return await self._guarded(
+            rolling_reload(self, sorted(self.slots) if slots is None else slots)
+        )
 
-        return await rolling_reload(self, slots)
+    async def _guarded(self, rollout: Coroutine[Any, Any, bool]) -> bool:
+        """Run a rollout as the app's only one (`reloading` while it runs)."""
+        self.reloading = True
+        try:
+            return await rollout
+        finally:
+            self.reloading = False
+
+    def shutting_down(self) -> bool:
+        """The master is stopping: no rollout starts another worker."""
+        return self.ctx.shutting_down()
+
+    def start_replacement(self, index: int) -> Worker | None:
+        """The slot's next worker: next to the old one, or in place when none is alive."""
+        slot = self.slots.get(index)
+        if slot is None:
+            return None
+        if slot.worker is None or not slot.worker.alive:
+            if slot.timer is not None:
+                slot.timer.cancel()
+            slot.restart_state = reset_state()
+            return self.spawn_into(slot)  # nothing to overlap with
+        slot.replacing = self.spawn_worker(slot)
+        return slot.replacing
+
+    def promote_replacement(self, index: int) -> Worker | None:
+        """The ready replacement takes over the slot; returns the old worker to stop."""
+        slot = self.slots.get(index)
+        if slot is None or slot.replacing is None:  # started in place: nothing old to stop
+            return None
+        old, slot.worker, slot.replacing = slot.worker, slot.replacing, None
+        slot.restarts += 1
+        slot.restart_state = reset_state()
+        slot.status = AppStatus.ONLINE
+        return old
+
+    async def discard_replacement(self, index: int) -> None:
+        """Stop the slot's replacement, if it has one; its old worker keeps serving."""
+        slot = self.slots.get(index)
+        if slot is not None and slot.replacing is not None:
+            await self.stop_worker(slot.replacing)  # still listed (and killed) while it stops
+            slot.replacing = None
 
     # ----- scale ---------------------------------------------------------------------
 

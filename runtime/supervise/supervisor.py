@@ -114,6 +114,11 @@ class Supervisor:
 
     # ----- setup ---------------------------------------------------------------------
 
+    @property
+    def log_format(self) -> str:
+        """The format of the master's stdout (`show` reports it)."""
+        return self.sink.fmt.value
+
     def _next_id(self) -> int:
         return next(self._ids)
 

@@ -521,7 +521,7 @@ def test_format_check_lists_every_setting_and_masks_secrets(tmp_path: Path) -> N
     text = format_check(load_ecosystem(path, environ=ENV))
     assert text.startswith(f"{path}: 1 app\n\nweb\n  script: sleep 1\n")
     assert "  argv: /bin/sh -c 'exec sleep 1'\n" in text
-    assert "  kill_timeout_ms: 5000\n" in text
+    assert "  kill_timeout: 5000 ms\n" in text
     assert "  autorestart: true\n" in text
     assert text.endswith("  env:\n    API_TOKEN=****\n    MODE=prod")
     assert "hunter2" not in text
