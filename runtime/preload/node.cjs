@@ -15,8 +15,14 @@
  * original listen({fd: FD}, cb). The host is not used: the master chose the address. With
  * two fds on the port, an IPv6 host literal takes the IPv6 one, anything else the first.
  * Untouched: a port that is not listed (binds as usual), port 0, listen({fd}), listen(path),
- * listen(handle). LISTEN_PID is not checked: under `npm start` it is npm's pid, and the app
- * node that npm spawns inherits fd 3 (not close-on-exec) along with this preload.
+ * listen(handle).
+ *
+ * Children (npm start, yarn start...). Node marks the fds it inherits close-on-exec at start
+ * (uv_disable_stdio_inheritance), so npm would not pass fd 3 on. Until a process serves on
+ * one of them, child_process.spawn (exec, execFile, fork...) therefore hands the fds of
+ * LISTEN_FDS and RUNTIME_PORTS to the child at the same numbers, where stdio leaves them
+ * free; the app node under npm gets fd 3 and this preload (NODE_OPTIONS) again. LISTEN_PID is
+ * not checked: under npm it is npm's pid.
  *
  * Checks. Before use, /proc/self/fd and /proc/net/tcp{,6} must show the fd as a TCP socket
  * listening on that port; otherwise one line on stderr and the normal bind.
@@ -27,16 +33,19 @@
  *   (Fastify's extra `::1` server for host 'localhost' does, and Fastify ignores it).
  * - Node calls listen(2) again on the fd with the app's backlog or 511, which replaces the
  *   master's backlog on that socket.
+ * - spawnSync/execSync children, and a fork() whose 'ipc' channel takes fd 3, get no fds.
  * - Linux only (/proc); a port given as a service name is not recognised.
  */
 'use strict';
 
+const childProcess = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
 
 const TAG = 'runtime preload:';
 const TCP_LISTEN_STATE = '0A'; // the `st` column of /proc/net/tcp for a listening socket
 const EADDRINUSE_UV = -98; // the errno libuv reports for EADDRINUSE on Linux
+const FIRST_FD = 3; // LISTEN_FDS start here
 
 /** `3000=3,3000=4` as Map {3000 => [3, 4]}; a malformed entry is reported and skipped. */
 function parsePorts(text) {
@@ -140,9 +149,42 @@ function inUseError(want) {
   });
 }
 
+/** The fds to hand on to children: LISTEN_FDS's 3.. and the listed ones, if still open. */
+function inheritedFds(ports) {
+  const count = Number(process.env.LISTEN_FDS) || 0;
+  const fds = new Set(Array.from({ length: count }, (_, i) => FIRST_FD + i));
+  for (const listed of ports.values()) listed.forEach((fd) => fds.add(fd));
+  return [...fds].sort((a, b) => a - b).filter((fd) => {
+    try {
+      return fs.fstatSync(fd).isSocket();
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** `options` with `fds` added to its stdio at their own numbers, where those are free. */
+function withFds(options, fds) {
+  const stdio = options.stdio === undefined ? 'pipe' : options.stdio;
+  if (typeof stdio !== 'string' && !Array.isArray(stdio)) return options;
+  const slots = typeof stdio === 'string' ? [stdio, stdio, stdio] : stdio.slice();
+  for (const fd of fds) {
+    if (slots[fd] !== undefined && slots[fd] !== null) continue; // the caller's ('ipc', say)
+    for (let i = Math.max(slots.length, FIRST_FD); i < fd; i++) slots[i] = 'ignore';
+    slots[fd] = fd;
+  }
+  return { ...options, stdio: slots };
+}
+
 function install(ports) {
   const originalListen = net.Server.prototype.listen;
+  const originalSpawn = childProcess.ChildProcess.prototype.spawn;
   const held = new Set(); // fds handed to a server of this process (libuv owns them now)
+
+  childProcess.ChildProcess.prototype.spawn = function spawn(options) {
+    const fds = held.size === 0 && options ? inheritedFds(ports) : [];
+    return originalSpawn.call(this, fds.length ? withFds(options, fds) : options);
+  };
 
   net.Server.prototype.listen = function listen(...args) {
     const cb = typeof args[args.length - 1] === 'function' ? args[args.length - 1] : undefined;
