@@ -52,6 +52,8 @@ Limits:
 - Options the app sets before bind() (SO_REUSEPORT, TCP_DEFER_ACCEPT...) are dropped with
   its own socket; options set after it act on the master's socket, which in `shared` mode
   every worker holds, as it holds the socket's O_NONBLOCK flag.
+- uvloop listens through libuv, not socket.listen, so its listen(2) replaces the master's
+  backlog with the app's (uvicorn: 2048; create_server's default: 100).
 """
 
 from __future__ import annotations
