@@ -20,6 +20,7 @@ import pytest
 
 from tests.integration.preload_cluster import (
     PYTHON_PRELOAD,
+    ROOT,
     Cluster,
     cluster,
     free_port,
@@ -325,3 +326,14 @@ def test_no_shadowed_sitecustomize_is_fine(cluster: Cluster) -> None:
     )
     assert wait_exit(instance) == 0, instance.output()
     assert instance.output().splitlines() == ["None"]
+
+
+def test_imported_by_package_name_it_does_nothing(cluster: Cluster) -> None:
+    """`import runtime.preload.python.sitecustomize` (a tool walking the package) patches nothing."""
+    code = "import runtime.preload.python.sitecustomize as m, socket; print(m.chained, socket.socket.bind.__qualname__)"
+    with reuseport_listener() as listener:
+        port = listener.getsockname()[1]
+        env = {"PORT": str(port), "RUNTIME_PORTS": f"{port}=3", "PYTHONPATH": str(ROOT)}
+        instance = cluster.start([PY, "-c", code], env, fds=[listener])
+        assert wait_exit(instance) == 0, instance.output()
+    assert instance.output().splitlines() == ["None socket.bind"]

@@ -29,7 +29,9 @@ What bind() does, for an AF_INET/AF_INET6 SOCK_STREAM socket whose port is liste
   port, with one line on stderr: it conflicts with no instance and serves nothing.
 
 Chaining: after the hook is installed, the sitecustomize that this directory shadows (the
-next one on sys.path, if any) is imported, once; usercustomize is not affected.
+next one on sys.path, if any) is imported, once; usercustomize is not affected. Imported
+under another name (runtime.preload.python.sitecustomize, by a tool that walks the
+package), the module patches and chains nothing.
 
 Cost: without RUNTIME_PORTS, an environment lookup and the search for the shadowed
 sitecustomize (importlib.machinery). With it, `import socket` (about 3 ms), which every
@@ -199,8 +201,11 @@ def chain() -> ModuleType | None:
     return module
 
 
-PORTS = parse_ports(os.environ.get("RUNTIME_PORTS", ""))
-if PORTS:
-    install(PORTS)
-# sys.modules["sitecustomize"] stays this module; the one it shadows is kept here
-chained = chain()
+# Only as site's `sitecustomize`: imported as runtime.preload.python.sitecustomize (a tool
+# walking the package, say) it patches and chains nothing.
+chained: ModuleType | None = None  # the sitecustomize this one shadows, once it has run
+if __name__ == "sitecustomize":
+    PORTS = parse_ports(os.environ.get("RUNTIME_PORTS", ""))
+    if PORTS:
+        install(PORTS)
+    chained = chain()  # sys.modules["sitecustomize"] stays this module
