@@ -9,8 +9,8 @@
  *                 IPv4 and an IPv6 listener; Unix-socket listeners are not listed)
  * RUNTIME_PORTS unset or empty: nothing is patched.
  *
- * What changes. net.Server.prototype.listen (so http, https, http2, net, Express, Koa,
- * Fastify...) is wrapped: listen(port), listen(port, host), listen(port, host, backlog, cb),
+ * What changes. net.Server.prototype.listen (so http, https, net, Express, Koa, Fastify,
+ * Nest...) is wrapped: listen(port), listen(port, host), listen(port, host, backlog, cb),
  * listen(port, cb), listen({port, host}) and listen("3000") on a listed port become the
  * original listen({fd: FD}, cb). The host is not used: the master chose the address. With
  * two fds on the port, an IPv6 host literal takes the IPv6 one, anything else the first.

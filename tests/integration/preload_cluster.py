@@ -233,6 +233,16 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         started.stop()
 
 
+@pytest.fixture
+def listeners() -> Iterator[list[socket.socket]]:
+    """Two listeners on one free 127.0.0.1 port, one per instance (reuseport sharing)."""
+    first = reuseport_listener()
+    pair = [first, reuseport_listener(port=first.getsockname()[1])]
+    yield pair
+    for sock in pair:
+        sock.close()
+
+
 def listener_backlogs(port: int) -> list[int] | None:
     """The accept-queue limit `ss` shows for each listener on `port` (None without `ss`)."""
     try:

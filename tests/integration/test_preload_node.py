@@ -13,7 +13,6 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,18 +24,20 @@ from tests.integration.preload_cluster import (
     cluster,
     free_port,
     listener_backlogs,
+    listeners,
     reuseport_listener,
     wait_exit,
 )
 
-__all__ = ["cluster"]  # the fixture, imported for the tests below
+__all__ = ["cluster", "listeners"]  # fixtures, imported for the tests below
 
 NPM_PACKAGES = ("express", "koa", "fastify")
-NPM_TIMEOUT_S = 300.0
+NPM_TIMEOUT_S = 45.0  # inside pytest-timeout's 60 s, which counts the fixture's set-up
 
 
 @pytest.fixture(scope="session")
 def node() -> str:
+    """The `node` executable, version 18 or later (skip without it)."""
     path = shutil.which("node")
     if path is None:
         pytest.skip("`node` is not on PATH")
@@ -61,7 +62,15 @@ def npm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (where / "package.json").write_text('{"private": true}\n')
     try:
         done = subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", *NPM_PACKAGES],
+            [
+                npm,
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--fetch-retries=1",
+                "--fetch-timeout=15000",
+                *NPM_PACKAGES,
+            ],
             cwd=where,
             capture_output=True,
             text=True,
@@ -81,38 +90,14 @@ def tls_files(tmp_path: Path) -> tuple[Path, Path]:
     if openssl is None:
         pytest.skip("`openssl` is not on PATH")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    args = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
     subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            key,
-            "-out",
-            cert,
-        ],
+        [openssl, *args, "-keyout", key, "-out", cert],
         check=True,
         capture_output=True,
         timeout=60,
     )
     return key, cert
-
-
-@pytest.fixture
-def listeners() -> Iterator[list[socket.socket]]:
-    """Two listeners on one free 127.0.0.1 port, one per instance (reuseport sharing)."""
-    first = reuseport_listener()
-    pair = [first, reuseport_listener(port=first.getsockname()[1])]
-    yield pair
-    for sock in pair:
-        sock.close()
 
 
 def preload_env(port: int, runtime_ports: str | None = None) -> dict[str, str]:
@@ -225,17 +210,24 @@ def test_without_runtime_ports_instances_hit_eaddrinuse(
         assert not instance.preload_lines()
 
 
-def test_no_patch_without_runtime_ports(node: str) -> None:
-    """With RUNTIME_PORTS unset, net.Server.prototype.listen is Node's own function."""
-    check = "const net = require('net'); console.log(net.Server.prototype.listen.toString().includes('normalizeArgs'))"
-    for runtime_ports, patched in ((None, False), ("3000=3", True)):
-        env = {k: v for k, v in preload_env(3000).items() if k != "RUNTIME_PORTS"}
-        if runtime_ports is not None:
-            env["RUNTIME_PORTS"] = runtime_ports
-        out = subprocess.run(
-            [node, "-e", check], env=env, capture_output=True, text=True, timeout=30
-        )
-        assert out.stdout.strip() == ("false" if patched else "true"), out.stderr
+@pytest.mark.parametrize(
+    ("runtime_ports", "patched"), [(None, False), ("", False), ("3000=3", True)]
+)
+def test_patches_only_with_runtime_ports(
+    node: str, runtime_ports: str | None, patched: bool
+) -> None:
+    """With RUNTIME_PORTS unset or empty, net.Server's listen and ChildProcess's spawn are Node's own."""
+    check = (
+        "const net = require('net'); const cp = require('child_process');"
+        "console.log(net.Server.prototype.listen.toString().includes('pickFd'),"
+        " cp.ChildProcess.prototype.spawn.toString().includes('inheritedFds'))"
+    )
+    env = {"NODE_OPTIONS": f"--require {NODE_PRELOAD}"}
+    if runtime_ports is not None:
+        env["RUNTIME_PORTS"] = runtime_ports
+    out = subprocess.run([node, "-e", check], env=env, capture_output=True, text=True, timeout=30)
+    assert out.stdout.split() == [str(patched).lower()] * 2, out.stderr
+    assert out.stderr == ""
 
 
 def test_unlisted_port_binds_normally(

@@ -13,7 +13,6 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,11 +24,12 @@ from tests.integration.preload_cluster import (
     cluster,
     free_port,
     listener_backlogs,
+    listeners,
     reuseport_listener,
     wait_exit,
 )
 
-__all__ = ["cluster"]  # the fixture, imported for the tests below
+__all__ = ["cluster", "listeners"]  # fixtures, imported for the tests below
 
 PY = sys.executable
 
@@ -56,16 +56,6 @@ LIST_MODULES = "import json, sys; print(json.dumps(sorted(sys.modules)))"
 def need(module: str | None) -> None:
     if module is not None and importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} is not installed (pip install {module})")
-
-
-@pytest.fixture
-def listeners() -> Iterator[list[socket.socket]]:
-    """Two listeners on one free 127.0.0.1 port, one per instance (reuseport sharing)."""
-    first = reuseport_listener()
-    pair = [first, reuseport_listener(port=first.getsockname()[1])]
-    yield pair
-    for sock in pair:
-        sock.close()
 
 
 def preload_env(port: int, runtime_ports: str | None = None) -> dict[str, str]:

@@ -100,7 +100,7 @@ def _probe(fd: int, port: int) -> int | str:
     try:
         probe = socket.socket(fileno=fd)  # reads family and type from the fd
     except OSError as exc:
-        return exc.strerror or str(exc)
+        return f"unusable ({exc.strerror or exc})"
     try:
         if probe.type != socket.SOCK_STREAM or probe.family not in (
             socket.AF_INET,
