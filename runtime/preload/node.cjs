@@ -1,0 +1,209 @@
+/**
+ * Preload for node cluster workers: `server.listen(PORT)` on a port the master pre-bound
+ * serves on the inherited listener instead of binding (which would fail with EADDRINUSE).
+ *
+ * Contract. The master binds each cluster app's TCP listeners before any worker starts,
+ * hands them to every worker at fd 3, 4, ... (systemd LISTEN_FDS) and sets:
+ *   NODE_OPTIONS="... --require /abs/path/runtime/preload/node.cjs"  (appended to the user's)
+ *   RUNTIME_PORTS="3000=3" or "3000=3,3000=4,8443=5"  (PORT=FD; two fds on one port are an
+ *                 IPv4 and an IPv6 listener; Unix-socket listeners are not listed)
+ * RUNTIME_PORTS unset or empty: nothing is patched.
+ *
+ * What changes. net.Server.prototype.listen (so http, https, net, Express, Koa, Fastify,
+ * Nest...) is wrapped: listen(port), listen(port, host), listen(port, host, backlog, cb),
+ * listen(port, cb), listen({port, host}) and listen("3000") on a listed port become the
+ * original listen({fd: FD}, cb). The host is not used: the master chose the address. With
+ * two fds on the port, an IPv6 host literal takes the IPv6 one, anything else the first.
+ * Untouched: a port that is not listed (binds as usual), port 0, listen({fd}), listen(path),
+ * listen(handle).
+ *
+ * Children (npm start, yarn start...). Node marks the fds it inherits close-on-exec at start
+ * (uv_disable_stdio_inheritance), so npm would not pass fd 3 on. Until a process serves on
+ * one of them, child_process.spawn (exec, execFile, fork...) therefore hands the fds of
+ * LISTEN_FDS and RUNTIME_PORTS to the child at the same numbers, where stdio leaves them
+ * free; the app node under npm gets fd 3 and this preload (NODE_OPTIONS) again. LISTEN_PID is
+ * not checked: under npm it is npm's pid.
+ *
+ * Checks. Before use, /proc/self/fd and /proc/net/tcp{,6} must show the fd as a TCP socket
+ * listening on that port; otherwise one line on stderr and the normal bind.
+ *
+ * Limits.
+ * - Each inherited fd serves one server per process: libuv closes the fd with the server, so
+ *   a second server on the same listed port, or a listen() after close(), gets EADDRINUSE
+ *   (Fastify's extra `::1` server for host 'localhost' does, and Fastify ignores it).
+ * - Node calls listen(2) again on the fd with the app's backlog or 511, which replaces the
+ *   master's backlog on that socket.
+ * - spawnSync/execSync children, and a fork() whose 'ipc' channel takes fd 3, get no fds.
+ * - Linux only (/proc); a port given as a service name is not recognised.
+ */
+'use strict';
+
+const childProcess = require('node:child_process');
+const fs = require('node:fs');
+const net = require('node:net');
+
+const TAG = 'runtime preload:';
+const TCP_LISTEN_STATE = '0A'; // the `st` column of /proc/net/tcp for a listening socket
+const EADDRINUSE_UV = -98; // the errno libuv reports for EADDRINUSE on Linux
+const FIRST_FD = 3; // LISTEN_FDS start here
+
+/** `3000=3,3000=4` as Map {3000 => [3, 4]}; a malformed entry is reported and skipped. */
+function parsePorts(text) {
+  const ports = new Map();
+  for (const entry of text.split(',')) {
+    const match = /^\s*(\d{1,5})=(\d{1,9})\s*$/.exec(entry);
+    const port = match ? Number(match[1]) : 0;
+    if (port >= 1 && port <= 65535) {
+      if (!ports.has(port)) ports.set(port, []);
+      ports.get(port).push(Number(match[2]));
+    } else if (entry.trim()) {
+      console.error(`${TAG} ignoring RUNTIME_PORTS entry ${JSON.stringify(entry)} (want PORT=FD)`);
+    }
+  }
+  return ports;
+}
+
+/** What listen() was asked for, as {port, host, backlog, signal}; null for fd, path, handle. */
+function requested(args) {
+  const first = args[0];
+  let options;
+  if (first !== null && typeof first === 'object') {
+    if (first._handle || first.handle || typeof first.fd === 'number') return null;
+    options = first;
+  } else if (typeof first === 'number' || typeof first === 'string') {
+    const host = typeof args[1] === 'string' ? args[1] : undefined;
+    const backlog = [args[1], args[2]].find((a) => typeof a === 'number');
+    options = { port: first, host, backlog };
+  } else {
+    return null;
+  }
+  const raw = options.port;
+  if (typeof raw !== 'number' && (typeof raw !== 'string' || raw.trim() === '')) return null;
+  const port = Number(raw);
+  if (!Number.isInteger(port)) return null;
+  return { port, host: options.host, backlog: options.backlog, signal: options.signal };
+}
+
+/** The TCP listener behind `fd` as {port, v6}, or a string saying why it is not one. */
+function describeFd(fd) {
+  let link;
+  try {
+    link = fs.readlinkSync(`/proc/self/fd/${fd}`);
+  } catch (err) {
+    return err.code === 'ENOENT' ? 'not open (EBADF)' : err.message;
+  }
+  const inode = /^socket:\[(\d+)\]$/.exec(link);
+  if (!inode) return `not a socket (${link})`;
+  for (const [file, v6] of [['/proc/net/tcp', false], ['/proc/net/tcp6', true]]) {
+    let table = '';
+    try {
+      table = fs.readFileSync(file, 'latin1');
+    } catch {
+      continue; // no IPv6 in this kernel, say
+    }
+    for (const line of table.split('\n')) {
+      const cols = line.trim().split(/\s+/); // sl local rem st queues tr retr uid timeout inode
+      if (cols[9] !== inode[1]) continue;
+      if (cols[3] !== TCP_LISTEN_STATE) return 'a TCP socket that is not listening';
+      return { port: parseInt(cols[1].split(':')[1], 16), v6 };
+    }
+  }
+  return 'not a TCP socket';
+}
+
+/** The fd to serve `want` on, 'in-use' when this process already holds them all, or null. */
+function pickFd(want, fds, held) {
+  const usable = [];
+  let inUse = false;
+  for (const fd of fds) {
+    if (held.has(fd)) {
+      inUse = true;
+      continue;
+    }
+    const found = describeFd(fd);
+    const why = typeof found === 'string' ? found : `listening on port ${found.port}`;
+    if (typeof found === 'object' && found.port === want.port) {
+      usable.push({ fd, v6: found.v6 });
+    } else {
+      const outcome = fds.length > 1 ? 'ignored' : `binding port ${want.port} normally`;
+      console.error(`${TAG} RUNTIME_PORTS ${want.port}=${fd}: fd ${fd} is ${why}; ${outcome}`);
+    }
+  }
+  if (usable.length === 0) return inUse ? 'in-use' : null;
+  const wantV6 = typeof want.host === 'string' && net.isIPv6(want.host);
+  return ((wantV6 && usable.find((u) => u.v6)) || usable[0]).fd;
+}
+
+/** An EADDRINUSE error shaped like the one Node itself emits from listen(). */
+function inUseError(want) {
+  const err = new Error(
+    `listen EADDRINUSE: address already in use ${want.host || ''}:${want.port} ` +
+      `(${TAG} the inherited listeners for this port serve another server in this process)`,
+  );
+  return Object.assign(err, {
+    code: 'EADDRINUSE',
+    errno: EADDRINUSE_UV,
+    syscall: 'listen',
+    address: want.host,
+    port: want.port,
+  });
+}
+
+/** The fds to hand on to children: LISTEN_FDS's 3.. and the listed ones, if still open. */
+function inheritedFds(ports) {
+  const count = Number(process.env.LISTEN_FDS) || 0;
+  const fds = new Set(Array.from({ length: count }, (_, i) => FIRST_FD + i));
+  for (const listed of ports.values()) listed.forEach((fd) => fds.add(fd));
+  return [...fds].sort((a, b) => a - b).filter((fd) => {
+    try {
+      return fs.fstatSync(fd).isSocket();
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** `options` with `fds` added to its stdio at their own numbers, where those are free. */
+function withFds(options, fds) {
+  const stdio = options.stdio === undefined ? 'pipe' : options.stdio;
+  if (typeof stdio !== 'string' && !Array.isArray(stdio)) return options;
+  const slots = typeof stdio === 'string' ? [stdio, stdio, stdio] : stdio.slice();
+  for (const fd of fds) {
+    if (slots[fd] !== undefined && slots[fd] !== null) continue; // the caller's ('ipc', say)
+    for (let i = Math.max(slots.length, FIRST_FD); i < fd; i++) slots[i] = 'ignore';
+    slots[fd] = fd;
+  }
+  return { ...options, stdio: slots };
+}
+
+function install(ports) {
+  const originalListen = net.Server.prototype.listen;
+  const originalSpawn = childProcess.ChildProcess.prototype.spawn;
+  const held = new Set(); // fds handed to a server of this process (libuv owns them now)
+
+  childProcess.ChildProcess.prototype.spawn = function spawn(options) {
+    const fds = held.size === 0 && options ? inheritedFds(ports) : [];
+    return originalSpawn.call(this, fds.length ? withFds(options, fds) : options);
+  };
+
+  net.Server.prototype.listen = function listen(...args) {
+    const cb = typeof args[args.length - 1] === 'function' ? args[args.length - 1] : undefined;
+    const want = requested(cb ? args.slice(0, -1) : args);
+    const fds = want && ports.get(want.port);
+    const fd = fds ? pickFd(want, fds, held) : null;
+    if (fd === null) return originalListen.apply(this, args);
+    if (fd === 'in-use') {
+      if (cb) this.once('listening', cb); // as Node does: cb waits for a 'listening' that never comes
+      process.nextTick(() => this.emit('error', inUseError(want)));
+      return this;
+    }
+    const handle = want.signal ? { fd, signal: want.signal } : { fd };
+    const rest = want.backlog !== undefined ? [want.backlog] : [];
+    const result = originalListen.call(this, handle, ...rest, ...(cb ? [cb] : []));
+    held.add(fd);
+    return result;
+  };
+}
+
+const ports = parsePorts(process.env.RUNTIME_PORTS || '');
+if (ports.size > 0) install(ports);

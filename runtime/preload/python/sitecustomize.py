@@ -1,0 +1,211 @@
+"""Preload for Python cluster workers: bind() on a pre-bound port adopts the master's listener.
+
+The master binds each cluster app's TCP listeners before any worker starts and hands them to
+every worker at fd 3, 4, ... (systemd LISTEN_FDS). An unmodified server that binds the port
+itself (`HTTPServer(("", PORT), ...)`) would get EADDRINUSE; with this module, its bind()
+takes the inherited listener instead.
+
+Contract (the master sets it for each worker of a cluster-mode app):
+- PYTHONPATH starts with this directory, which holds nothing but this file: any other module
+  here would shadow one of the app's.
+- RUNTIME_PORTS=PORT=FD[,PORT=FD...], e.g. `3000=3` or `3000=3,3000=4,8443=5` (two fds on
+  one port are an IPv4 and an IPv6 listener; Unix-socket listeners are not listed).
+  Unset or empty: nothing is patched and `socket` is not imported.
+
+What bind() does, for an AF_INET/AF_INET6 SOCK_STREAM socket whose port is listed:
+- It checks the listed fds (a TCP socket, listening, on that port; getsockname and
+  SO_ACCEPTCONN) and dup2()s the one of the socket's family onto the socket's own fd. The
+  app's listen() and accept() then use the master's socket; the host it asked for is not
+  used, the master chose the address. The socket keeps its blocking mode and
+  inheritability, and its listen() is skipped so the master's backlog stays (socketserver
+  asks for 5). An unusable fd: one line on stderr, and the bind goes ahead as asked.
+- No listener of the socket's family: an IPv6 socket takes the IPv4 listener (an AF_INET6
+  socket object reads IPv4 addresses correctly). So a `::` dual-stack server is served,
+  and asyncio's `create_server(port=...)` with no host, which binds `0.0.0.0` and `::`,
+  ends with both sockets on the master's one listener (asyncio accepts on either). Binding
+  `::` for real instead would make the second instance fail with EADDRINUSE. An IPv4
+  socket when the master listens on IPv6 only cannot take that listener (an AF_INET socket
+  object turns IPv6 addresses into garbage), so it is bound to 127.0.0.1 on an ephemeral
+  port, with one line on stderr: it conflicts with no instance and serves nothing.
+
+Chaining: after the hook is installed, the sitecustomize that this directory shadows (the
+next one on sys.path, if any) is imported, once; usercustomize is not affected. Imported
+under another name (runtime.preload.python.sitecustomize, by a tool that walks the
+package), the module patches and chains nothing.
+
+Cost: without RUNTIME_PORTS, an environment lookup and the search for the shadowed
+sitecustomize (importlib.machinery). With it, `import socket` (about 3 ms), which every
+server imports anyway.
+
+Covered, in tests/integration/test_preload_python.py: http.server (HTTPServer,
+ThreadingHTTPServer), socketserver.TCPServer, asyncio create_server(port=...) and
+start_server(host, port), uvloop's create_server (uvloop 0.23 binds through
+socket.socket), aiohttp web.run_app(port=...), Flask/werkzeug run() with and without the
+reloader, `uvicorn app:app --port N`, Django runserver with and without --noreload. The
+werkzeug and Django reloaders re-run the program with close_fds=False, so the child
+inherits fds 3.. (not close-on-exec) and RUNTIME_PORTS; werkzeug hands its bound socket
+down, Django's child binds and adopts. This module does not add its fds to other
+subprocesses: a child started with close_fds=True gets no listener, as intended.
+
+Limits:
+- Only binds made through the socket module: a server that calls bind(2) in native code
+  is not covered, and neither is a program run with `python -E`/`-I` (PYTHONPATH ignored)
+  or from a directory that has its own sitecustomize.py.
+- Options the app sets before bind() (SO_REUSEPORT, TCP_DEFER_ACCEPT...) are dropped with
+  its own socket; options set after it act on the master's socket, which in `shared` mode
+  every worker holds, as it holds the socket's O_NONBLOCK flag.
+- uvloop listens through libuv, not socket.listen, so its listen(2) replaces the master's
+  backlog with the app's (uvicorn: 2048; create_server's default: 100).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False  # typing stays unimported: this module runs in every worker's start-up
+if TYPE_CHECKING:
+    import socket
+    from types import ModuleType
+    from typing import Any
+
+TAG = "runtime preload:"
+PARK_ADDRESS_V4 = ("127.0.0.1", 0)  # where an IPv4 socket goes when the port is IPv6-only
+
+
+def _warn(message: str) -> None:
+    print(f"{TAG} {message}", file=sys.stderr, flush=True)
+
+
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def parse_ports(text: str) -> dict[int, list[int]]:
+    """`3000=3,3000=4` as {3000: [3, 4]}; a malformed entry is reported and skipped."""
+    ports: dict[int, list[int]] = {}
+    for entry in text.split(","):
+        port, _, fd = entry.strip().partition("=")
+        if _is_number(port) and _is_number(fd) and 0 < int(port) < 65536:
+            ports.setdefault(int(port), []).append(int(fd))
+        elif entry.strip():
+            _warn(f"ignoring RUNTIME_PORTS entry {entry!r} (want PORT=FD)")
+    return ports
+
+
+def _probe(fd: int, port: int) -> int | str:
+    """The family of `fd` if it is a TCP socket listening on `port`, else why it is not."""
+    import socket
+
+    try:
+        probe = socket.socket(fileno=fd)  # reads family and type from the fd
+    except OSError as exc:
+        return f"unusable ({exc.strerror or exc})"
+    try:
+        if probe.type != socket.SOCK_STREAM or probe.family not in (
+            socket.AF_INET,
+            socket.AF_INET6,
+        ):
+            return "not a TCP socket"
+        if not probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            return "a TCP socket that is not listening"
+        bound = probe.getsockname()[1]
+        return int(probe.family) if bound == port else f"listening on port {bound}"
+    finally:
+        probe.detach()  # the fd stays open: it is the master's
+
+
+def _listeners(port: int, fds: list[int]) -> dict[int, int]:
+    """The usable listed fds of `port` by family (the first of each); reports the others."""
+    found: dict[int, int] = {}
+    for fd in fds:
+        family = _probe(fd, port)
+        if isinstance(family, int):
+            found.setdefault(family, fd)
+        else:
+            outcome = "ignored" if len(fds) > 1 else f"binding port {port} normally"
+            _warn(f"RUNTIME_PORTS {port}={fd}: fd {fd} is {family}; {outcome}")
+    return found
+
+
+def _listed_port(sock: socket.socket, address: Any, ports: dict[int, list[int]]) -> int | None:
+    """The port `sock` is being bound to, if it is a TCP socket and the port is listed."""
+    import socket
+
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+        return None
+    if not isinstance(address, tuple) or len(address) < 2 or type(address[1]) is not int:
+        return None
+    return address[1] if address[1] in ports else None
+
+
+def _adopt(sock: socket.socket, fd: int) -> int:
+    """Make `sock` the master's listener `fd`; return the listener's inode."""
+    inheritable = sock.get_inheritable()
+    os.dup2(fd, sock.fileno(), inheritable=inheritable)
+    sock.settimeout(sock.gettimeout())  # O_NONBLOCK lives on the listener: set it as sock wants
+    return os.fstat(fd).st_ino
+
+
+def install(ports: dict[int, list[int]]) -> None:
+    """Wrap socket.socket.bind and .listen so listed ports use the inherited listeners."""
+    import socket
+
+    original_bind = socket.socket.bind
+    original_listen = socket.socket.listen
+    adopted: set[int] = set()  # inodes of the master's listeners this process adopted
+
+    def bind(self: socket.socket, address: Any) -> None:
+        """Adopt the master's listener for a listed port; bind as asked otherwise."""
+        port = _listed_port(self, address, ports)
+        found = _listeners(port, ports[port]) if port is not None else {}
+        fd = found.get(self.family)
+        if fd is None and self.family == socket.AF_INET6:
+            fd = found.get(socket.AF_INET)
+        if fd is not None:
+            adopted.add(_adopt(self, fd))
+        elif found:
+            _warn(
+                f"port {port} is pre-bound for IPv6 only; this IPv4 socket binds "
+                f"127.0.0.1:0 instead and serves nothing (list an IPv4 address for port {port})"
+            )
+            original_bind(self, PARK_ADDRESS_V4)
+        else:
+            original_bind(self, address)
+
+    def listen(self: socket.socket, *backlog: int) -> None:
+        """Keep the master's backlog on an adopted listener; listen as asked otherwise."""
+        if adopted and self.fileno() >= 0 and os.fstat(self.fileno()).st_ino in adopted:
+            return
+        original_listen(self, *backlog)
+
+    # Class attributes, so every socket.socket (asyncio's, uvloop's, ssl's) binds this way;
+    # typeshed types these methods on the C base class, hence the ignores.
+    socket.socket.bind = bind  # type: ignore[method-assign, assignment]
+    socket.socket.listen = listen  # type: ignore[method-assign, assignment]
+
+
+def chain() -> ModuleType | None:
+    """Run the sitecustomize that this directory shadows, if there is one, exactly once."""
+    import importlib.machinery
+
+    here = os.path.realpath(os.path.dirname(__file__))
+    rest = [p for p in sys.path if not isinstance(p, str) or os.path.realpath(p or ".") != here]
+    spec = importlib.machinery.PathFinder.find_spec(__name__, rest)
+    if spec is None or spec.loader is None:
+        return None
+    import importlib.util
+
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# Only as site's `sitecustomize`: imported as runtime.preload.python.sitecustomize (a tool
+# walking the package, say) it patches and chains nothing.
+chained: ModuleType | None = None  # the sitecustomize this one shadows, once it has run
+if __name__ == "sitecustomize":
+    PORTS = parse_ports(os.environ.get("RUNTIME_PORTS", ""))
+    if PORTS:
+        install(PORTS)
+    chained = chain()  # sys.modules["sitecustomize"] stays this module
