@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -10,6 +11,7 @@ from runtime.argv import Parser
 from runtime.config.keys import KEYS
 from runtime.config.load import Ecosystem, load_ecosystem
 from runtime.config.secrets import mask_env
+from runtime.config.spec import AppSpec
 from runtime.errors import EXIT_OK
 
 USAGE = "usage: runtime check FILE [--env NAME] [--only A,B]"
@@ -42,6 +44,17 @@ def _show(value: object, unit: str = "") -> str:
     return f"{value} {unit}" if unit else str(value)
 
 
+def _shown_key(spec: AppSpec, name: str, value: object, unit: str) -> str:
+    """One key's resolved value, with what `check` readers need to see beside it."""
+    if name in ("args", "interpreter_args") and isinstance(value, tuple) and value:
+        return shlex.join(value)
+    if name == "kill_signal" and isinstance(value, int):
+        return signal.Signals(value).name
+    if name == "exec_mode" and spec.exec_mode_why != "exec_mode":
+        return f"{value} ({spec.exec_mode_why})"
+    return _show(value, unit)
+
+
 def format_check(eco: Ecosystem) -> str:
     """Every app as resolved, key by key of the key table (`config.keys`), secrets masked."""
     count = len(eco.apps)
@@ -53,9 +66,9 @@ def format_check(eco: Ecosystem) -> str:
             field = key.spec_field
             if field is None or key.name in ("name", "script", "env"):
                 continue
-            value = getattr(spec, field)
-            words = key.name in ("args", "interpreter_args") and value
-            lines.append(f"  {key.name}: {shlex.join(value) if words else _show(value, key.unit)}")
+            lines.append(
+                f"  {key.name}: {_shown_key(spec, key.name, getattr(spec, field), key.unit)}"
+            )
         env = mask_env(spec.env)
         lines.append("  env:" + ("" if env else " -"))
         lines += [f"    {k}={v}" for k, v in sorted(env.items())]

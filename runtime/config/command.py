@@ -24,6 +24,10 @@ INTERPRETERS = {
     ".coffee": "coffee",
 }
 Command = tuple[str, str | None, tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+# Programs that are node, or start node with the user's NODE_OPTIONS and inherited fds.
+NODE_PROGRAMS = frozenset(
+    ("node", "nodejs", "npm", "npx", "yarn", "pnpm", "next", "nuxt", "nuxi", "ts-node", "tsx")
+)
 
 
 def _which(name: str, path: str) -> str | None:
@@ -125,3 +129,17 @@ def resolve_command(app: RawApp, script: str, cwd: str, path: str) -> Command:
         message = f"{target} is not executable and its extension names no interpreter"
         raise app.error("script", message + " (set interpreter)")
     return target, None, (target, *args), (), args
+
+
+def runs_node(argv: tuple[str, ...]) -> bool:
+    """Whether the command starts node: its program (or a shell line's first command) is one
+    of NODE_PROGRAMS. Such workers get an IPC channel and SIGINT to stop, as under pm2."""
+    words = list(argv)
+    if words[:2] == ["/bin/sh", "-c"] and len(words) == 3:
+        try:
+            words = shlex.split(words[2])
+        except ValueError:
+            return False
+        while words and (words[0] == "exec" or "=" in words[0]):
+            words.pop(0)
+    return bool(words) and os.path.basename(words[0]) in NODE_PROGRAMS

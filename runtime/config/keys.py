@@ -20,6 +20,7 @@ from runtime.config import values as v
 
 REQUIRED = object()  # the default of a key that must be given
 DEFAULT_PORT = 3000  # $PORT when nothing sets it, as in pm2
+SIGINT, SIGTERM = 2, 15  # POSIX signal numbers (signal(7)), for these pure modules
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +76,14 @@ KEYS: tuple[Key, ...] = (
     Key("instances", "int or string", "`N`; `max` or `0` = one per CPU; `-1` = CPUs - 1 (any "
         "`-n` = CPUs - n), at least 1. CPUs = min(affinity, cgroup quota)", default=1),
     Key("exec_mode", "`fork` \\| `cluster` (`fork_mode`, `cluster_mode`)", "`cluster` pre-binds "
-        "`listen` (default `:$PORT`) and shares it with every instance. Never inferred from "
-        "`instances`", default="fork", parse=v.parse_exec_mode),
+        "`listen` (default `:$PORT`) and shares it with every instance; node and Python servers "
+        "that `listen(PORT)` themselves serve on it (see `preload`)", parse=v.parse_exec_mode,
+        default_doc="`cluster` when `instances` is given (as pm2), else `fork`"),
+    Key("preload", "bool", "in cluster mode, node (`NODE_OPTIONS`) and Python (`PYTHONPATH`) "
+        "workers get the runtime's preload, so `listen(PORT)` / `bind((host, PORT))` on a "
+        "pre-bound port adopts the inherited socket instead of failing with EADDRINUSE; false "
+        "leaves the worker's environment alone (the app must use `LISTEN_FDS`)", default=True,
+        parse=v.parse_bool),
     Key("env", "mapping", "the app's environment overlay; values become strings (bools "
         "`true`/`false`, objects as JSON, null `\"\"`)", default_doc="`{}`"),
     Key("env_file", "string", "dotenv file (`KEY=value`, `export`, quotes, `#` comments), "
@@ -99,11 +106,18 @@ KEYS: tuple[Key, ...] = (
         parse=v.parse_int),
     Key("min_uptime", "duration", "an exit sooner than this counts as unstable", default=1000,
         parse=v.parse_duration_ms, field="min_uptime_ms", unit="ms"),
-    Key("kill_timeout", "duration", "SIGTERM → SIGKILL grace", default=5000,
+    Key("kill_signal", "signal name or number", "what a graceful stop sends first (`SIGINT`, "
+        "`SIGTERM`, `SIGQUIT`, ...)", parse=v.parse_signal,
+        default_doc="`SIGINT` for node apps (pm2's; `$PM2_KILL_SIGNAL` when set), else `SIGTERM`"),
+    Key("shutdown_with_message", "bool", "stop a node worker with the IPC message `'shutdown'` "
+        "instead of `kill_signal` (a worker without the IPC channel gets the signal)",
+        default=False, parse=v.parse_bool),
+    Key("kill_timeout", "duration", "stop signal → SIGKILL grace", default=5000,
         parse=v.parse_duration_ms, field="kill_timeout_ms", unit="ms"),
     Key("listen_timeout", "duration", "longest wait for readiness at start and reload",
         default=3000, parse=v.parse_duration_ms, field="listen_timeout_ms", unit="ms"),
-    Key("wait_ready", "bool", "wait for `READY=1` (sd_notify) before an instance counts as up",
+    Key("wait_ready", "bool", "wait for `process.send('ready')` (node, as pm2) or `READY=1` "
+        "(sd_notify) before an instance counts as up",
         default=False, parse=v.parse_bool),
     Key("stop_exit_codes", "int or list (0..255)", "exit codes that mean \"done\", not "
         "\"crashed\"", default=frozenset(), parse=v.parse_exit_codes),
@@ -154,7 +168,6 @@ NO_EFFECT: dict[str, str] = {
     "autostart": "every app starts (not built yet)",
     "filter_env": "not built yet",
     "append_env_to_name": "not built yet",
-    "shutdown_with_message": "not built yet",
     "uid": "not built yet",
     "user": "not built yet",
     "gid": "not built yet",

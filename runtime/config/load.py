@@ -8,11 +8,12 @@ in those edges; what a value means is decided by the pure `spec` and `values`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from runtime.config.command import resolve_command, shell_argv
+from runtime.config.command import resolve_command, runs_node, shell_argv
 from runtime.config.cpus import cpu_count
 from runtime.config.dotenv import parse_dotenv
 from runtime.config.expand import expand_vars
@@ -25,14 +26,15 @@ from runtime.config.files import (
     read_bounded,
     read_text,
 )
-from runtime.config.keys import DEFAULT_PORT
+from runtime.config.keys import DEFAULT_PORT, SIGINT, SIGTERM
 from runtime.config.spec import AppSpec, RawApp, Resolved, build_app_spec, normalize_app
-from runtime.config.values import BadValue, parse_text, wants_cpu_count
+from runtime.config.values import BadValue, parse_signal, parse_text, wants_cpu_count
 from runtime.errors import ConfigError
 
 COMMAND_LINE = "<command line>"
 DEFAULT_ENV_FILE = ".env"
 MAX_ENV_FILE_BYTES = 1 << 20
+PM2_KILL_SIGNAL_VAR = "PM2_KILL_SIGNAL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +125,7 @@ def resolve_app(
     else:
         path = environ.get("PATH", os.defpath)
         script_path, interp, argv, iargs, args = resolve_command(app, script, cwd, path)
+    node = runs_node(argv)
     return Resolved(
         script=script_path,
         argv=argv,
@@ -134,7 +137,22 @@ def resolve_app(
         env_file_env=env_file_env,
         cpus=cpus,
         default_port=environ.get("PORT") or str(DEFAULT_PORT),
+        node=node,
+        kill_signal=_default_kill_signal(node, environ),
     )
+
+
+def _default_kill_signal(node: bool, environ: Mapping[str, str]) -> int:
+    """pm2's stop signal for node apps (SIGINT, or `$PM2_KILL_SIGNAL`); SIGTERM for the rest."""
+    if not node:
+        return SIGTERM
+    given = environ.get(PM2_KILL_SIGNAL_VAR)
+    if not given:
+        return SIGINT
+    try:
+        return parse_signal(given)
+    except BadValue as exc:
+        raise ConfigError(f"${PM2_KILL_SIGNAL_VAR}", str(exc)) from None
 
 
 # --- putting it together ------------------------------------------------------------
@@ -184,7 +202,29 @@ def _build(
     for app in selected:
         facts = resolve_app(app, base_dir=base_dir, environ=environ, cpus=cpus, shell=shell)
         specs.append(build_app_spec(app, facts, env_name=env_name))
-    return Ecosystem(label, tuple(specs), tuple(warnings))
+    return Ecosystem(label, _one_default_listener(selected, specs, warnings), tuple(warnings))
+
+
+def _one_default_listener(
+    apps: Sequence[RawApp], specs: Sequence[AppSpec], warnings: list[str]
+) -> tuple[AppSpec, ...]:
+    """Cluster apps without `listen` default to `:$PORT`; only the first keeps an address
+    another app already has (pm2 binds on demand, so its background workers in cluster
+    mode take no port; here a later app on the same default would split the traffic)."""
+    taken: dict[str, str] = {}
+    out: list[AppSpec] = []
+    for app, spec in zip(apps, specs, strict=True):
+        clash = next((a for a in spec.listen if a in taken), None)
+        if clash is not None and app.values.get("listen") is None:
+            owner = taken[clash]
+            warnings.append(
+                f"{app.where}: listen: the default {clash!r} is {owner}'s; {spec.name} gets no "
+                "pre-bound socket (give it its own listen, or exec_mode: fork)"
+            )
+            spec = dataclasses.replace(spec, listen=())
+        taken.update(dict.fromkeys(spec.listen, spec.name))
+        out.append(spec)
+    return tuple(out)
 
 
 def load_ecosystem(

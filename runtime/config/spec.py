@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from runtime.config.keys import BY_NAME, CANONICAL, DEFAULT_PORT, unknown_key_warning
+from runtime.config.keys import BY_NAME, CANONICAL, DEFAULT_PORT, SIGTERM, unknown_key_warning
 from runtime.config.values import (
     BadValue,
     ExecMode,
@@ -23,6 +23,7 @@ from runtime.config.values import (
     parse_env,
     parse_instances,
     parse_port,
+    parse_signal,
     parse_text,
     parse_texts,
 )
@@ -51,6 +52,9 @@ class AppSpec:
     env: Mapping[str, str]
     instances: int
     exec_mode: ExecMode
+    exec_mode_why: str  # "exec_mode", or why it was inferred (`check` shows it)
+    node: bool  # a node program (IPC channel, SIGINT by default, the node preload)
+    preload: bool
     interpreter: str | None
     interpreter_args: tuple[str, ...]
     args: tuple[str, ...]
@@ -60,6 +64,8 @@ class AppSpec:
     max_restarts: int
     min_uptime_ms: int
     max_memory_restart_bytes: int | None
+    kill_signal: int
+    shutdown_with_message: bool
     kill_timeout_ms: int
     listen_timeout_ms: int
     wait_ready: bool
@@ -191,6 +197,8 @@ class Resolved:
     env_file: str | None = None
     env_file_env: Mapping[str, str] = field(default_factory=dict)
     cpus: int = 1
+    node: bool = False  # the command runs node (config.command.runs_node)
+    kill_signal: int = SIGTERM  # this app's default stop signal (SIGINT for node, as pm2)
     default_port: str = str(DEFAULT_PORT)  # the master's $PORT, else pm2's 3000
 
 
@@ -237,6 +245,16 @@ def _watch(app: RawApp, cwd: str) -> tuple[str, ...]:
     return tuple(posixpath.normpath(posixpath.join(cwd, p)) for p in paths)
 
 
+def _exec_mode(app: RawApp) -> tuple[ExecMode, str]:
+    """`exec_mode` as given, else cluster when `instances` is given (as pm2), else fork."""
+    if app.values.get("exec_mode") is not None:
+        mode: ExecMode = app.value("exec_mode")
+        return mode, "exec_mode"
+    if app.values.get("instances") is not None:
+        return "cluster", "inferred: instances is given, as in pm2"
+    return "fork", "inferred: the default"
+
+
 def _check_conflicts(app: RawApp, spec: AppSpec) -> None:
     if spec.restart_delay_ms and spec.exp_backoff_restart_delay_ms:
         raise app.error("exp_backoff_restart_delay", "conflicts with restart_delay (set one)")
@@ -249,7 +267,7 @@ def _check_conflicts(app: RawApp, spec: AppSpec) -> None:
 def build_app_spec(app: RawApp, facts: Resolved, *, env_name: str | None = None) -> AppSpec:
     """Validate every setting of one app into an `AppSpec`, or raise ConfigError."""
     env = build_env(app, facts, env_name)
-    exec_mode: ExecMode = app.value("exec_mode")
+    exec_mode, exec_mode_why = _exec_mode(app)
     instances = BY_NAME["instances"].default
     spec = AppSpec(
         name=app.name,
@@ -259,6 +277,9 @@ def build_app_spec(app: RawApp, facts: Resolved, *, env_name: str | None = None)
         env=env,
         instances=app.get("instances", lambda v: parse_instances(v, facts.cpus), instances),
         exec_mode=exec_mode,
+        exec_mode_why=exec_mode_why,
+        node=facts.node,
+        preload=app.value("preload"),
         interpreter=facts.interpreter,
         interpreter_args=facts.interpreter_args,
         args=facts.args,
@@ -268,6 +289,8 @@ def build_app_spec(app: RawApp, facts: Resolved, *, env_name: str | None = None)
         max_restarts=app.value("max_restarts"),
         min_uptime_ms=app.value("min_uptime"),
         max_memory_restart_bytes=app.value("max_memory_restart"),
+        kill_signal=app.get("kill_signal", parse_signal, facts.kill_signal),
+        shutdown_with_message=app.value("shutdown_with_message"),
         kill_timeout_ms=app.value("kill_timeout"),
         listen_timeout_ms=app.value("listen_timeout"),
         wait_ready=app.value("wait_ready"),

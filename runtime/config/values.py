@@ -12,6 +12,7 @@ import json
 import math
 import re
 import shlex
+import signal
 from collections.abc import Mapping
 from typing import Literal
 
@@ -222,6 +223,18 @@ def parse_cron(value: object) -> str | None:
     if problem is not None:
         raise BadValue(problem)
     return value.strip()
+
+
+def parse_signal(value: object) -> int:
+    """A signal by name (`SIGINT`, `INT`, `sigint`) or number, as `kill -l` lists them."""
+    number = _integer_text(value)
+    if isinstance(number, str):
+        name = number.strip().upper()
+        number = getattr(signal.Signals, name if name.startswith("SIG") else f"SIG{name}", None)
+    valid = {int(s) for s in signal.Signals}
+    if isinstance(number, bool) or not isinstance(number, int) or int(number) not in valid:
+        raise BadValue(f"expected a signal name such as SIGINT or SIGTERM, got {got(value)}")
+    return int(number)
 
 
 def parse_port(value: object) -> int:

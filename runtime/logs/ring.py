@@ -7,6 +7,7 @@ per-line work on the hot path); lines are only split when somebody asks for them
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +85,15 @@ class LogRing:
             if len(out) >= lines:
                 break
         return out[-lines:] if lines > 0 else []
+
+    def recent(self, app: str, pid: int, max_blocks: int = 256) -> list[bytes]:
+        """What one worker wrote lately, oldest first, looking at the last `max_blocks` blocks."""
+        found = [
+            b.data
+            for b in itertools.islice(reversed(self._blocks), max_blocks)
+            if b.pid == pid and b.app == app
+        ]
+        return found[::-1]
 
     def subscribe(self, app: str | None = None) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(FOLLOW_QUEUE)

@@ -393,23 +393,53 @@ def listen_env(fds_count: int, names: Sequence[str]) -> dict[str, str]:
     return {"LISTEN_FDS": str(fds_count), "LISTEN_FDNAMES": ":".join(names)}
 
 
-def bind_app(file: str, spec: AppSpec) -> AppListeners | None:
-    """Every listener of one app, or a ConfigError naming its `listen` key (exit 78)."""
+def _where(addr: ListenAddress) -> tuple[str, str, int]:
+    """What two apps may not both bind: a TCP host and port, or a Unix path."""
+    if addr.kind == "unix":
+        return ("unix", addr.path, 0)
+    return (addr.kind, addr.host, addr.port)
+
+
+def bind_app(
+    file: str, spec: AppSpec, taken: dict[tuple[str, str, int], str] | None = None
+) -> AppListeners | None:
+    """Every listener of one app, or a ConfigError naming its `listen` key (exit 78).
+
+    `taken` maps what other apps bound to their names: two apps on one address would
+    split its connections between them (SO_REUSEPORT lets the kernel allow it).
+    """
     if not spec.listen:
         return None
+    taken = {} if taken is None else taken
+    key = f"{spec.name}.listen"
     try:
         addresses = [parse_listen(text, environ=os.environ) for text in spec.listen]
-        return bind_app_listeners(addresses, spec.socket_sharing, range(spec.instances))
+        for addr in addresses:
+            owner = taken.get(_where(addr))
+            if owner is not None and (addr.port or addr.kind == "unix"):
+                raise ConfigError(file, f"{addr}: already {owner}'s listen", key=key)
+        listeners = bind_app_listeners(addresses, spec.socket_sharing, range(spec.instances))
     except (ValueError, ListenError) as exc:
-        raise ConfigError(file, str(exc), key=f"{spec.name}.listen") from None
+        raise ConfigError(file, str(exc), key=key) from None
+    taken.update(dict.fromkeys(map(_where, listeners.addresses), spec.name))
+    return listeners
 
 
-def bind_apps(file: str, specs: tuple[AppSpec, ...]) -> dict[str, AppListeners | None]:
-    """Bind every listener before any worker starts; all or nothing."""
+def bind_apps(
+    file: str, specs: tuple[AppSpec, ...], running: Mapping[str, AppListeners | None] | None = None
+) -> dict[str, AppListeners | None]:
+    """Bind every listener before any worker starts; all or nothing. `running`: the
+    listeners of apps already serving (a SIGHUP adds apps beside them)."""
+    taken = {
+        _where(addr): name
+        for name, listeners in (running or {}).items()
+        if listeners is not None
+        for addr in listeners.addresses
+    }
     bound: dict[str, AppListeners | None] = {}
     try:
         for spec in specs:
-            bound[spec.name] = bind_app(file, spec)
+            bound[spec.name] = bind_app(file, spec, taken)
     except ConfigError:
         for listeners in bound.values():
             if listeners is not None:

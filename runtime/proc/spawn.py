@@ -12,17 +12,24 @@ import contextlib
 import fcntl
 import os
 import signal
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from runtime.config.spec import AppSpec
 from runtime.errors import SD_LISTEN_FDS_START
+from runtime.proc.ipc import CHANNEL_ENV, SERIALIZATION_ENV, close_child_end, make_channel
 from runtime.proc.libc import set_parent_death_signal
 from runtime.proc.pipes import make_pipe
 from runtime.proc.sockets import AppListeners, listen_env
 
 EXEC_FAILED_CODE = 127
+RUNTIME_KEYS = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET")
+PORTS_ENV = "RUNTIME_PORTS"  # PORT=FD,... for the preloads
+_PRELOAD_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "preload")
+NODE_PRELOAD = os.path.join(_PRELOAD_DIR, "node.cjs")
+PYTHON_PRELOAD = os.path.join(_PRELOAD_DIR, "python")  # holds only sitecustomize.py
 # Signals the master handles or ignores, back to their defaults in the child before exec.
 RESET_SIGNALS = (
     signal.SIGCHLD,
@@ -47,7 +54,8 @@ class SpawnRequest:
     env: Mapping[str, str]
     stdout_fd: int
     stderr_fd: int
-    listen_fds: Sequence[int] = ()
+    pass_fds: Sequence[int] = ()  # placed at 3, 4, ...: the listeners, then the IPC channel
+    listen_count: int = 0  # how many of pass_fds are listeners (LISTEN_FDS, LISTEN_PID)
 
 
 def _child(req: SpawnRequest, parent_pid: int) -> None:
@@ -60,13 +68,12 @@ def _child(req: SpawnRequest, parent_pid: int) -> None:
         for sig in RESET_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        count = len(req.listen_fds)
         # Move every fd we hand down above the target range first, so no dup2 clobbers one.
-        floor = SD_LISTEN_FDS_START + count
+        floor = SD_LISTEN_FDS_START + len(req.pass_fds)
         out, err = (
             fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor) for fd in (req.stdout_fd, req.stderr_fd)
         )
-        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor) for fd in req.listen_fds]
+        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor) for fd in req.pass_fds]
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(out, 1)
@@ -74,7 +81,7 @@ def _child(req: SpawnRequest, parent_pid: int) -> None:
         for i, fd in enumerate(moved):
             os.dup2(fd, SD_LISTEN_FDS_START + i, inheritable=True)
         env = dict(req.env)
-        if count:
+        if req.listen_count:
             env["LISTEN_PID"] = str(os.getpid())
         os.chdir(req.cwd)
         os.execvpe(req.argv[0], list(req.argv), env)
@@ -104,6 +111,7 @@ class WorkerEnv:
     notify_socket: str | None
     listen_fds: tuple[int, ...] = ()
     listen_names: tuple[str, ...] = ()
+    listen_ports: tuple[int, ...] = ()  # per listener: its TCP port, 0 for a Unix socket
 
 
 def worker_environment(spec: AppSpec, slot: int, wenv: WorkerEnv) -> dict[str, str]:
@@ -121,12 +129,26 @@ def worker_environment(spec: AppSpec, slot: int, wenv: WorkerEnv) -> dict[str, s
             env[spec.increment_var] = str(int(base) + slot)
         except ValueError:
             env[spec.increment_var] = base
-    for key in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"):
+    for key in (*RUNTIME_KEYS, PORTS_ENV, CHANNEL_ENV, SERIALIZATION_ENV):
         env.pop(key, None)
     env.update(listen_env(len(wenv.listen_fds), wenv.listen_names))  # LISTEN_PID: in the child
     if wenv.notify_socket:
         env["NOTIFY_SOCKET"] = wenv.notify_socket
+    if spec.node:  # the IPC channel goes right after the listeners
+        env[CHANNEL_ENV] = str(SD_LISTEN_FDS_START + len(wenv.listen_fds))
+        env[SERIALIZATION_ENV] = "json"
+    if spec.exec_mode == "cluster" and spec.preload and any(wenv.listen_ports):
+        env.update(preload_env(env, wenv.listen_ports))
     return env
+
+
+def preload_env(env: Mapping[str, str], ports: Sequence[int]) -> dict[str, str]:
+    """`RUNTIME_PORTS` and the two preloads (runtime/preload/): a worker's `listen(PORT)`
+    or `bind((host, PORT))` on a pre-bound port adopts the inherited socket."""
+    listed = ",".join(f"{port}={SD_LISTEN_FDS_START + i}" for i, port in enumerate(ports) if port)
+    node_options = f'{env.get("NODE_OPTIONS", "")} --require "{NODE_PRELOAD}"'.strip()
+    python_path = os.pathsep.join(p for p in (PYTHON_PRELOAD, env.get("PYTHONPATH")) if p)
+    return {PORTS_ENV: listed, "NODE_OPTIONS": node_options, "PYTHONPATH": python_path}
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,26 +160,37 @@ class Forked:
     stdout_fd: int
     stderr_fd: int
     started_at: float  # time.monotonic()
+    channel: socket.socket | None = None  # the master's end of a node worker's IPC channel
 
 
 def fork_worker(spec: AppSpec, slot: int, wenv: WorkerEnv) -> Forked:
     """Fork/exec one worker with fresh stdout/stderr pipes (no event loop needed)."""
+    channel, child_end = make_channel() if spec.node else (None, None)
     out_r, out_w = make_pipe()
     err_r, err_w = make_pipe()
+    extra = () if child_end is None else (child_end,)
     req = SpawnRequest(
         argv=spec.argv,
         cwd=spec.cwd,
         env=worker_environment(spec, slot, wenv),
         stdout_fd=out_w,
         stderr_fd=err_w,
-        listen_fds=wenv.listen_fds,
+        pass_fds=(*wenv.listen_fds, *extra),
+        listen_count=len(wenv.listen_fds),
     )
     try:
         pid = spawn(req)
+    except BaseException:
+        if channel is not None:
+            channel.close()
+        for fd in (out_r, err_r):
+            os.close(fd)
+        raise
     finally:
         os.close(out_w)
         os.close(err_w)
-    return Forked(slot, pid, out_r, err_r, time.monotonic())
+        close_child_end(child_end)
+    return Forked(slot, pid, out_r, err_r, time.monotonic(), channel)
 
 
 def worker_env(
@@ -172,4 +205,5 @@ def worker_env(
         notify_socket=notify,
         listen_fds=tuple(listeners.fds_for_slot(slot)),
         listen_names=tuple(listeners.names_for_slot(slot)),
+        listen_ports=tuple(a.port if a.kind != "unix" else 0 for a in listeners.addresses),
     )

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import Callable
 
 from runtime.proc.reaper import ExitStatus
 
@@ -55,16 +56,20 @@ async def stop_process(
     kill_timeout_s: float,
     treekill: bool,
     sig: int = signal.SIGTERM,
+    ask: Callable[[], bool] | None = None,
 ) -> ExitStatus:
     """The one stop helper: signal, wait `kill_timeout_s`, SIGKILL, and always await the exit.
 
     With `treekill` the whole process group gets the signals, and what is left of it
-    after the leader exits gets the rest of the timeout, then SIGKILL.
+    after the leader exits gets the rest of the timeout, then SIGKILL. `ask`, when given,
+    asks the worker another way first (pm2's `'shutdown'` message); if it returns True
+    no signal is sent before the SIGKILL.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + kill_timeout_s
     if not exited.done():
-        signal_worker(pid, sig, group=treekill)
+        if ask is None or not ask():
+            signal_worker(pid, sig, group=treekill)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(exited), kill_timeout_s)
         if not exited.done():

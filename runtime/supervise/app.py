@@ -40,6 +40,7 @@ from runtime.proc.spawn import Forked, fork_worker, worker_env
 from runtime.supervise.worker import Worker, adopt_worker
 
 EXIT_HISTORY = 10
+PORT_IN_USE_MARKERS = (b"EADDRINUSE", b"Address already in use", b"address already in use")
 
 
 @dataclass
@@ -54,6 +55,7 @@ class AppContext:
     shutting_down: Callable[[], bool]
     changed: Callable[[], None]
     next_id: Callable[[], int]
+    recent_output: Callable[[str, int], list[bytes]]  # (app, pid): its last lines, from the ring
 
 
 @dataclass(eq=False)
@@ -87,6 +89,7 @@ class App:
         self.policy = RestartPolicy.from_spec(spec)
         self.log = events.logger().bind(app=spec.name)
         self.reloading = False
+        self._hinted = False  # the EADDRINUSE hint is given once per app
         self._tasks: set[asyncio.Task[None]] = set()
 
     def update_spec(self, spec: AppSpec) -> None:
@@ -146,6 +149,7 @@ class App:
             reaper=self.ctx.reaper,
             loop=self.ctx.loop,
             on_exit=self._on_exit,
+            on_message=self._on_message,
             pending=pending,
         )
         if announce:
@@ -193,10 +197,17 @@ class App:
 
     # ----- exits and restarts --------------------------------------------------------
 
+    def _on_message(self, worker: Worker, message: object) -> None:
+        """A message a node worker sent with `process.send` (pm2's `'ready'`)."""
+        if message == "ready":
+            worker.mark_notified()
+
     def _on_exit(self, worker: Worker, status: ExitStatus) -> None:
         """Called by the reaper: drain the pipes first, so no line is logged after the exit."""
         worker.logs.drain()
         worker.logs.close()
+        if worker.channel is not None:
+            worker.channel.close()
         uptime_s = self.ctx.loop.time() - worker.started_at
         requested = worker.stopping or self.ctx.shutting_down()
         level = "info" if requested or status.clean else "warning"
@@ -214,6 +225,8 @@ class App:
         )
         worker.exited.set_result(status)
         worker.mark_ready(False)
+        if not requested and not status.clean:
+            self._hint_port_in_use(worker)
         if self.spec.treekill and not requested:
             self._own(_reap_leftovers(worker.pid, self.spec.kill_timeout_ms / 1000))
         slot = self.slots.get(worker.slot)
@@ -225,6 +238,26 @@ class App:
         )
         self._apply_restart_decision(
             slot, worker, decide_restart(self.policy, slot.restart_state, exit_)
+        )
+
+    def _hint_port_in_use(self, worker: Worker) -> None:
+        """A cluster worker that died on EADDRINUSE: say once what to do instead."""
+        if self._hinted or self.spec.exec_mode != "cluster" or self.listeners is None:
+            return
+        output = b"".join(self.ctx.recent_output(self.spec.name, worker.pid))
+        if not any(marker in output for marker in PORT_IN_USE_MARKERS):
+            return
+        self._hinted = True
+        ports = sorted({a.port for a in self.listeners.addresses if a.kind != "unix"})
+        cause = "bound the port itself" if self.spec.preload else "bound the port (preload off)"
+        self._event(
+            "hint",
+            worker,
+            level="warning",
+            ports=ports,
+            message=f"{self.spec.name} {cause} and found it taken by the runtime's pre-bound "
+            "socket: serve on the inherited listener (LISTEN_FDS, fd 3) instead; recipes per "
+            "language in docs/servers.md",
         )
 
     def _apply_restart_decision(
@@ -396,12 +429,16 @@ class App:
     # ----- stop ----------------------------------------------------------------------
 
     async def stop_worker(self, worker: Worker) -> ExitStatus:
+        """The graceful stop: `kill_signal` (or pm2's `'shutdown'` message), then SIGKILL."""
         worker.stopping = True
+        channel = worker.channel if self.spec.shutdown_with_message else None
         return await stop_process(
             worker.pid,
             worker.exited,
             kill_timeout_s=self.spec.kill_timeout_ms / 1000,
             treekill=self.spec.treekill,
+            sig=self.spec.kill_signal,
+            ask=None if channel is None else lambda: channel.send("shutdown"),
         )
 
     async def stop(self) -> None:
@@ -441,13 +478,25 @@ class App:
     # ----- reload (runtime.supervise.rolling does the work, through the methods below) ----
 
     async def reload(self, slots: Sequence[int] | None = None) -> bool:
-        """Rolling reload, one slot at a time; the first failure stops the rollout."""
+        """Rolling reload, one slot at a time; the first failure stops the rollout.
+
+        An app with no pre-bound socket cannot run two workers side by side (the new one
+        would find its port taken), so its reload is pm2's: each instance is stopped, then
+        started.
+        """
         if self.reloading:
             self.app_event("reload_skipped", level="warning", reason="a reload is already running")
             return False
-        return await self._guarded(
-            rolling_reload(self, sorted(self.slots) if slots is None else slots)
-        )
+        chosen = sorted(self.slots) if slots is None else slots
+        if self.listeners is None:
+            await self._guarded(self._restart_for_reload(chosen))
+            return True
+        return await self._guarded(rolling_reload(self, chosen))
+
+    async def _restart_for_reload(self, slots: Sequence[int]) -> bool:
+        await self.restart_slots(slots)
+        self.app_event("reload_done", slots=list(slots), mode="restart")
+        return True
 
     async def _guarded(self, rollout: Coroutine[Any, Any, bool]) -> bool:
         """Run a rollout as the app's only one (`reloading` while it runs)."""

@@ -132,6 +132,7 @@ class Supervisor:
             shutting_down=lambda: self.stopping or self.draining,
             changed=self._check_auto_exit,
             next_id=self._next_id,
+            recent_output=self.log_ring.recent,
         )
 
     async def _start_notify(self, early: Early) -> None:
@@ -358,7 +359,8 @@ class Supervisor:
         removed = [name for name in self.apps if name not in new_specs]
         added = [spec for name, spec in new_specs.items() if name not in self.apps]
         try:
-            listeners = bind_apps(eco.file, tuple(added))
+            running = {name: app.listeners for name, app in self.apps.items()}
+            listeners = bind_apps(eco.file, tuple(added), running)
         except ConfigError as exc:
             self.log.error("config_reload_failed", error=str(exc))
             return

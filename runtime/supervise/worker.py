@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from runtime.config.spec import AppSpec
 from runtime.logs.sink import LogSink, WorkerLogs
+from runtime.proc.ipc import Channel
 from runtime.proc.reaper import ExitStatus, Reaper
 from runtime.proc.spawn import Forked
 
@@ -28,10 +29,11 @@ class Worker:
     )
     notified: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
-    )  # READY=1 arrived on NOTIFY_SOCKET
+    )  # READY=1 on NOTIFY_SOCKET, or process.send('ready')
     stopping: bool = False
     status_text: str | None = None
     restart_pending: bool = False
+    channel: Channel | None = None  # node's IPC channel (process.send)
 
     def __str__(self) -> str:
         return f"{self.app}#{self.slot} pid {self.pid}"
@@ -57,9 +59,11 @@ def adopt_worker(
     reaper: Reaper,
     loop: asyncio.AbstractEventLoop,
     on_exit: Callable[[Worker, ExitStatus], None],
+    on_message: Callable[[Worker, object], None],
     pending: tuple[bytes, bytes] = (b"", b""),
 ) -> Worker:
-    """Wire a forked worker's pipes to the log sink and its exit to the reaper."""
+    """Wire a forked worker's pipes to the log sink, its IPC channel to `on_message`, and
+    its exit to the reaper."""
     logs = WorkerLogs(
         sink,
         app=spec.name,
@@ -78,5 +82,8 @@ def adopt_worker(
         logs=logs,
         exited=loop.create_future(),
     )
+    if forked.channel is not None:
+        worker.channel = Channel(forked.channel, lambda message: on_message(worker, message))
+        worker.channel.start(loop)
     reaper.watch(forked.pid, lambda status: on_exit(worker, status))
     return worker

@@ -603,3 +603,57 @@ def test_expansion_scan_matches_the_regular_expression(text: str) -> None:
     seen_re: set[str] = set()
     assert expand_vars(text, environ, seen_scan) == _expand_with_re(text, environ, seen_re)
     assert seen_scan == seen_re
+
+
+def test_yaml_duplicate_key_is_an_error(tmp_path: Path) -> None:
+    """A key given twice in one YAML mapping is refused with its line (PyYAML keeps the last)."""
+    path = write(tmp_path, "e.yml", "apps:\n  - name: web\n    script: a.py\n    name: api\n")
+    with pytest.raises(ConfigError) as info:
+        load_ecosystem(path, environ=ENV)
+    assert str(info.value) == f"{path}: line 4: invalid YAML: duplicate key 'name'"
+
+
+def test_yaml_merge_keys_may_repeat_a_key(tmp_path: Path) -> None:
+    """`<<: *base` followed by an override is YAML's merge, not a duplicate."""
+    (tmp_path / "a.py").write_text("print(1)\n")
+    text = "base: &base {script: a.py, max_restarts: 3}\napps:\n  - <<: *base\n    max_restarts: 5\n"
+    eco = load_ecosystem(write(tmp_path, "e.yml", text), environ=ENV)
+    assert eco.apps[0].max_restarts == 5
+
+
+def test_yaml_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    """Nine nested aliases of seven (40 million values) are refused before anything is built."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 7)}]" for i in range(1, 10)]
+    path = write(tmp_path, "e.yml", "\n".join([*lines, "apps: *a9", ""]))
+    with pytest.raises(ConfigError) as info:
+        load_ecosystem(path, environ=ENV)
+    assert str(info.value) == f"{path}: expected at most 100000 values, got more"
+
+
+def test_yaml_recursive_alias_is_refused(tmp_path: Path) -> None:
+    """A mapping that contains itself is refused with one line, not a RecursionError."""
+    path = write(tmp_path, "e.yml", "apps: &a [*a]\n")
+    with pytest.raises(ConfigError) as info:
+        load_ecosystem(path, environ=ENV)
+    assert "invalid YAML" in str(info.value)
+
+
+def test_an_oversized_ecosystem_file_is_refused(tmp_path: Path) -> None:
+    """Files over 4 MiB are refused with one line instead of being read whole."""
+    path = write(tmp_path, "e.json", '{"apps": []}' + " " * (4 << 20))
+    with pytest.raises(ConfigError) as info:
+        load_ecosystem(path, environ=ENV)
+    assert str(info.value) == f"{path}: expected a file of at most 4194304 bytes, got more"
+
+
+def test_env_file_from_dev_zero_is_bounded(tmp_path: Path) -> None:
+    """`env_file: /dev/zero` stops at 1 MiB with one line, never reads until MemoryError."""
+    (tmp_path / "a.py").write_text("print(1)\n")
+    path = write(tmp_path, "e.yml", "apps:\n  - script: a.py\n    env_file: /dev/zero\n")
+    with pytest.raises(ConfigError) as info:
+        load_ecosystem(path, environ=ENV)
+    assert str(info.value) == (
+        f"{path}: apps[0] (a).env_file: cannot read '/dev/zero': "
+        "expected a file of at most 1048576 bytes, got more"
+    )

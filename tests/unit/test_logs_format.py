@@ -43,7 +43,7 @@ def test_timestamp_is_utc_milliseconds_with_z() -> None:
 
 
 def test_json_line_has_the_design_shape() -> None:
-    """A stdout line becomes DESIGN's record, keys in its order."""
+    """A stdout line becomes the documented record, keys in its order."""
     out = JsonFormatter().lines(SRC, STDOUT, TS, b"listening\n", 100)
     assert out == (
         b'{"timestamp":"2026-11-28T22:47:29.123Z","level":"info","app":"web","instance":0,'

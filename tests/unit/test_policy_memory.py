@@ -51,7 +51,7 @@ def test_next_check_is_sooner_near_a_limit(samples: list[tuple[int, int]], expec
 
 
 def test_check_intervals_keep_the_promises() -> None:
-    """At least once a second (DESIGN), and the near interval is the shorter one."""
+    """At least once a second (README.md), and the near interval is the shorter one."""
     assert FAR_CHECK_S <= 1.0
     assert 0 < NEAR_CHECK_S < FAR_CHECK_S
     assert 0 < NEAR_RATIO < 1

@@ -129,7 +129,7 @@ def test_parse_instances_counts_like_pm2(value: object, cpus: int, expected: int
 
 @pytest.mark.parametrize("value", ["lots", 1.5, True, None, [], "", "5000"])
 def test_parse_instances_rejects_nonsense(value: object) -> None:
-    """Non-integers (and absurd counts) are refused with DESIGN's message."""
+    """Non-integers (and absurd counts) are refused with the documented one-line message."""
     with pytest.raises(BadValue, match=r"expected (an integer, 'max' or -1|at most)"):
         parse_instances(value, 4)
 
@@ -285,7 +285,7 @@ def test_normalize_collects_env_sections() -> None:
 
 
 def test_defaults_match_design() -> None:
-    """An app with only a script gets DESIGN's and pm2's defaults."""
+    """An app with only a script gets the key table's (pm2's) defaults."""
     spec = build({})
     assert (spec.name, spec.instances, spec.exec_mode) == ("app", 1, "fork")
     assert (spec.kill_timeout_ms, spec.min_uptime_ms, spec.max_restarts) == (5000, 1000, 16)

@@ -63,7 +63,8 @@ from __future__ import annotations
 import os
 import sys
 
-TYPE_CHECKING = False  # typing stays unimported: this module runs in every worker's start-up
+TYPE_CHECKING = False  # not `typing`: this runs inside the user's worker, whose modules we leave alone
+
 if TYPE_CHECKING:
     import socket
     from types import ModuleType
