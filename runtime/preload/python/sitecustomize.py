@@ -63,7 +63,7 @@ from __future__ import annotations
 import os
 import sys
 
-TYPE_CHECKING = False  # not `typing`: this runs inside the user's worker, whose modules we leave alone
+TYPE_CHECKING = False  # not typing's: this runs in the user's worker, whose modules we leave be
 
 if TYPE_CHECKING:
     import socket
