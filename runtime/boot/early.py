@@ -22,7 +22,7 @@ from runtime.control.bind import bind_control
 from runtime.errors import RuntimeUserError
 from runtime.logs.formats import Source
 from runtime.proc.libc import set_child_subreaper
-from runtime.proc.notify import bind_notify, notify_socket_path
+from runtime.proc.notify import allow_other_users, bind_notify, notify_socket_path
 from runtime.proc.sockets import AppListeners, bind_apps
 from runtime.proc.spawn import Forked, fork_worker, worker_env
 
@@ -102,6 +102,8 @@ def start_early(eco: Ecosystem, control_path: str | None) -> Early:
         early.listeners = bind_apps(eco.file, eco.apps)
         try:
             early.notify_sock = bind_notify(path)
+            if any(spec.run_as is not None for spec in eco.apps):
+                allow_other_users(path)
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise RuntimeUserError(f"notify socket {path}: {reason} (set --control PATH)") from None
@@ -110,7 +112,7 @@ def start_early(eco: Ecosystem, control_path: str | None) -> Early:
         raise
     set_child_subreaper()
     base = dict(os.environ)
-    for spec in eco.apps:
+    for spec in (s for s in eco.apps if s.autostart):
         bound = early.listeners[spec.name]
         early.workers[spec.name] = [
             fork_worker(spec, slot, worker_env(base, path, bound, slot))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shlex
 import signal
 import sys
@@ -14,7 +16,7 @@ from runtime.config.secrets import mask_env
 from runtime.config.spec import AppSpec
 from runtime.errors import EXIT_OK
 
-USAGE = "usage: runtime check FILE [--env NAME] [--only A,B]"
+USAGE = "usage: runtime check FILE [--env NAME] [--only A,B] [--json]"
 
 
 def cmd_check(argv: Sequence[str]) -> int:
@@ -23,13 +25,37 @@ def cmd_check(argv: Sequence[str]) -> int:
     parser.add_argument("file")
     parser.add_argument("--env", dest="env_name")
     parser.add_argument("--only")
+    parser.add_argument("--json", action="store_true", help="the resolved apps as JSON")
     ns = parser.parse_args(argv)
     only = [name for name in ns.only.split(",") if name] if ns.only else None
     eco = load_ecosystem(ns.file, env_name=ns.env_name, only=only)
     for warning in eco.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(format_check(eco))
+    if ns.json:
+        apps = [spec_json(spec) for spec in eco.apps]
+        print(
+            json.dumps({"file": eco.file, "apps": apps, "warnings": list(eco.warnings)}, indent=2)
+        )
+    else:
+        print(format_check(eco))
     return EXIT_OK
+
+
+def spec_json(spec: AppSpec) -> dict[str, object]:
+    """One resolved app as plain JSON values, secrets masked (`check --json`, `show --json`)."""
+    out: dict[str, object] = {}
+    for field in dataclasses.fields(spec):
+        value = getattr(spec, field.name)
+        if field.name == "env":
+            value = mask_env(value)
+        elif field.name == "kill_signal":
+            value = signal.Signals(value).name
+        elif isinstance(value, frozenset):
+            value = sorted(value)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = dataclasses.asdict(value)
+        out[field.name] = list(value) if isinstance(value, tuple) else value
+    return out
 
 
 def _show(value: object, unit: str = "") -> str:

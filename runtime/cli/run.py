@@ -21,7 +21,9 @@ from runtime.config.spec import SocketSharing
 from runtime.errors import UsageError
 
 MAX_SHUTDOWN_DELAY_S = 3600.0
-ECOSYSTEM_SUFFIXES = (".yml", ".yaml", ".json", ".toml", ".config.js", ".config.cjs", ".cjs")
+ECOSYSTEM_SUFFIXES = (
+    ".yml", ".yaml", ".json", ".toml", ".config.js", ".config.cjs", ".cjs", ".config.mjs"
+)  # fmt: skip
 LOG_FORMATS = ("json", "pretty", "pm2", "raw")
 WEB_TOKEN_VAR = "RUNTIME_WEB_TOKEN"
 LOOP_VAR = "RUNTIME_LOOP"

@@ -10,7 +10,6 @@ import sys
 
 from runtime.config.spec import RawApp
 from runtime.config.values import parse_text, parse_words
-from runtime.errors import ConfigError
 
 INTERPRETERS = {
     ".py": "python",
@@ -24,6 +23,7 @@ INTERPRETERS = {
     ".coffee": "coffee",
 }
 Command = tuple[str, str | None, tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+HEAD_BYTES = 1024  # read to tell a text script from a binary, and find its #! line
 # Programs that are node, or start node with the user's NODE_OPTIONS and inherited fds.
 NODE_PROGRAMS = frozenset(
     ("node", "nodejs", "npm", "npx", "yarn", "pnpm", "next", "nuxt", "nuxi", "ts-node", "tsx")
@@ -50,9 +50,12 @@ def _find_interpreter(app: RawApp, name: str, path: str, script: str, cwd: str) 
     return found
 
 
-def _no_interpreter_args(app: RawApp, iargs: tuple[str, ...], why: str) -> None:
+def _unused_interpreter_args(
+    app: RawApp, iargs: tuple[str, ...], why: str, warnings: list[str]
+) -> None:
+    """pm2 ignores `node_args` where no interpreter takes them; so do we, and say so."""
     if iargs:
-        raise app.error("interpreter_args", f"conflicts with {why} (no interpreter to pass them)")
+        warnings.append(f"{app.where}: interpreter_args: has no effect with {why} (as in pm2)")
 
 
 _SHELL_KEYWORDS = frozenset(("exec", "cd", "export", "set", "if", "for", "while", "case", "{"))
@@ -98,37 +101,69 @@ def shell_argv(command: str) -> tuple[str, ...]:
     return ("/bin/sh", "-c", f"exec {command.strip()}")
 
 
-def _missing_script(app: RawApp, script: str, cwd: str) -> ConfigError:
-    return app.error("script", f"expected a file under {cwd} or a command on PATH, got {script!r}")
-
-
-def resolve_command(app: RawApp, script: str, cwd: str, path: str) -> Command:
-    """(script path, interpreter, argv, interpreter args, args) for one app."""
+def resolve_command(app: RawApp, script: str, cwd: str, path: str, warnings: list[str]) -> Command:
+    """(script path, interpreter, argv, interpreter args, args) for one app, as pm2 infers
+    them (docs/configuration.md, "Interpreter inference")."""
     explicit = app.get("interpreter", parse_text, None)
+    none = explicit is not None and explicit.strip().lower() == "none"
     iargs = app.get("interpreter_args", parse_words, ())
     args = app.get("args", parse_words, ())
     candidate = os.path.normpath(os.path.join(cwd, os.path.expanduser(script)))
+    if os.path.isdir(candidate) and not none:  # node runs the package: main, or index.js
+        interp = _find_interpreter(app, (explicit or "node").strip(), path, script, cwd)
+        return candidate, interp, (interp, *iargs, candidate, *args), iargs, args
     target = candidate if os.path.isfile(candidate) else _which(script, path)
-    if explicit is not None and explicit.strip().lower() != "none":
-        if target is None:
-            raise _missing_script(app, script, cwd)
-        interp = _find_interpreter(app, explicit.strip(), path, script, cwd)
-        return target, interp, (interp, *iargs, target, *args), iargs, args
-    if target is None and explicit is None and any(c.isspace() for c in script.strip()):
-        _no_interpreter_args(app, iargs, "a shell command line")
+    if target is None and (explicit is None or none) and any(c.isspace() for c in script.strip()):
+        _unused_interpreter_args(app, iargs, "a shell command line", warnings)
         command = f"{script} {shlex.join(args)}" if args else script
         return script, None, shell_argv(command), (), args
     if target is None:
-        raise _missing_script(app, script, cwd)
-    name = INTERPRETERS.get(os.path.splitext(target)[1].lower()) if explicit is None else None
-    if name is not None and target == candidate:
-        interp = _find_interpreter(app, name, path, script, cwd)
-        return target, interp, (interp, *iargs, target, *args), iargs, args
-    _no_interpreter_args(app, iargs, "interpreter 'none'" if explicit else "a script run as itself")
-    if not os.access(target, os.X_OK):
+        raise app.error(
+            "script", f"expected a file under {cwd} or a command on PATH, got {script!r}"
+        )
+    name = _interpreter_name(app, target, explicit, none, target == candidate)
+    if name is None:
+        _unused_interpreter_args(app, iargs, "a script run as itself", warnings)
+        return target, None, (target, *args), (), args
+    interp = _find_interpreter(app, name, path, script, cwd)
+    return target, interp, (interp, *iargs, target, *args), iargs, args
+
+
+def _interpreter_name(
+    app: RawApp, target: str, explicit: str | None, none: bool, in_cwd: bool
+) -> str | None:
+    """What runs `target`: the `interpreter` key, its extension, itself (executable, or
+    `interpreter: none`), its `#!` line, or node (pm2 runs any other text file with node)."""
+    if explicit is not None and not none:
+        return explicit.strip()
+    by_extension = INTERPRETERS.get(os.path.splitext(target)[1].lower())
+    if by_extension is not None and in_cwd and not none:
+        return by_extension
+    if none or os.access(target, os.X_OK) or not in_cwd:
+        return None
+    head = _head(target)
+    if b"\0" in head:
         message = f"{target} is not executable and its extension names no interpreter"
         raise app.error("script", message + " (set interpreter)")
-    return target, None, (target, *args), (), args
+    return _shebang(head) or "node"
+
+
+def _head(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(HEAD_BYTES)
+    except OSError:
+        return b""
+
+
+def _shebang(head: bytes) -> str | None:
+    """The program a `#!` line names (`#!/usr/bin/env node` -> `node`), if there is one."""
+    if not head.startswith(b"#!"):
+        return None
+    words = head[2:].split(b"\n", 1)[0].decode(errors="replace").split()
+    if words and os.path.basename(words[0]) == "env" and len(words) > 1:
+        return words[1]
+    return words[0] if words else None
 
 
 def runs_node(argv: tuple[str, ...]) -> bool:

@@ -5,8 +5,12 @@ Each reader returns what the file says (mappings, lists, scalars) or raises a on
 bounded: the file's size, and for YAML the number of values its aliases expand to.
 
 - YAML: `runtime.config.yamlfile` (PyYAML's C loader, imported only for YAML files).
-- JSON: the standard library, strictly.
-- JS: `node` requires the file and prints it as JSON.
+- JSON: the standard library; a file it refuses is read again with `json5`, as pm2
+  evaluates `.json` files as JavaScript (comments, trailing commas, single quotes pass).
+- JS (`.js`, `.cjs`, `.mjs`): `node` loads the file (`require`, or `import()` for ES
+  modules, with `export default` or `export const apps`) and prints it as JSON, with the
+  variables the file set in `process.env` (`require('dotenv').config()`), which pm2 hands
+  to every app.
 """
 
 from __future__ import annotations
@@ -29,15 +33,32 @@ _KINDS = (
     ((".yml", ".yaml"), "yaml"),
     ((".json",), "json"),
     ((".toml",), "toml"),
-    ((".js", ".cjs"), "js"),
+    ((".js", ".cjs", ".mjs"), "js"),
 )
 _PROCESS_TYPE = re.compile(r"[A-Za-z0-9_-]+")
 _NODE_ERROR = re.compile(r"[A-Za-z]*Error\b")
-_NODE_PROGRAM = (
-    "const m = require(process.argv[1]);"
-    "const c = (m && m.__esModule && m.default) ? m.default : m;"
-    "process.stdout.write(JSON.stringify(c === undefined ? null : c));"
-)
+# Loads the file, then prints {"config": what it exports, "env": what it set in process.env}.
+_NODE_PROGRAM = """
+const file = process.argv[1];
+const before = { ...process.env };
+async function load() {
+  if (!file.endsWith('.mjs')) {
+    try {
+      const m = require(file);
+      return m && m.__esModule && m.default ? m.default : m;
+    } catch (e) {
+      if (e.code !== 'ERR_REQUIRE_ESM') throw e;
+    }
+  }
+  const m = await import(require('url').pathToFileURL(file).href);
+  return m.default !== undefined ? m.default : { ...m };
+}
+load().then((config) => {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) if (before[k] !== v) env[k] = v;
+  process.stdout.write(JSON.stringify({ config: config === undefined ? null : config, env }));
+}, (e) => { console.error((e && e.stack) || String(e)); process.exit(1); });
+"""
 
 
 def file_kind(path: str) -> str:
@@ -49,7 +70,9 @@ def file_kind(path: str) -> str:
     for suffixes, kind in _KINDS:
         if lower.endswith(suffixes):
             return kind
-    raise ConfigError(path, "expected a .yml, .yaml, .json, .toml, .js, .cjs file or a Procfile")
+    raise ConfigError(
+        path, "expected a .yml, .yaml, .json, .toml, .js, .cjs, .mjs file or a Procfile"
+    )
 
 
 class TooLarge(ValueError):
@@ -86,14 +109,25 @@ def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
 
 
-def parse_json(text: str, label: str) -> object:
-    """Strict JSON (no NaN or Infinity either)."""
+def parse_json(text: str, label: str, *, lenient: bool = True) -> object:
+    """JSON; with `lenient`, what strict JSON refuses is read as JSON5 (as pm2 reads `.json`).
+
+    When JSON5 refuses it too, the error is strict JSON's, which names the line.
+    """
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        raise ConfigError(label, f"line {exc.lineno}: invalid JSON: {exc.msg}") from None
+        strict = ConfigError(label, f"line {exc.lineno}: invalid JSON: {exc.msg}")
     except (ValueError, RecursionError) as exc:
-        raise ConfigError(label, f"invalid JSON: {exc}") from None
+        strict = ConfigError(label, f"invalid JSON: {exc}")
+    if not lenient:
+        raise strict
+    import json5  # only for files strict JSON refuses
+
+    try:
+        return json5.loads(text)
+    except (ValueError, RecursionError):
+        raise strict from None
 
 
 def parse_toml(text: str, label: str) -> object:
@@ -110,8 +144,9 @@ def _node_error(stderr: str) -> str:
     return (errors or lines or ["no output"])[0]
 
 
-def parse_js(path: str, label: str, environ: Mapping[str, str]) -> object:
-    """What `require(path)` exports, printed as JSON by `node` (bounded by NODE_TIMEOUT_S)."""
+def parse_js(path: str, label: str, environ: Mapping[str, str]) -> tuple[object, dict[str, str]]:
+    """What the file exports, and the variables it set in `process.env` (bounded by
+    NODE_TIMEOUT_S)."""
     node = shutil.which("node", path=environ.get("PATH", os.defpath))
     if node is None:
         name = os.path.basename(path)
@@ -132,7 +167,11 @@ def parse_js(path: str, label: str, environ: Mapping[str, str]) -> object:
         raise ConfigError(label, f"cannot run node: {exc.strerror or exc}") from None
     if done.returncode != 0:
         raise ConfigError(label, f"node could not load it: {_node_error(done.stderr)}")
-    return parse_json(done.stdout, label)
+    out = parse_json(done.stdout, label, lenient=False)
+    if not isinstance(out, dict) or not isinstance(out.get("env"), dict):
+        raise ConfigError(label, "node printed something other than the ecosystem")
+    env = {str(k): str(v) for k, v in out["env"].items()}
+    return out.get("config"), env
 
 
 def parse_procfile(text: str, label: str, environ: Mapping[str, str]) -> list[object]:

@@ -12,6 +12,7 @@ here, as `default` or in words as `default_doc`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -144,6 +145,19 @@ KEYS: tuple[Key, ...] = (
         parse=v.parse_duration_ms, field="watch_delay_ms", unit="ms"),
     Key("cron_restart", "string", "cron expression for periodic restarts; `0` disables (as pm2)",
         parse=v.parse_cron, aliases=("cron",)),
+    Key("autostart", "bool", "false: the app is registered as stopped and starts with "
+        "`runtime start NAME`", default=True, parse=v.parse_bool),
+    Key("filter_env", "bool, string or list", "leave the master's variables whose names contain "
+        "one of these out of the app's environment; `true` leaves them all out (pm2's "
+        "documented meaning)", default=(), parse=v.parse_filter_env,
+        default_doc="`[]`"),
+    Key("append_env_to_name", "bool", "with `--env NAME`, the app is called `app-NAME`",
+        default=False, parse=v.parse_bool, field=None),
+    Key("uid", "user name or id", "run the app as this user (its primary group and HOME "
+        "unless `gid` is given); the runtime must run as root", parse=v.parse_user,
+        aliases=("user",), field=None),
+    Key("gid", "group name or id", "run the app with this group; the runtime must run as root",
+        parse=v.parse_user, field=None),
 )  # fmt: skip
 
 # pm2 keys that mean nothing in a foreground container runtime, each with why.
@@ -165,12 +179,11 @@ NO_EFFECT: dict[str, str] = {
     "disable_source_map_support": "node options are the app's own (use node_args)",
     "watch_options": "watching uses inotify with its own rules (ignore_watch, watch_delay)",
     "kill_retry_time": "the stop escalates once, after kill_timeout",
-    "autostart": "every app starts (not built yet)",
-    "filter_env": "not built yet",
-    "append_env_to_name": "not built yet",
-    "uid": "not built yet",
-    "user": "not built yet",
-    "gid": "not built yet",
+    **dict.fromkeys(
+        ("v8", "event_loop_inspector", "deep_monitoring", "io", "install_url", "post_update",
+         "username", "write", "instance_id", "increment_instances"),
+        "pm2.io monitoring and pm2's own deploy and state keys",
+    ),
 }  # fmt: skip
 
 BY_NAME: dict[str, Key] = {key.name: key for key in KEYS}
@@ -200,10 +213,19 @@ def default(name: str) -> Any:
     return BY_NAME[name].default
 
 
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def snake(spelled: str) -> str:
+    """`outFile` -> `out_file` (pm2 reads every key in either spelling)."""
+    return _CAMEL_HUMP.sub(r"_\1", spelled).lower()
+
+
 def unknown_key_warning(where: str, spelled: str) -> str:
     """The warning for a key that is not in the table: no effect here, or a suggestion."""
-    if spelled in NO_EFFECT:
-        return f"{where}: pm2 key {spelled!r} has no effect here ({NO_EFFECT[spelled]})"
+    reason = NO_EFFECT.get(spelled) or NO_EFFECT.get(snake(spelled))
+    if reason is not None:
+        return f"{where}: pm2 key {spelled!r} has no effect here ({reason})"
     import difflib  # only when there is an unknown key to suggest a name for
 
     close = difflib.get_close_matches(spelled, list(CANONICAL), n=1)

@@ -9,7 +9,9 @@ in those edges; what a value means is decided by the pure `spec` and `values`.
 from __future__ import annotations
 
 import dataclasses
+import grp
 import os
+import pwd
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -27,8 +29,8 @@ from runtime.config.files import (
     read_text,
 )
 from runtime.config.keys import DEFAULT_PORT, SIGINT, SIGTERM
-from runtime.config.spec import AppSpec, RawApp, Resolved, build_app_spec, normalize_app
-from runtime.config.values import BadValue, parse_signal, parse_text, wants_cpu_count
+from runtime.config.spec import AppSpec, RawApp, Resolved, RunAs, build_app_spec, normalize_app
+from runtime.config.values import BadValue, parse_signal, parse_text, parse_user, wants_cpu_count
 from runtime.errors import ConfigError
 
 COMMAND_LINE = "<command line>"
@@ -46,16 +48,19 @@ class Ecosystem:
     warnings: tuple[str, ...]
 
 
-def read_document(kind: str, path: str, environ: Mapping[str, str]) -> object:
-    """The data of a YAML, JSON, TOML or JS file (each parser imported only when used)."""
+def read_document(
+    kind: str, path: str, environ: Mapping[str, str]
+) -> tuple[object, dict[str, str]]:
+    """The data of a YAML, JSON, TOML or JS file (each parser imported only when used), and
+    for a JS file what it set in `process.env` (pm2 hands that to every app)."""
     if kind == "js":
         return parse_js(path, path, environ)
     text = read_text(path, path)
     if kind == "yaml":
         from runtime.config.yamlfile import parse_yaml
 
-        return parse_yaml(text, path)
-    return parse_toml(text, path) if kind == "toml" else parse_json(text, path)
+        return parse_yaml(text, path), {}
+    return (parse_toml(text, path) if kind == "toml" else parse_json(text, path)), {}
 
 
 def _app_list(doc: object, label: str, warnings: list[str]) -> list[object]:
@@ -92,30 +97,41 @@ def _resolve_cwd(app: RawApp, base_dir: str) -> str:
     return cwd
 
 
-def _read_env_file(app: RawApp, base_dir: str) -> tuple[str | None, dict[str, str]]:
+def _read_env_file(
+    app: RawApp, base_dir: str, warnings: list[str]
+) -> tuple[str | None, dict[str, str]]:
+    """`env_file`, which must parse; or, like honcho and foreman, a `.env` next to the
+    ecosystem file, which pm2 never reads: a broken one is a warning, never an error."""
     given = app.get("env_file", parse_text, None)
-    if given is None:  # like honcho and foreman: a .env next to the ecosystem file
+    implicit = given is None
+    if given is None:
         given = DEFAULT_ENV_FILE
         if not os.path.isfile(os.path.join(base_dir, given)):
             return None, {}
     path = os.path.normpath(os.path.join(base_dir, os.path.expanduser(given)))
     try:
-        text = read_bounded(path, MAX_ENV_FILE_BYTES)
-    except (OSError, ValueError) as exc:
+        return path, parse_dotenv(read_bounded(path, MAX_ENV_FILE_BYTES))
+    except (OSError, ValueError) as exc:  # BadValue, UnicodeDecodeError and TooLarge too
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise app.error("env_file", f"cannot read {given!r}: {reason}") from None
-    try:
-        return path, parse_dotenv(text)
-    except BadValue as exc:
-        raise app.error("env_file", f"{given!r}: {exc}") from None
+        if implicit:
+            warnings.append(f"{app.where}: {path} is not read ({reason})")
+            return None, {}
+        prefix = "cannot read " if not isinstance(exc, BadValue) else ""
+        raise app.error("env_file", f"{prefix}{given!r}: {reason}") from None
 
 
 def resolve_app(
-    app: RawApp, *, base_dir: str, environ: Mapping[str, str], cpus: int, shell: bool = False
+    app: RawApp,
+    *,
+    base_dir: str,
+    environ: Mapping[str, str],
+    cpus: int,
+    warnings: list[str],
+    shell: bool = False,
 ) -> Resolved:
     """Everything about one app that needs the file system, PATH or the machine."""
     cwd = _resolve_cwd(app, base_dir)
-    env_file, env_file_env = _read_env_file(app, base_dir)
+    env_file, env_file_env = _read_env_file(app, base_dir, warnings)
     script = str(app.values["script"])
     argv: tuple[str, ...]
     iargs: tuple[str, ...]
@@ -124,9 +140,10 @@ def resolve_app(
         script_path, interp, argv, iargs, args = script, None, shell_argv(script), (), ()
     else:
         path = environ.get("PATH", os.defpath)
-        script_path, interp, argv, iargs, args = resolve_command(app, script, cwd, path)
+        script_path, interp, argv, iargs, args = resolve_command(app, script, cwd, path, warnings)
     node = runs_node(argv)
     return Resolved(
+        run_as=_run_as(app),
         script=script_path,
         argv=argv,
         cwd=cwd,
@@ -140,6 +157,32 @@ def resolve_app(
         node=node,
         kill_signal=_default_kill_signal(node, environ),
     )
+
+
+def _run_as(app: RawApp) -> RunAs | None:
+    """`uid` (or `user`) and `gid`, looked up; only a master running as root may use them."""
+    user = app.get("uid", parse_user, None)
+    group = app.get("gid", parse_user, None)
+    if user is None and group is None:
+        return None
+    key = "uid" if user is not None else "gid"
+    if os.geteuid() != 0:
+        why = f"the runtime runs as uid {os.geteuid()}; running an app as another user needs root"
+        raise app.error(key, why)
+    try:
+        entry = pwd.getpwnam(user) if user and not user.isdigit() else pwd.getpwuid(int(user or 0))
+        who = RunAs(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+    except KeyError:
+        if user is None or not user.isdigit():
+            raise app.error("uid", f"no such user {user!r}") from None
+        who = RunAs(user, int(user), int(user), "/")  # a bare uid, as containers often have
+    if group is None:
+        return who
+    try:
+        gid = grp.getgrnam(group).gr_gid if not group.isdigit() else int(group)
+    except KeyError:
+        raise app.error("gid", f"no such group {group!r}") from None
+    return dataclasses.replace(who, gid=gid)
 
 
 def _default_kill_signal(node: bool, environ: Mapping[str, str]) -> int:
@@ -189,6 +232,7 @@ def _build(
     warnings: list[str],
     index: Callable[[int], int | None] = lambda i: i,
     shell: bool = False,
+    file_env: Mapping[str, str] | None = None,
 ) -> Ecosystem:
     apps = [normalize_app(raw, file=label, index=index(i)) for i, raw in enumerate(raw_apps)]
     for app in apps:
@@ -200,8 +244,11 @@ def _build(
     if env_name is not None and not any(env_name in app.envs for app in selected):
         warnings.append(f"{label}: --env {env_name}: no app has env_{env_name}; using env alone")
     for app in selected:
-        facts = resolve_app(app, base_dir=base_dir, environ=environ, cpus=cpus, shell=shell)
-        specs.append(build_app_spec(app, facts, env_name=env_name))
+        facts = resolve_app(
+            app, base_dir=base_dir, environ=environ, cpus=cpus, warnings=warnings, shell=shell
+        )
+        facts = dataclasses.replace(facts, file_env=dict(file_env or {}))
+        specs.append(build_app_spec(app, facts, env_name=env_name, warnings=warnings))
     return Ecosystem(label, _one_default_listener(selected, specs, warnings), tuple(warnings))
 
 
@@ -238,10 +285,12 @@ def load_ecosystem(
     environ = os.environ if environ is None else environ
     kind = file_kind(path)
     warnings: list[str] = []
+    file_env: dict[str, str] = {}
     if kind == "procfile":
         raw_apps = parse_procfile(read_text(path, path), path, environ)
     else:
-        doc = read_document(kind, path, environ)
+        doc, file_env = read_document(kind, path, environ)
+        environ = {**environ, **file_env}
         missing: set[str] = set()
         try:
             doc = expand_vars(doc, environ, missing)
@@ -259,6 +308,7 @@ def load_ecosystem(
         environ=environ,
         warnings=warnings,
         shell=kind == "procfile",
+        file_env=file_env,
     )
 
 

@@ -8,6 +8,7 @@ with what each key means declared once in `config.keys`.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -21,6 +22,7 @@ from runtime.config.values import (
     is_bool_text,
     parse_bool,
     parse_env,
+    parse_filter_env,
     parse_instances,
     parse_port,
     parse_signal,
@@ -81,6 +83,10 @@ class AppSpec:
     watch_delay_ms: int
     cron_restart: str | None
     env_file: str | None
+    autostart: bool
+    filter_env: tuple[str, ...]  # master variables whose names contain one of these are left out
+    inherit_env: bool  # False (`filter_env: true`): no master variable at all
+    run_as: RunAs | None
 
 
 def default_name(script: str) -> str:
@@ -134,8 +140,9 @@ def _where(file: str, index: int | None, name: str | None) -> str:
 
 
 def _showable(name: str) -> bool:
-    """A name that can go inside an error line as it is (no spaces, newlines or controls)."""
-    return bool(name) and name.isprintable() and not any(c.isspace() for c in name)
+    """A name that can go inside an error line as it is (spaces, but no tabs, newlines or
+    other controls)."""
+    return bool(name) and name.isprintable()
 
 
 def _canonical(raw: Mapping[object, object], file: str, index: int | None) -> RawApp:
@@ -176,12 +183,22 @@ def normalize_app(raw: object, *, file: str, index: int | None) -> RawApp:
     named = RawApp(file, index, app.name or default_name(script), app.values, app.envs)
     name = named.get("name", parse_text, named.name).strip()
     if "," in name or not _showable(name):
-        message = f"expected a name without commas or spaces, got {name!r}"
+        message = f"expected a name without commas or control characters, got {name!r}"
         shown = name if _showable(name) else None
         raise ConfigError(file, message, index=index, app=shown, key="name")
     where = _where(file, index, name)
     warnings = tuple(unknown_key_warning(where, key) for key in app.warnings)
     return RawApp(file, index, name, app.values, app.envs, warnings)
+
+
+@dataclass(frozen=True, slots=True)
+class RunAs:
+    """Whom to run an app as (`uid`, `user`, `gid`), looked up in the password database."""
+
+    user: str
+    uid: int
+    gid: int
+    home: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,15 +213,18 @@ class Resolved:
     args: tuple[str, ...] = ()
     env_file: str | None = None
     env_file_env: Mapping[str, str] = field(default_factory=dict)
+    file_env: Mapping[str, str] = field(default_factory=dict)  # set by a JS ecosystem file
     cpus: int = 1
+    run_as: RunAs | None = None  # uid/gid/user, resolved (only when the master is root)
     node: bool = False  # the command runs node (config.command.runs_node)
     kill_signal: int = SIGTERM  # this app's default stop signal (SIGINT for node, as pm2)
     default_port: str = str(DEFAULT_PORT)  # the master's $PORT, else pm2's 3000
 
 
 def build_env(app: RawApp, facts: Resolved, env_name: str | None) -> dict[str, str]:
-    """env_file < port < env < env_<name>; Python apps get PYTHONUNBUFFERED=1 unless set."""
-    env = dict(facts.env_file_env)
+    """What the file set in process.env < env_file < port < env < env_<name>; Python apps
+    get PYTHONUNBUFFERED=1 unless set; an app run as another user gets its HOME, as in pm2."""
+    env = {**facts.file_env, **facts.env_file_env}
     port = app.get("port", parse_port, None)
     base = app.get("env", parse_env, dict[str, str]())
     selected: dict[str, str] = {}
@@ -221,6 +241,8 @@ def build_env(app: RawApp, facts: Resolved, env_name: str | None) -> dict[str, s
     env.update(selected)
     if facts.argv and "python" in posixpath.basename(facts.argv[0]):
         env.setdefault("PYTHONUNBUFFERED", "1")
+    if facts.run_as is not None:
+        env.setdefault("HOME", facts.run_as.home)
     return env
 
 
@@ -255,27 +277,42 @@ def _exec_mode(app: RawApp) -> tuple[ExecMode, str]:
     return "fork", "inferred: the default"
 
 
-def _check_conflicts(app: RawApp, spec: AppSpec) -> None:
+def _check_conflicts(app: RawApp, spec: AppSpec, warnings: list[str]) -> None:
     if spec.restart_delay_ms and spec.exp_backoff_restart_delay_ms:
-        raise app.error("exp_backoff_restart_delay", "conflicts with restart_delay (set one)")
+        warnings.append(
+            f"{app.where}: restart_delay: has no effect beside exp_backoff_restart_delay, "
+            "which is used (as in pm2)"
+        )
     if spec.increment_var is not None and spec.increment_var == spec.instance_var:
         raise app.error("increment_var", f"conflicts with instance_var {spec.instance_var!r}")
     if app.values.get("socket_sharing") is not None and not spec.listen:
         raise app.error("socket_sharing", "has no effect without listen (set listen or drop it)")
 
 
-def build_app_spec(app: RawApp, facts: Resolved, *, env_name: str | None = None) -> AppSpec:
-    """Validate every setting of one app into an `AppSpec`, or raise ConfigError."""
+def build_app_spec(
+    app: RawApp,
+    facts: Resolved,
+    *,
+    env_name: str | None = None,
+    warnings: list[str] | None = None,
+) -> AppSpec:
+    """Validate every setting of one app into an `AppSpec`, or raise ConfigError.
+
+    What pm2 accepts although it is really wrong (`instances: "4,"`, both restart delays)
+    is read as pm2 reads it, with a line added to `warnings`.
+    """
+    warnings = [] if warnings is None else warnings
     env = build_env(app, facts, env_name)
     exec_mode, exec_mode_why = _exec_mode(app)
-    instances = BY_NAME["instances"].default
+    filter_env = app.get("filter_env", parse_filter_env, ())
+    appended = env_name is not None and app.value("append_env_to_name")
     spec = AppSpec(
-        name=app.name,
+        name=f"{app.name}-{env_name}" if appended else app.name,
         script=facts.script,
         argv=facts.argv,
         cwd=facts.cwd,
         env=env,
-        instances=app.get("instances", lambda v: parse_instances(v, facts.cpus), instances),
+        instances=_instances(app, facts.cpus, warnings),
         exec_mode=exec_mode,
         exec_mode_why=exec_mode_why,
         node=facts.node,
@@ -306,6 +343,28 @@ def build_app_spec(app: RawApp, facts: Resolved, *, env_name: str | None = None)
         watch_delay_ms=app.value("watch_delay"),
         cron_restart=app.value("cron_restart"),
         env_file=facts.env_file,
+        autostart=app.value("autostart"),
+        filter_env=filter_env if isinstance(filter_env, tuple) else (),
+        inherit_env=filter_env is not True,
+        run_as=facts.run_as,
     )
-    _check_conflicts(app, spec)
+    _check_conflicts(app, spec, warnings)
     return spec
+
+
+_PARSE_INT_PREFIX = re.compile(r"\s*(-?[0-9]+)[^0-9].*", re.ASCII | re.DOTALL)
+
+
+def _instances(app: RawApp, cpus: int, warnings: list[str]) -> int:
+    """`instances`; text that starts with a number (`"4,"`) is read as pm2's parseInt reads it."""
+    value = app.values.get("instances")
+    if isinstance(value, str) and (prefix := _PARSE_INT_PREFIX.fullmatch(value)):
+        warnings.append(f"{app.where}: instances: {value!r} read as {prefix.group(1)}, as pm2 does")
+        value = prefix.group(1)
+    if value is None:
+        default: int = BY_NAME["instances"].default
+        return default
+    try:
+        return parse_instances(value, cpus)
+    except BadValue as exc:
+        raise app.error("instances", str(exc)) from None

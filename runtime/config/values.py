@@ -237,6 +237,25 @@ def parse_signal(value: object) -> int:
     return int(number)
 
 
+def parse_filter_env(value: object) -> tuple[str, ...] | bool:
+    """pm2's `filter_env`: true (leave out every master variable), or name parts to leave out."""
+    if isinstance(value, bool):
+        return value or ()
+    try:
+        return parse_texts(value)
+    except BadValue:
+        raise BadValue(f"expected true or a list of name parts, got {got(value)}") from None
+
+
+def parse_user(value: object) -> str:
+    """A user or group, by name or number (looked up when the app is resolved)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    if isinstance(value, str) and value.strip() and value.strip().isprintable():
+        return value.strip()
+    raise BadValue(f"expected a user name or id, got {got(value)}")
+
+
 def parse_port(value: object) -> int:
     """A TCP port number, 1..65535."""
     number = _integer_text(value)

@@ -101,6 +101,14 @@ def bind_notify(path: str) -> socket.socket:
     return sock
 
 
+def allow_other_users(path: str) -> None:
+    """Let workers that run as another user (`uid`) reach the socket: the socket 0666, its
+    directory searchable (not listable). Senders stay known by their kernel-given pid."""
+    os.chmod(path, 0o666)
+    directory = os.path.dirname(path)
+    os.chmod(directory, os.stat(directory).st_mode & 0o777 | 0o111)
+
+
 class NotifyServer:
     """Receives sd_notify datagrams and calls `on_message(sender_pid, fields)`."""
 

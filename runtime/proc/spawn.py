@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from runtime.config.spec import AppSpec
+from runtime.config.spec import AppSpec, RunAs
 from runtime.errors import SD_LISTEN_FDS_START
 from runtime.proc.ipc import CHANNEL_ENV, SERIALIZATION_ENV, close_child_end, make_channel
 from runtime.proc.libc import set_parent_death_signal
@@ -56,6 +56,7 @@ class SpawnRequest:
     stderr_fd: int
     pass_fds: Sequence[int] = ()  # placed at 3, 4, ...: the listeners, then the IPC channel
     listen_count: int = 0  # how many of pass_fds are listeners (LISTEN_FDS, LISTEN_PID)
+    run_as: RunAs | None = None  # uid/gid to switch to before exec (the master is root)
 
 
 def _child(req: SpawnRequest, parent_pid: int) -> None:
@@ -83,6 +84,8 @@ def _child(req: SpawnRequest, parent_pid: int) -> None:
         env = dict(req.env)
         if req.listen_count:
             env["LISTEN_PID"] = str(os.getpid())
+        if req.run_as is not None:
+            _become(req.run_as)
         os.chdir(req.cwd)
         os.execvpe(req.argv[0], list(req.argv), env)
     except BaseException as exc:
@@ -90,6 +93,16 @@ def _child(req: SpawnRequest, parent_pid: int) -> None:
             msg = f"runtime: cannot start {req.argv[0]!r}: {exc}\n".encode(errors="replace")
             os.write(2, msg)
     os._exit(EXEC_FAILED_CODE)
+
+
+def _become(who: RunAs) -> None:
+    """Drop to `who` in the child: supplementary groups, then the group, then the user."""
+    try:
+        os.initgroups(who.user, who.gid)
+    except OSError:
+        os.setgroups([who.gid])  # a uid with no password entry
+    os.setgid(who.gid)
+    os.setuid(who.uid)
 
 
 def spawn(req: SpawnRequest) -> int:
@@ -116,7 +129,11 @@ class WorkerEnv:
 
 def worker_environment(spec: AppSpec, slot: int, wenv: WorkerEnv) -> dict[str, str]:
     """The full environment of one worker (README.md, "What each worker gets")."""
-    env = dict(wenv.base)
+    env = {
+        key: value
+        for key, value in wenv.base.items()
+        if spec.inherit_env and not any(part in key for part in spec.filter_env)
+    }
     env.update(spec.env)
     env["RUNTIME_APP"] = spec.name
     env["RUNTIME_INSTANCE"] = str(slot)
@@ -177,6 +194,7 @@ def fork_worker(spec: AppSpec, slot: int, wenv: WorkerEnv) -> Forked:
         stderr_fd=err_w,
         pass_fds=(*wenv.listen_fds, *extra),
         listen_count=len(wenv.listen_fds),
+        run_as=spec.run_as,
     )
     try:
         pid = spawn(req)

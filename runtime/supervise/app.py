@@ -119,10 +119,14 @@ class App:
     # ----- start ---------------------------------------------------------------------
 
     def start(self, early: Early | None = None) -> None:
-        """Start every instance, taking over those forked before the loop existed."""
+        """Start every instance, taking over those forked before the loop existed; with
+        `autostart: false`, register them as stopped (`start NAME` starts them)."""
         adopted = {f.slot: f for f in early.workers.get(self.spec.name, ())} if early else {}
         for index in range(self.spec.instances):
             slot = self._new_slot(index)
+            if not self.spec.autostart:
+                slot.status, slot.ended, slot.manual_stop = AppStatus.STOPPED, True, True
+                continue
             forked = adopted.get(index)
             if forked is None or early is None:
                 self.spawn_into(slot)

@@ -401,11 +401,6 @@ def test_python_apps_are_unbuffered(
             "eco.yml: apps[0] (web).instances: expected an integer, 'max' or -1, got 'lots'",
         ),
         (
-            {"restart_delay": 10, "exp_backoff_restart_delay": 100},
-            "eco.yml: apps[0] (app).exp_backoff_restart_delay: conflicts with restart_delay"
-            " (set one)",
-        ),
-        (
             {"increment_var": "X", "instance_var": "X"},
             "eco.yml: apps[0] (app).increment_var: conflicts with instance_var 'X'",
         ),
