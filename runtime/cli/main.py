@@ -11,8 +11,21 @@ from runtime.errors import EXIT_OK, EXIT_USAGE, RuntimeUserError
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
+def starts_a_runtime(args: Sequence[str]) -> bool:
+    """`start FILE|SCRIPT ...` is pm2-runtime's run command; `start NAME` (an app, an id or
+    `all` of a running runtime) is the control verb."""
+    from runtime.cli.run import is_ecosystem
+
+    target = args[1] if len(args) > 1 else ""
+    return target.startswith("-") or is_ecosystem(target) or os.path.exists(target)
+
+
 def dispatch(args: list[str]) -> int:
-    """`check`, a control verb (`list`, `stop`...), or the run command."""
+    """`check`, `start FILE`, a control verb (`list`, `stop`...), or the run command."""
+    if args[:1] == ["start"] and starts_a_runtime(args):
+        from runtime.cli.run import cmd_run
+
+        return cmd_run(args[1:])
     if args[:1] == ["check"]:
         from runtime.cli.check import cmd_check
 

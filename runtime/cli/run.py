@@ -1,8 +1,10 @@
 """The run command: `python -m runtime FILE|SCRIPT [options]`, the foreground master itself.
 
-The master binds its sockets and forks its workers before it imports its event loop
-(`runtime.boot`): that is the start-up path, and this module keeps asyncio, uvloop,
-structlog and the supervisor off it until the workers are forked.
+Its options are pm2-runtime's (and, in the direct form, one per ecosystem key, from
+`runtime.config.keys`), plus the runtime's own. The master binds its sockets and forks
+its workers before it imports its event loop (`runtime.boot`): that is the start-up path,
+and this module keeps asyncio, uvloop, structlog and the supervisor off it until the
+workers are forked.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from runtime import __version__
 from runtime.argv import Parser
+from runtime.config.keys import BY_NAME, KEYS
 from runtime.config.load import Ecosystem, direct_app, load_ecosystem
 from runtime.config.spec import SocketSharing
 from runtime.errors import UsageError
@@ -24,19 +29,28 @@ MAX_SHUTDOWN_DELAY_S = 3600.0
 ECOSYSTEM_SUFFIXES = (
     ".yml", ".yaml", ".json", ".toml", ".config.js", ".config.cjs", ".cjs", ".config.mjs"
 )  # fmt: skip
-LOG_FORMATS = ("json", "pretty", "pm2", "raw")
+LOG_FORMATS = ("json", "pretty", "pm2", "raw", "logfmt")
 WEB_TOKEN_VAR = "RUNTIME_WEB_TOKEN"
 LOOP_VAR = "RUNTIME_LOOP"
 LOOPS = ("uvloop", "asyncio")
+DEFAULT_WEB_PORT = "9615"  # pm2-runtime's --web default
+# pm2-runtime's output flags, as --log-format values
+LOG_FLAGS = (("--json", "pm2"), ("--raw", "raw"), ("--format", "logfmt"), ("--formatted", "pretty"))
+NO_EFFECT_FLAGS = ("--error", "--output")  # pm2-runtime's log files: logs go to stdout here
+REFUSED_FLAGS = ("--secret", "--public", "--machine-name", "--trace", "--v8", "--deep-monitoring")
+REFUSED_WHY = "pm2.io monitoring is not part of this runtime (see --web: /metrics, /status)"
+KEY_DEST = "key:"  # namespace entries of the direct form's options: one per ecosystem key
+METAVARS = {"ms": "DURATION", "bytes": "SIZE"}
 
 EXAMPLES = """\
 examples:
   python -m runtime ecosystem.config.yml             run every app of an ecosystem file
+  python -m runtime start ecosystem.config.yml       the same, in pm2-runtime's words
   python -m runtime ecosystem.config.yml --env prod  merge env_prod over env
   python -m runtime ecosystem.config.yml --only web  start a subset of the apps
   python -m runtime Procfile                         each `type: command` line is an app
   python -m runtime app.py -i 4 --name web           the direct form, like pm2-runtime start
-  python -m runtime server.js -i max --env-var NODE_ENV=production
+  python -m runtime server.js -i max --max-memory-restart 300M --env-var NODE_ENV=production
   python -m runtime check ecosystem.config.yml       validate and print the resolved apps
 
 signals: TERM/INT graceful stop (a second one kills), QUIT kill now, HUP re-read the
@@ -61,12 +75,69 @@ class RunArgs:
     web: str | None = None
     web_token: str | None = None
     shutdown_delay: float = 0.0
-    instances: str | None = None
-    name: str | None = None
+    delay: float = 0.0
     env_var: list[str] = field(default_factory=list)
-    interpreter: str | None = None
-    exec_mode: str | None = None
-    watch: bool = False
+    keys: dict[str, object] = field(default_factory=dict)  # the direct form's, by key name
+    ignored: list[str] = field(default_factory=list)  # flags that have no effect here
+
+
+class _Refuse(argparse.Action):
+    """A pm2-runtime flag that does not apply here: one line saying why, exit 2."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        raise UsageError(f"{self.option_strings[0]}: {REFUSED_WHY}")
+
+
+class _NoEffect(argparse.Action):
+    """A pm2-runtime flag accepted for drop-in use, with a warning that it does nothing."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        namespace.ignored.append(f"{self.option_strings[0]} has no effect here: logs go to stdout")
+
+
+def _add_key_options(group: argparse._ArgumentGroup) -> None:
+    """The direct form's app options: one per ecosystem key that has flags (config.keys)."""
+    for key in KEYS:
+        if not key.flags:
+            continue
+        kwargs: dict[str, Any] = {"dest": KEY_DEST + key.name, "default": argparse.SUPPRESS}
+        if key.flag_value is not None:
+            kwargs.update(action="store_const", const=key.flag_value)
+        elif key.name == "stop_exit_codes":
+            kwargs.update(nargs="+", metavar="CODE")
+        else:
+            kwargs["metavar"] = METAVARS.get(key.unit) or key.name.upper()
+        group.add_argument(*key.flags, help=key.doc.replace("%", "%%"), **kwargs)
+
+
+def _add_pm2_runtime_flags(parser: argparse.ArgumentParser) -> None:
+    for flag, fmt in LOG_FLAGS:
+        parser.add_argument(
+            flag, dest="log_format", action="store_const", const=fmt, help=f"--log-format {fmt}"
+        )
+    parser.add_argument(
+        "--delay", type=float, default=0.0, metavar="SECONDS", help="wait before starting"
+    )
+    for flag in NO_EFFECT_FLAGS:
+        parser.add_argument(
+            flag, action=_NoEffect, metavar="PATH", default=argparse.SUPPRESS, help="no effect here"
+        )
+    for flag in REFUSED_FLAGS:
+        parser.add_argument(
+            flag, action=_Refuse, nargs="?", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
 
 
 def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
@@ -79,7 +150,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = parser.add_argument
-    add("--version", action="version", version=f"runtime {__version__}")
+    add("-V", "--version", action="version", version=f"runtime {__version__}")
     add("target", help="ecosystem file (YAML, JSON, TOML, JS, Procfile) or script")
     add("args", nargs="*", help="script arguments (direct form; after --)")
     add("--env", dest="env_name", metavar="NAME", help="merge env_NAME over env")
@@ -99,7 +170,10 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     add(
         "--web",
         metavar="[HOST:]PORT",
-        help="serve /health, /status, /metrics and a dashboard (host 127.0.0.1 by default)",
+        nargs="?",
+        const=DEFAULT_WEB_PORT,
+        help="serve /health, /status, /metrics and a dashboard (host 127.0.0.1 unless "
+        f"given, port {DEFAULT_WEB_PORT} when none is)",
     )
     add(
         "--web-token",
@@ -114,9 +188,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         metavar="SECONDS",
         help="on SIGTERM, keep serving this long while /health answers 503 (default 0)",
     )
+    _add_pm2_runtime_flags(parser)
     direct = parser.add_argument_group("direct form (a script instead of an ecosystem file)")
-    direct.add_argument("-i", "--instances", metavar="N", help="N, max, or -1")
-    direct.add_argument("--name", help="app name (default: the script's basename)")
     direct.add_argument(
         "--env-var",
         action="append",
@@ -124,16 +197,16 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         metavar="KEY=VALUE",
         help="an environment variable for the app (repeatable)",
     )
-    direct.add_argument("--interpreter", help="run the script with this program")
-    direct.add_argument("-x", "--exec-mode", choices=("fork", "cluster"))
-    direct.add_argument("--watch", action="store_true", help="restart on file changes in cwd")
+    _add_key_options(direct)
     return parser
 
 
 def parse_run_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> RunArgs:
     """The run command's arguments (argparse raises UsageError or exits for --help)."""
-    ns = build_parser(environ).parse_intermixed_args(argv)
-    return RunArgs(**vars(ns))
+    ns = build_parser(environ).parse_intermixed_args(argv, argparse.Namespace(ignored=[]))
+    values = vars(ns)
+    keys = {k.removeprefix(KEY_DEST): values.pop(k) for k in list(values) if k.startswith(KEY_DEST)}
+    return RunArgs(**values, keys=keys)
 
 
 def is_ecosystem(target: str) -> bool:
@@ -152,44 +225,59 @@ def _env_vars(pairs: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def loader(ns: RunArgs) -> Callable[[], Ecosystem]:
-    """What reads the apps, now and again on SIGHUP."""
-    only = [name for name in ns.only.split(",") if name] if ns.only else None
-    load: Callable[[], Ecosystem]
+def _only(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise UsageError(f"--only expects app names, got {text!r}")
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where the apps come from: read now, on SIGHUP, and with another env context or
+    environment (`restart NAME --env X`, `--update-env`)."""
+
+    ns: RunArgs
+
+    def __call__(
+        self, env_name: str | None = None, environ: Mapping[str, str] | None = None
+    ) -> Ecosystem:
+        ns = self.ns
+        if is_ecosystem(ns.target):
+            eco = load_ecosystem(
+                ns.target, env_name=env_name or ns.env_name, only=_only(ns.only), environ=environ
+            )
+        else:
+            eco = direct_app(
+                ns.target, ns.keys, args=ns.args, env_vars=_env_vars(ns.env_var), environ=environ
+            )
+        if ns.socket_sharing:
+            mode: SocketSharing = "shared" if ns.socket_sharing == "shared" else "reuseport"
+            apps = tuple(dataclasses.replace(app, socket_sharing=mode) for app in eco.apps)
+            eco = dataclasses.replace(eco, apps=apps)
+        return eco
+
+
+def loader(ns: RunArgs) -> Source:
+    """What reads the apps, now and again on SIGHUP; refuses what does not fit the target."""
+    _only(ns.only)
     if is_ecosystem(ns.target):
         if ns.args:
             raise UsageError(f"unexpected arguments after an ecosystem file: {' '.join(ns.args)}")
-        load = partial(load_ecosystem, ns.target, env_name=ns.env_name, only=only)
-    else:
-        load = partial(
-            direct_app,
-            ns.target,
-            name=ns.name,
-            instances=ns.instances,
-            exec_mode=ns.exec_mode,
-            env_vars=_env_vars(ns.env_var),
-            args=list(ns.args),
-            interpreter=ns.interpreter,
-            watch=ns.watch,
-        )
-    if ns.socket_sharing:
-        mode: SocketSharing = "shared" if ns.socket_sharing == "shared" else "reuseport"
-        return partial(_with_sharing, load, mode)
-    return load
-
-
-def _with_sharing(load: Callable[[], Ecosystem], mode: SocketSharing) -> Ecosystem:
-    """The ecosystem with `--socket-sharing` applied to every app."""
-    eco = load()
-    apps = tuple(dataclasses.replace(app, socket_sharing=mode) for app in eco.apps)
-    return dataclasses.replace(eco, apps=apps)
+        given = [BY_NAME[name].flags[-1] for name in ns.keys] + (["--env-var"] * bool(ns.env_var))
+        if given:
+            raise UsageError(f"{given[0]} applies to a script (the direct form), not to a file")
+    return Source(ns)
 
 
 def control_key(ns: RunArgs) -> str:
     """What names the control socket: the ecosystem file, or the script and app name."""
     if is_ecosystem(ns.target):
         return ns.target
-    return f"{ns.target}.{ns.name}" if ns.name else ns.target
+    name = ns.keys.get("name")
+    return f"{ns.target}.{name}" if name else ns.target
 
 
 def event_loop_choice(environ: Mapping[str, str]) -> str:
@@ -205,6 +293,8 @@ def cmd_run(argv: Sequence[str]) -> int:
     ns = parse_run_args(argv)
     if not 0.0 <= ns.shutdown_delay <= MAX_SHUTDOWN_DELAY_S:  # also refuses nan and inf
         raise UsageError(f"--shutdown-delay expects 0 to 3600 seconds, got {ns.shutdown_delay}")
+    if not 0.0 <= ns.delay <= MAX_SHUTDOWN_DELAY_S:
+        raise UsageError(f"--delay expects 0 to 3600 seconds, got {ns.delay}")
     if ns.web is not None:
         from runtime.observe.webspec import parse_web_spec
 
@@ -212,10 +302,13 @@ def cmd_run(argv: Sequence[str]) -> int:
     loop_name = event_loop_choice(os.environ)
     load = loader(ns)
     eco = load()  # validated in the parent, before anything starts
+    eco = dataclasses.replace(eco, warnings=(*ns.ignored, *eco.warnings))
+    if ns.delay:
+        time.sleep(ns.delay)  # pm2-runtime's --delay: nothing is bound or started yet
     return run_master(eco, load, ns, loop_name)
 
 
-def run_master(eco: Ecosystem, load: Callable[[], Ecosystem], ns: RunArgs, loop_name: str) -> int:
+def run_master(eco: Ecosystem, load: Source, ns: RunArgs, loop_name: str) -> int:
     """Bind and fork (runtime.boot), import the loop while the relay forwards, then serve."""
     from runtime.boot.early import start_early
     from runtime.boot.relay import relay_while

@@ -37,6 +37,8 @@ class Key:
     default_doc: str | None = None  # the default in words, when it is computed
     field: str | None = ""  # the AppSpec field it fills ("": its own name; None: none)
     unit: str = ""  # of the parsed value: "ms" for durations, "bytes" for sizes
+    flags: tuple[str, ...] = ()  # its option in the direct form (`runtime app.js -i 4`)
+    flag_value: object = None  # what a flag without a value stores (`--no-autorestart`: False)
 
     @property
     def spec_field(self) -> str | None:
@@ -63,23 +65,29 @@ KEYS: tuple[Key, ...] = (
     Key("script", "string", "file to run, resolved against `cwd`, else a command on `PATH`; a "
         "string with spaces that is not a file runs as `/bin/sh -c script`",
         default=REQUIRED, aliases=("cmd", "command", "exec")),
-    Key("name", "string", "unique per file; no spaces or commas",
-        default_doc="script basename without extension (first word of a command line)"),
+    Key("name", "string", "unique per file; no commas",
+        default_doc="script basename without extension (first word of a command line)",
+        flags=("-n", "--name")),
     Key("args", "list or string", "arguments after the script; a string is split shell-style",
         default=(), parse=v.parse_words),
     Key("interpreter", "string", "a name on `PATH` or a path (relative to `cwd`); `none` runs "
         "the script itself; `python` means the master's own Python",
-        aliases=("exec_interpreter",), default_doc="by extension (below)"),
+        aliases=("exec_interpreter",), default_doc="by extension (below)",
+        flags=("--interpreter",)),
     Key("interpreter_args", "list or string", "arguments between the interpreter and the script",
-        default=(), parse=v.parse_words, aliases=("node_args",)),
+        default=(), parse=v.parse_words, aliases=("node_args",),
+        flags=("--node-args", "--interpreter-args")),
     Key("cwd", "string", "relative to the ecosystem file's directory; must exist",
-        default_doc="the ecosystem file's directory"),
+        default_doc="the ecosystem file's directory",
+        flags=("--cwd",)),
     Key("instances", "int or string", "`N`; `max` or `0` = one per CPU; `-1` = CPUs - 1 (any "
-        "`-n` = CPUs - n), at least 1. CPUs = min(affinity, cgroup quota)", default=1),
+        "`-n` = CPUs - n), at least 1. CPUs = min(affinity, cgroup quota)", default=1,
+        flags=("-i", "--instances")),
     Key("exec_mode", "`fork` \\| `cluster` (`fork_mode`, `cluster_mode`)", "`cluster` pre-binds "
         "`listen` (default `:$PORT`) and shares it with every instance; node and Python servers "
         "that `listen(PORT)` themselves serve on it (see `preload`)", parse=v.parse_exec_mode,
-        default_doc="`cluster` when `instances` is given (as pm2), else `fork`"),
+        default_doc="`cluster` when `instances` is given (as pm2), else `fork`",
+        flags=("-x", "--exec-mode")),
     Key("preload", "bool", "in cluster mode, node (`NODE_OPTIONS`) and Python (`PYTHONPATH`) "
         "workers get the runtime's preload, so `listen(PORT)` / `bind((host, PORT))` on a "
         "pre-bound port adopts the inherited socket instead of failing with EADDRINUSE; false "
@@ -94,59 +102,78 @@ KEYS: tuple[Key, ...] = (
     Key("max_memory_restart", "size", "restart an instance whose memory (RSS of its process "
         "tree, read every second, every 250 ms once over 3/4 of the limit) passes this",
         parse=v.parse_bytes, default_doc="none",
-        field="max_memory_restart_bytes", unit="bytes"),
+        field="max_memory_restart_bytes", unit="bytes",
+        flags=("--max-memory-restart",)),
     Key("restart_delay", "duration", "fixed wait before a crash restart", default=0,
-        parse=v.parse_duration_ms, field="restart_delay_ms", unit="ms"),
+        parse=v.parse_duration_ms, field="restart_delay_ms", unit="ms",
+        flags=("--restart-delay",)),
     Key("exp_backoff_restart_delay", "duration", "first crash-restart wait, growing on each "
         "unstable restart (see the restart policy). Conflicts with `restart_delay`", default=0,
         parse=v.parse_duration_ms, field="exp_backoff_restart_delay_ms", unit="ms",
-        default_doc="0 (off)"),
+        default_doc="0 (off)",
+        flags=("--exp-backoff-restart-delay",)),
     Key("autorestart", "bool", "false: an exit leaves the app stopped", default=True,
-        parse=v.parse_bool),
+        parse=v.parse_bool,
+        flags=("--no-autorestart",), flag_value=False),
     Key("max_restarts", "int ≥ 0", "unstable restarts before the app is `errored`", default=16,
-        parse=v.parse_int),
+        parse=v.parse_int,
+        flags=("--max-restarts",)),
     Key("min_uptime", "duration", "an exit sooner than this counts as unstable", default=1000,
-        parse=v.parse_duration_ms, field="min_uptime_ms", unit="ms"),
+        parse=v.parse_duration_ms, field="min_uptime_ms", unit="ms",
+        flags=("--min-uptime",)),
     Key("kill_signal", "signal name or number", "what a graceful stop sends first (`SIGINT`, "
         "`SIGTERM`, `SIGQUIT`, ...)", parse=v.parse_signal,
-        default_doc="`SIGINT` for node apps (pm2's; `$PM2_KILL_SIGNAL` when set), else `SIGTERM`"),
+        default_doc="`SIGINT` for node apps (pm2's; `$PM2_KILL_SIGNAL` when set), else `SIGTERM`",
+        flags=("--kill-signal",)),
     Key("shutdown_with_message", "bool", "stop a node worker with the IPC message `'shutdown'` "
         "instead of `kill_signal` (a worker without the IPC channel gets the signal)",
-        default=False, parse=v.parse_bool),
+        default=False, parse=v.parse_bool,
+        flags=("--shutdown-with-message",), flag_value=True),
     Key("kill_timeout", "duration", "stop signal → SIGKILL grace", default=5000,
-        parse=v.parse_duration_ms, field="kill_timeout_ms", unit="ms"),
+        parse=v.parse_duration_ms, field="kill_timeout_ms", unit="ms",
+        flags=("--kill-timeout",)),
     Key("listen_timeout", "duration", "longest wait for readiness at start and reload",
-        default=3000, parse=v.parse_duration_ms, field="listen_timeout_ms", unit="ms"),
+        default=3000, parse=v.parse_duration_ms, field="listen_timeout_ms", unit="ms",
+        flags=("--listen-timeout",)),
     Key("wait_ready", "bool", "wait for `process.send('ready')` (node, as pm2) or `READY=1` "
         "(sd_notify) before an instance counts as up",
-        default=False, parse=v.parse_bool),
+        default=False, parse=v.parse_bool,
+        flags=("--wait-ready",), flag_value=True),
     Key("stop_exit_codes", "int or list (0..255)", "exit codes that mean \"done\", not "
-        "\"crashed\"", default=frozenset(), parse=v.parse_exit_codes),
+        "\"crashed\"", default=frozenset(), parse=v.parse_exit_codes,
+        flags=("--stop-exit-codes",)),
     Key("treekill", "bool", "signal the worker's whole process group", default=True,
         parse=v.parse_bool),
     Key("increment_var", "env var name", "each instance gets base + instance in this variable "
-        "(e.g. `PORT`)", parse=v.parse_var_name),
+        "(e.g. `PORT`)", parse=v.parse_var_name,
+        flags=("--increment-var",)),
     Key("instance_var", "env var name", "also holds the instance number. Must differ from "
         "`increment_var`", default="NODE_APP_INSTANCE", parse=v.parse_var_name),
     Key("listen", "string or list", "addresses to pre-bind: `\":8000\"`, `\"0.0.0.0:8000\"`, "
         "`\"[::]:8000\"`, `\"unix:/path\"`. `$PORT` is replaced by the app's `PORT` (app env, "
         "else the master's environment, else 3000)",
-        default_doc="cluster: `[\":$PORT\"]`, fork: none"),
+        default_doc="cluster: `[\":$PORT\"]`, fork: none",
+        flags=("--listen",)),
     Key("socket_sharing", "`shared` \\| `reuseport`", "one socket for all instances, or one "
         "`SO_REUSEPORT` socket per slot. An error without `listen`", default="reuseport",
         parse=v.parse_socket_sharing),
     Key("health", "path starting with `/`", "HTTP path that must answer before an instance is "
-        "ready", parse=v.parse_health),
+        "ready", parse=v.parse_health,
+        flags=("--health",)),
     Key("watch", "bool, string or list", "`true` watches `cwd`; paths are relative to `cwd`",
-        default_doc="false"),
+        default_doc="false",
+        flags=("--watch",), flag_value=True),
     Key("ignore_watch", "string or list", "patterns not to watch", default=(),
-        parse=v.parse_texts),
+        parse=v.parse_texts, flags=("--ignore-watch",)),
     Key("watch_delay", "duration", "debounce before a watch restart", default=0,
-        parse=v.parse_duration_ms, field="watch_delay_ms", unit="ms"),
+        parse=v.parse_duration_ms, field="watch_delay_ms", unit="ms",
+        flags=("--watch-delay",)),
     Key("cron_restart", "string", "cron expression for periodic restarts; `0` disables (as pm2)",
-        parse=v.parse_cron, aliases=("cron",)),
+        parse=v.parse_cron, aliases=("cron",),
+        flags=("-c", "--cron", "--cron-restart")),
     Key("autostart", "bool", "false: the app is registered as stopped and starts with "
-        "`runtime start NAME`", default=True, parse=v.parse_bool),
+        "`runtime start NAME`", default=True, parse=v.parse_bool,
+        flags=("--no-autostart",), flag_value=False),
     Key("filter_env", "bool, string or list", "leave the master's variables whose names contain "
         "one of these out of the app's environment; `true` leaves them all out (pm2's "
         "documented meaning)", default=(), parse=v.parse_filter_env,
@@ -155,9 +182,11 @@ KEYS: tuple[Key, ...] = (
         default=False, parse=v.parse_bool, field=None),
     Key("uid", "user name or id", "run the app as this user (its primary group and HOME "
         "unless `gid` is given); the runtime must run as root", parse=v.parse_user,
-        aliases=("user",), field=None),
+        aliases=("user",), field=None,
+        flags=("--uid", "--user")),
     Key("gid", "group name or id", "run the app with this group; the runtime must run as root",
-        parse=v.parse_user, field=None),
+        parse=v.parse_user, field=None,
+        flags=("--gid",)),
 )  # fmt: skip
 
 # pm2 keys that mean nothing in a foreground container runtime, each with why.

@@ -314,27 +314,18 @@ def load_ecosystem(
 
 def direct_app(
     script: str,
+    keys: Mapping[str, object] | None = None,
     *,
-    name: str | None = None,
-    instances: str | int | None = None,
-    exec_mode: str | None = None,
-    env_vars: Mapping[str, str] | None = None,
     args: Sequence[str] = (),
-    interpreter: str | None = None,
-    watch: bool = False,
+    env_vars: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
     cwd: str | None = None,
 ) -> Ecosystem:
-    """One app from the command line (`python -m runtime app.py -i 4 --name web`)."""
-    raw: dict[str, object] = {"script": script, "args": list(args), "watch": watch}
-    optional = {
-        "name": name,
-        "instances": instances,
-        "exec_mode": exec_mode,
-        "interpreter": interpreter,
-        "env": dict(env_vars) if env_vars else None,
-    }
-    raw.update({k: v for k, v in optional.items() if v is not None})
+    """One app from the command line (`python -m runtime app.py -i 4 --name web`): `keys`
+    are ecosystem keys by name, as the options of the direct form give them."""
+    raw: dict[str, object] = {"script": script, "args": list(args), **(keys or {})}
+    if env_vars:
+        raw["env"] = dict(env_vars)
     return _build(
         COMMAND_LINE,
         [raw],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -40,8 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--follow", "-f", action="store_true")
     logs.add_argument("--raw", action="store_true")
     verb("monit", help="live terminal dashboard")
-    for name in ("stop", "start", "restart", "reload", "delete"):
+    for name in ("stop", "start", "delete"):
         verb(name, help=f"{name} an app, an id or all").add_argument("target")
+    for name in ("restart", "reload"):
+        again = verb(name, help=f"{name} an app, an id or all")
+        again.add_argument("target")
+        again.add_argument(
+            "--env", dest="env_name", metavar="NAME", help="re-read the file with env_NAME"
+        )
+        again.add_argument(
+            "--update-env",
+            action="store_true",
+            help="give the apps this shell's environment (as pm2 restart --update-env)",
+        )
     scale = verb("scale", help="set (N) or change (+N, -N) an app's instances")
     scale.add_argument("target")
     scale.add_argument("n")
@@ -99,6 +111,9 @@ def main(argv: Sequence[str]) -> int:
         result = call(path, "scale", ns.target, n=ns.n)
     elif ns.verb in ("list", "ping"):
         result = call(path, ns.verb)
+    elif ns.verb in ("restart", "reload") and (ns.env_name or ns.update_env):
+        environ = dict(os.environ) if ns.update_env else None
+        result = call(path, ns.verb, ns.target, env=ns.env_name, environ=environ)
     else:
         result = call(path, ns.verb, ns.target)
     if ns.json:

@@ -10,6 +10,7 @@ from typing import Any
 
 from runtime import __version__
 from runtime.control.protocol import VERBS, ControlError
+from runtime.errors import RuntimeUserError
 from runtime.observe.status import describe_app, process_rows
 from runtime.observe.view import AppView, MasterView
 from runtime.policy.scale import parse_scale
@@ -94,13 +95,30 @@ class ControlHandler:
             app.start_slots(slots)
         return self.rows()
 
-    async def do_restart(self, target: str | None, _args: dict[str, Any]) -> list[dict[str, Any]]:
+    def _respec(self, sel: Selection, args: dict[str, Any]) -> None:
+        """`--env NAME` / `--update-env`: re-read the selected apps first (pm2's restart)."""
+        env_name, environ = args.get("env"), args.get("environ")
+        if env_name is None and environ is None:
+            return
+        if not (env_name is None or isinstance(env_name, str)) or not (
+            environ is None
+            or (isinstance(environ, dict) and all(isinstance(v, str) for v in environ.values()))
+        ):
+            raise ControlError("malformed request: env must be a name, environ a mapping")
+        try:
+            self.sup.respec([app.spec.name for app, _ in sel.picks], env_name, environ)
+        except RuntimeUserError as exc:
+            raise ControlError(str(exc)) from None
+
+    async def do_restart(self, target: str | None, args: dict[str, Any]) -> list[dict[str, Any]]:
         sel = resolve(self.sup, target)
+        self._respec(sel, args)
         await asyncio.gather(*(app.restart_slots(slots) for app, slots in sel.picks))
         return self.rows()
 
-    async def do_reload(self, target: str | None, _args: dict[str, Any]) -> dict[str, Any]:
+    async def do_reload(self, target: str | None, args: dict[str, Any]) -> dict[str, Any]:
         sel = resolve(self.sup, target)
+        self._respec(sel, args)
         results = await asyncio.gather(*(app.reload(slots) for app, slots in sel.picks))
         if not all(results):
             return {"ok": False, "error": "reload failed: the old workers keep serving (see logs)"}

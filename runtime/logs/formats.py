@@ -62,6 +62,7 @@ class LogFormat(StrEnum):
     PRETTY = "pretty"
     PM2 = "pm2"
     RAW = "raw"
+    LOGFMT = "logfmt"
 
 
 # --- JSON text -------------------------------------------------------------------------
@@ -500,6 +501,50 @@ class RawFormatter(Formatter):
         return f"{MASTER_NAME}: {event_text(event, app, instance, pid, fields)}\n".encode()
 
 
+class LogfmtFormatter(Formatter):
+    """pm2-runtime's `--format`: `timestamp=... app=... id=... type=out message=...`.
+
+    The message is the rest of the line, as pm2 writes it; master events are
+    `type=process_event event=... key=value ...`.
+    """
+
+    def _prefix(self, src: Source, stream: str, ts: str) -> bytes:
+        kind = "err" if stream == STDERR else "out"
+        return f"timestamp={ts} app={_kv(src.app)} id={src.instance} type={kind} message=".encode()
+
+    def _fast(self, out: list[Chunk], src: Source, stream: str, ts: str, block: bytes) -> bool:
+        if b"\r" in block or not _valid_utf8(block):
+            return False
+        return _splice(out, block, self._prefix(src, stream, ts), b"")
+
+    def line(
+        self, src: Source, stream: str, ts: str, raw: bytes, *, part: int = 0, last: bool = True
+    ) -> bytes:
+        text = raw.decode("utf-8", "replace")
+        if part:
+            text = f"{text} [part {part}{', last' if last else ''}]"
+        return self._prefix(src, stream, ts) + text.encode() + b"\n"
+
+    def event(
+        self,
+        ts: str,
+        level: str,
+        event: str,
+        app: str | None,
+        instance: int | None,
+        pid: int | None,
+        fields: Mapping[str, object],
+    ) -> bytes:
+        words = [f"timestamp={ts}", f"app={_kv(app if app is not None else MASTER_NAME)}"]
+        if instance is not None:
+            words.append(f"id={instance}")
+        words += ["type=process_event", f"level={level}", f"event={event}"]
+        if pid is not None:
+            words.append(f"pid={pid}")
+        words += [f"{key}={_kv(value)}" for key, value in fields.items()]
+        return (" ".join(words) + "\n").encode()
+
+
 def make_formatter(fmt: LogFormat) -> Formatter:
     """The formatter for `fmt`."""
     match fmt:
@@ -511,6 +556,8 @@ def make_formatter(fmt: LogFormat) -> Formatter:
             return PrettyFormatter()
         case LogFormat.RAW:
             return RawFormatter()
+        case LogFormat.LOGFMT:
+            return LogfmtFormatter()
     raise ValueError(f"{fmt!r} is not a log format")
 
 

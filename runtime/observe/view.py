@@ -116,3 +116,9 @@ class MasterView(Protocol):
     def sample(self, max_age_s: float = 0.0) -> Sampler: ...
 
     async def remove_app(self, name: str) -> None: ...
+
+    def respec(
+        self, names: Sequence[str], env_name: str | None, environ: Mapping[str, str] | None
+    ) -> None:
+        """Re-read these apps with another env context or environment (RuntimeUserError)."""
+        ...

@@ -88,14 +88,18 @@ class App:
         self.slots: dict[int, Slot] = {}
         self.policy = RestartPolicy.from_spec(spec)
         self.log = events.logger().bind(app=spec.name)
+        self.base_env = ctx.base_env  # under the app's own env (`--update-env` replaces it)
         self.reloading = False
         self._hinted = False  # the EADDRINUSE hint is given once per app
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def update_spec(self, spec: AppSpec) -> None:
-        """A new spec (SIGHUP); running workers keep the old one until they are replaced."""
+    def update_spec(self, spec: AppSpec, base_env: Mapping[str, str] | None = None) -> None:
+        """A new spec (SIGHUP, `restart --env`); running workers keep the old one until
+        they are replaced. `base_env`: a new environment under the app's own (`--update-env`)."""
         self.spec = spec
         self.policy = RestartPolicy.from_spec(spec)
+        if base_env is not None:
+            self.base_env = base_env
 
     # ----- queries -------------------------------------------------------------------
 
@@ -135,7 +139,7 @@ class App:
             self._begin(slot, self._adopt(slot, forked, pending, announce=not early.announced))
 
     def spawn_worker(self, slot: Slot) -> Worker:
-        env = worker_env(self.ctx.base_env, self.ctx.notify_socket, self.listeners, slot.index)
+        env = worker_env(self.base_env, self.ctx.notify_socket, self.listeners, slot.index)
         return self._adopt(slot, fork_worker(self.spec, slot.index, env))
 
     def _adopt(

@@ -7,10 +7,11 @@ import contextlib
 import itertools
 import os
 import signal
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from runtime.boot.early import Early, release_signals, start_early
 from runtime.config.load import Ecosystem
@@ -72,12 +73,21 @@ class Received:
     signame: str
 
 
+class Reread(Protocol):
+    """Reads the ecosystem again: as on the command line, or with another env context
+    (`restart NAME --env X`) or environment (`--update-env`)."""
+
+    def __call__(
+        self, env_name: str | None = None, environ: Mapping[str, str] | None = None
+    ) -> Ecosystem: ...
+
+
 @dataclass(frozen=True)
 class Options:
     """How the master runs, from the command line."""
 
     auto_exit: bool = True
-    reload_config: Callable[[], Ecosystem] | None = None
+    reload_config: Reread | None = None
     control_path: str | None = None
     web: str | None = None  # [HOST:]PORT of the health/metrics/dashboard server
     web_token: str | None = None
@@ -100,6 +110,8 @@ class Supervisor:
         self.inbox: asyncio.Queue[Received | Exit] = asyncio.Queue()
         self.apps: dict[str, App] = {}
         self.stopping = False
+        # per app: the env context and environment `restart --env` / `--update-env` chose
+        self.contexts: dict[str, tuple[str | None, Mapping[str, str] | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._devloops: dict[str, asyncio.Task[None]] = {}
         self._ids = itertools.count()
@@ -340,11 +352,39 @@ class Supervisor:
 
     # ----- commands ------------------------------------------------------------------
 
+    def _reread(self) -> Ecosystem:
+        """The ecosystem as the command line reads it, with each app switched by `restart
+        --env` / `--update-env` kept on its own env context and environment."""
+        assert self.options.reload_config is not None
+        eco = self.options.reload_config()
+        specs = {spec.name: spec for spec in eco.apps}
+        for name, (env_name, environ) in self.contexts.items():
+            if name in specs:
+                again = self.options.reload_config(env_name=env_name, environ=environ)
+                specs[name] = next((s for s in again.apps if s.name == name), specs[name])
+        return dataclasses.replace(eco, apps=tuple(specs.values()))
+
+    def respec(
+        self, names: Sequence[str], env_name: str | None, environ: Mapping[str, str] | None
+    ) -> None:
+        """Re-read `names` with another env context or environment before a restart or a
+        reload (pm2's `restart NAME --env X`, `--update-env`); ConfigError if it fails."""
+        if self.options.reload_config is None:
+            raise RuntimeUserError("this runtime was not started from a file it can re-read")
+        eco = self.options.reload_config(env_name=env_name, environ=environ)
+        specs = {spec.name: spec for spec in eco.apps}
+        for name in names:
+            if name not in specs:
+                raise RuntimeUserError(f"{name} is not in {eco.file} with that env context")
+        for name in names:
+            self.apps[name].update_spec(specs[name], base_env=environ)
+            self.contexts[name] = (env_name, environ)
+
     async def _reload(self) -> None:
         """SIGHUP: re-read the ecosystem; start new apps, stop removed ones, roll the rest."""
         if self.options.reload_config is not None:
             try:
-                eco = self.options.reload_config()
+                eco = self._reread()
             except RuntimeUserError as exc:
                 self.log.error("config_reload_failed", error=str(exc))
                 return

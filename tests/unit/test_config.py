@@ -467,13 +467,9 @@ def test_direct_app_builds_one_app(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text("", encoding="utf-8")
     eco = direct_app(
         "app.py",
-        name="web",
-        instances="max",
-        exec_mode="cluster",
+        {"name": "web", "instances": "max", "exec_mode": "cluster", "watch": True},
         env_vars={"KEY": "VALUE"},
         args=["--port", "1"],
-        interpreter=None,
-        watch=True,
         environ={"PATH": PATH, "PORT": "8000"},
         cwd=str(tmp_path),
     )
@@ -488,7 +484,7 @@ def test_direct_app_builds_one_app(tmp_path: Path) -> None:
 def test_direct_app_errors_name_the_option(tmp_path: Path) -> None:
     """A bad command-line value names the option, with no apps[i] to confuse."""
     with pytest.raises(ConfigError) as info:
-        direct_app("sleep 1", instances="lots", environ=ENV, cwd=str(tmp_path))
+        direct_app("sleep 1", {"instances": "lots"}, environ=ENV, cwd=str(tmp_path))
     assert (
         str(info.value) == "<command line>: instances: expected an integer, 'max' or -1, got 'lots'"
     )
