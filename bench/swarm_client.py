@@ -3,7 +3,8 @@
 Standard library only, because it runs on the bare base image (`python -c` with this
 file's text). Every new connection re-resolves `tasks.<service>` (Swarm's DNS answer
 with one A record per task, `--endpoint-mode dnsrr`) and goes to the next resolved
-replica in turn, so fresh connections spread over whatever DNS says is alive. Each
+replica in turn, so fresh connections spread over whatever DNS says is alive
+(`--dns-cache S` reuses an answer for S seconds instead, as a proxy's resolver would). Each
 request is counted as ok (2xx) or as one failure kind, in one-second buckets of wall
 clock time: the host runs the scenario in the same kernel, so `time.time()` here and
 there are one clock. SIGTERM ends the run; the report is one JSON object on stdout.
@@ -131,12 +132,22 @@ class Client:
             + ("Connection: close\r\n" if self.per_conn == 1 else "")
             + "\r\n"
         ).encode()
+        self.dns_cache_s: float = ns.dns_cache
+        self.cached: tuple[float, tuple[str, ...]] = (0.0, ())
         self.tally = Tally()
         self.stop = asyncio.Event()
         self.turn = 0
 
     async def pick(self) -> str:
-        """Resolve the service's tasks now and take the next one in turn."""
+        """Resolve the service's tasks (or reuse a recent answer) and take the next in turn."""
+        resolved_at, ips = self.cached
+        if not ips or time.monotonic() - resolved_at >= self.dns_cache_s:
+            ips = await self.resolve()
+            self.cached = (time.monotonic(), ips)
+        self.turn += 1
+        return ips[self.turn % len(ips)]
+
+    async def resolve(self) -> tuple[str, ...]:
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(
@@ -147,8 +158,7 @@ class Client:
             raise RequestFailed("dns", str(exc)) from exc
         ips = tuple(sorted({str(info[4][0]) for info in infos}))
         self.tally.saw_ips(ips)
-        self.turn += 1
-        return ips[self.turn % len(ips)]
+        return ips
 
     async def loop(self, index: int) -> None:
         await asyncio.sleep(self.interval_s * index / self.concurrency)  # stagger the loops
@@ -205,6 +215,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds per request")
     parser.add_argument("--requests-per-connection", type=int, default=1)
+    parser.add_argument(
+        "--dns-cache", type=float, default=0.0, help="reuse a DNS answer this long, s"
+    )
     ns = parser.parse_args(argv)
     report = asyncio.run(Client(ns).run())
     print(json.dumps({"event": "client_report", **report}), flush=True)
