@@ -276,6 +276,17 @@ def update_state(service: str) -> str:
 def load(stack: Stack, ns: argparse.Namespace, sink: dict[str, Any]) -> Iterator[None]:
     """A client container under load for the block's duration; its report lands in `sink`."""
     name = f"rtswarm-{stack.run_id}-client-{len(stack.clients)}"
+    events = watch_events(stack.service or "")
+    try:
+        yield from run_client(stack, ns, sink, name)
+    finally:
+        sink["events"] = collect_events(events)
+
+
+def run_client(
+    stack: Stack, ns: argparse.Namespace, sink: dict[str, Any], name: str
+) -> Iterator[None]:
+    """Start the client, warm up, hand over to the scenario, then stop it and read it."""
     stack.clients.append(name)
     docker(
         *("run", "-d", "--name", name, "--network", stack.network or "", *stack.labels),
@@ -306,18 +317,39 @@ def load(stack: Stack, ns: argparse.Namespace, sink: dict[str, Any]) -> Iterator
 # --- events: what Swarm did, and when -----------------------------------------------------
 
 
-def container_events(service: str, since: float, until: float) -> list[dict[str, Any]]:
-    """The service containers' lifecycle events (exec probes left out) in a time window."""
-    out = docker(
-        *("events", "--since", f"{since:.3f}", "--until", f"{until:.3f}"),
-        *("--filter", f"label=com.docker.swarm.service.name={service}", "--format", "{{json .}}"),
+def watch_events(service: str) -> subprocess.Popen[str]:
+    """Stream the service containers' lifecycle events from now on.
+
+    Streamed, not asked for afterwards with --since: the daemon replays past events
+    from a small in-memory buffer, which the health probes' exec events (three per
+    probe, one probe per second per replica) overrun within seconds.
+    """
+    wanted = ("start", "kill", "die", "health_status")
+    return subprocess.Popen(
+        [
+            *("docker", "events", "--format", "{{json .}}", "--filter", "type=container"),
+            *("--filter", f"label=com.docker.swarm.service.name={service}"),
+            *(arg for event in wanted for arg in ("--filter", f"event={event}")),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
+
+
+def collect_events(proc: subprocess.Popen[str]) -> list[dict[str, Any]]:
+    """Stop the stream (after a moment for the last events to arrive); its events."""
+    time.sleep(0.5)
+    proc.terminate()
+    try:
+        out, _ = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
     events = []
     for line in out.splitlines():
         raw = json.loads(line)
         status = str(raw.get("status", ""))
-        if status.startswith("exec_") or raw.get("Type") != "container":
-            continue
         attrs = raw.get("Actor", {}).get("Attributes", {})
         events.append(
             {
@@ -361,7 +393,7 @@ def timelines(stack: Stack, report: dict[str, Any]) -> list[dict[str, Any]]:
     service = stack.service or ""
     ips = {**report["task_ips"], **task_ips(service, stack.network or "")}
     rows: dict[str, dict[str, Any]] = {}
-    for event in container_events(service, report["began"], time.time()):
+    for event in report["events"]:
         row = rows.setdefault(event["name"], {"container": event["name"]})
         key = {"start": "start", "die": "exit", "kill": "signal"}.get(event["status"])
         if event["status"] == "health_status: healthy":
