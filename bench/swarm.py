@@ -627,10 +627,12 @@ def interrupted(signum: int, frame: object) -> None:
 def finish(stack: Stack, ns: argparse.Namespace) -> tuple[list[str], list[str]]:
     """Teardown (signals ignored meanwhile, every docker call bounded); errors, leftovers."""
     if ns.keep:
-        log(
-            f"--keep: left up: service {stack.service}, network {stack.network}, clients {stack.clients}"
-            + (", and the swarm this run created" if stack.created_swarm else "")
-        )
+        steps = [f"docker rm -f {' '.join(stack.clients)}"] if stack.clients else []
+        steps += [f"docker service rm {stack.service}"] if stack.service else []
+        steps += [f"docker network rm {stack.network}"] if stack.network else []
+        steps += ["docker swarm leave --force"] if stack.created_swarm else []
+        steps += [f"docker network rm {GWBRIDGE}"] if stack.created_gwbridge else []
+        log("--keep: left up; to remove it: " + "; ".join(steps))
         return [], []
     previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
