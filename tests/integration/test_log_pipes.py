@@ -239,6 +239,12 @@ def test_each_format_shape(fmt: LogFormat) -> None:
         assert "oops\n" in text
         assert "web#0" in text
         assert "worker_exited web#0" in text
+    elif fmt is LogFormat.LOGFMT:  # pm2-runtime's --format
+        assert {line.split(b" app=web id=0 ")[1] for line in lines[:2]} == {
+            b"type=out message=hello",
+            b"type=err message=oops",
+        }
+        assert b" type=process_event level=info event=worker_exited pid=" in lines[2]
     else:
         assert set(lines[:2]) == {b"hello", b"oops"}
         assert lines[2].startswith(b"runtime: worker_exited web#0 pid=")

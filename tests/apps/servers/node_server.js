@@ -1,6 +1,7 @@
 // Node http server on the inherited listener: server.listen({fd: 3}).
-// Answers `<instance> <pid> <ppid> node`. On SIGTERM it stops accepting, finishes
-// the requests in flight and exits 0 (the master keeps the listener open for the others).
+// Answers `<instance> <pid> <ppid> node`. On SIGINT (the runtime's stop signal for node
+// apps, as pm2's) or SIGTERM it stops accepting, finishes the requests in flight and exits 0
+// (the master keeps the listener open for the others).
 'use strict';
 const http = require('http');
 
@@ -18,8 +19,10 @@ server.listen({ fd: 3 }, () => {
   console.log(`serving instance ${process.env.RUNTIME_INSTANCE}`);
 });
 
-process.on('SIGTERM', () => {
+function stop() {
   server.close(() => process.exit(0));
   // keep-alive clients must not hold the exit (Node >= 18.2; Node 19+ does it in close())
   if (server.closeIdleConnections) server.closeIdleConnections();
-});
+}
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);
