@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shlex
 import signal
@@ -10,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from runtime.argv import Parser
+from runtime.config.export import spec_json
 from runtime.config.keys import KEYS
 from runtime.config.load import Ecosystem, load_ecosystem
 from runtime.config.secrets import mask_env
@@ -39,23 +39,6 @@ def cmd_check(argv: Sequence[str]) -> int:
     else:
         print(format_check(eco))
     return EXIT_OK
-
-
-def spec_json(spec: AppSpec) -> dict[str, object]:
-    """One resolved app as plain JSON values, secrets masked (`check --json`, `show --json`)."""
-    out: dict[str, object] = {}
-    for field in dataclasses.fields(spec):
-        value = getattr(spec, field.name)
-        if field.name == "env":
-            value = mask_env(value)
-        elif field.name == "kill_signal":
-            value = signal.Signals(value).name
-        elif isinstance(value, frozenset):
-            value = sorted(value)
-        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-            value = dataclasses.asdict(value)
-        out[field.name] = list(value) if isinstance(value, tuple) else value
-    return out
 
 
 def _show(value: object, unit: str = "") -> str:

@@ -106,7 +106,7 @@ def format_record(record: dict[str, Any], raw: bool) -> str:
 
 def show_text(info: dict[str, Any]) -> str:
     lines = [f"{info['name']}"]
-    skip = {"name", "env", "processes", "exits"}
+    skip = {"name", "env", "processes", "exits", "settings"}
     width = max(len(k) for k in info)
     lines += [f"  {k.ljust(width)}  {v}" for k, v in info.items() if k not in skip]
     lines.append("  env:")

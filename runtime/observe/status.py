@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
+from runtime.config.export import spec_json
 from runtime.config.secrets import mask_env
 from runtime.config.spec import AppSpec
 from runtime.observe.metrics import Sampler
@@ -68,8 +69,9 @@ def process_rows(apps: Iterable[AppView], sampler: Sampler, now: float) -> list[
 def describe_app(app: AppView, rows: list[dict[str, Any]], log_format: str) -> dict[str, Any]:
     """Everything `show NAME` prints about one app (secrets masked)."""
     spec: AppSpec = app.spec
+    ready_message = "process.send('ready') or READY=1" if spec.node else "READY=1 on NOTIFY_SOCKET"
     readiness = (
-        "READY=1 on NOTIFY_SOCKET"
+        ready_message
         if spec.wait_ready
         else (f"HTTP GET {spec.health}" if spec.health else f"alive {spec.min_uptime_ms} ms")
     )
@@ -106,4 +108,5 @@ def describe_app(app: AppView, rows: list[dict[str, Any]], log_format: str) -> d
         "restarts": sum(s.restarts for s in app.slots.values()),
         "exits": exits[-20:],
         "processes": [r for r in rows if r["name"] == spec.name],
+        "settings": spec_json(spec),  # every key as resolved (`show --json`)
     }
