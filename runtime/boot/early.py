@@ -22,8 +22,8 @@ from runtime.control.bind import bind_control
 from runtime.errors import RuntimeUserError
 from runtime.logs.formats import Source
 from runtime.proc.libc import set_child_subreaper
+from runtime.proc.listeners import AppListeners, bind_apps
 from runtime.proc.notify import allow_other_users, bind_notify, notify_socket_path
-from runtime.proc.sockets import AppListeners, bind_apps
 from runtime.proc.spawn import Forked, fork_worker, worker_env
 
 HELD_SIGNALS = frozenset(
@@ -54,6 +54,7 @@ class Early:
     pending: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)  # pid: partial lines
     # lines already forwarded (source, stream, timestamp, block), for the log ring
     forwarded: list[tuple[Source, str, str, bytes]] = field(default_factory=list)
+    unwritten: list[bytes] = field(default_factory=list)  # formatted, stdout has not taken it yet
 
     def close(self) -> None:
         """Undo it all (a failure before the loop took over)."""

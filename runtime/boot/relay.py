@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import select
+import stat
 import sys
 import threading
 from collections.abc import Callable
@@ -53,6 +54,7 @@ class Relay:
         self.eco = eco
         self.fd = fd
         self.formatter = make_formatter(fmt)
+        self.unwritten: list[bytes] = []  # formatted output stdout has not taken yet
         self.streams: dict[int, _Stream] = {}
         for app, forked in early.workers.items():
             for f in forked:
@@ -73,12 +75,24 @@ class Relay:
         self.early.announced = True
 
     def run_until(self, done_fd: int) -> None:
-        """Forward lines until `done_fd` is readable (the imports have finished)."""
+        """Forward lines until `done_fd` is readable (the imports have finished).
+
+        While stdout will not take what is formatted, no more is read from the workers
+        (their pipes fill and they wait, as under the log sink), and nothing blocks: what
+        is left when the imports end goes to the sink (`Early.unwritten`).
+        """
         while True:
-            fds = [fd for fd, s in self.streams.items() if s.open and len(s.pending) <= MAX_LINE]
-            readable, _, _ = select.select([done_fd, *fds], [], [])
+            stuck = bool(self.unwritten)
+            fds = [
+                fd
+                for fd, s in self.streams.items()
+                if s.open and len(s.pending) <= MAX_LINE and not stuck
+            ]
+            readable, writable, _ = select.select([done_fd, *fds], [self.fd] if stuck else [], [])
             if done_fd in readable:
                 return
+            if writable:
+                self._flush()
             for fd in readable:
                 self._forward(fd)
 
@@ -101,16 +115,24 @@ class Relay:
         self.early.forwarded.append((s.source, s.stream, ts, block))
 
     def _write(self, pieces: list[Chunk] | list[bytes]) -> None:
-        data = b"".join(pieces)
-        while data:
+        self.unwritten.append(b"".join(pieces))
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write what stdout takes now, without blocking (stdout is non-blocking meanwhile)."""
+        while self.unwritten:
+            data = self.unwritten[0]
             try:
                 written = os.write(self.fd, data)
             except BlockingIOError:
-                select.select([], [self.fd], [], 1.0)
-                continue
+                return
             except OSError:
-                return  # stdout is gone: the log sink will find out and count it
-            data = data[written:]
+                self.unwritten.clear()  # stdout is gone: the log sink will find out and count it
+                return
+            if written < len(data):
+                self.unwritten[0] = data[written:]
+            else:
+                self.unwritten.pop(0)
 
     def pending(self, stdout_fd: int, stderr_fd: int) -> tuple[bytes, bytes]:
         """The partial lines of one worker, for its WorkerLogs."""
@@ -120,6 +142,10 @@ class Relay:
 def relay_while(load: Callable[[], None], early: Early, eco: Ecosystem, fmt: LogFormat) -> Relay:
     """Run `load` (imports) here while a helper thread forwards lines, until it returns."""
     relay = Relay(early, eco, fmt)
+    was_blocking = os.get_blocking(relay.fd)
+    mode = os.fstat(relay.fd).st_mode
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        os.set_blocking(relay.fd, False)  # the log sink does the same: never block on stdout
     relay.announce()
     done_r, done_w = os.pipe2(os.O_CLOEXEC)
     failure: list[BaseException] = []
@@ -146,6 +172,8 @@ def relay_while(load: Callable[[], None], early: Early, eco: Ecosystem, fmt: Log
         sys.setswitchinterval(interval)
         os.close(done_r)
         os.close(done_w)
+        os.set_blocking(relay.fd, was_blocking)
+    early.unwritten = relay.unwritten
     for forked in early.workers.values():
         for f in forked:
             early.pending[f.pid] = relay.pending(f.stdout_fd, f.stderr_fd)

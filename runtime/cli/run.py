@@ -333,6 +333,8 @@ def run_master(eco: Ecosystem, load: Source, ns: RunArgs, loop_name: str) -> int
 
     async def serve() -> int:
         sink = LogSink(1, fmt, asyncio.get_running_loop())
+        sink.writelines(early.unwritten)  # what the start-up relay could not write yet
+        early.unwritten = []
         events.configure(sink)
         log = events.logger()
         for warning in eco.warnings:

@@ -27,8 +27,10 @@ import contextlib
 import errno
 import itertools
 import os
+import select
 import stat
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
@@ -49,6 +51,7 @@ READ_SIZE = 1 << 20  # one os.read
 READ_BUDGET = 4 << 20  # bytes read per readiness callback before yielding to the loop
 DRAIN_BUDGET = 64 << 20  # drain() stops here even if a grandchild keeps writing
 _IOV_MAX = 512  # buffers per writev (Linux allows 1024)
+LINE_FINISH_S = 1.0  # at the stop's deadline, how long the half-written line may still take
 
 
 class LogSink:
@@ -70,6 +73,8 @@ class LogSink:
         self.paused = False
         self.tap: Callable[[Source, str, str, bytes], None] | None = None  # the log ring
         self.lost_bytes = 0
+        self.lost_lines = 0
+        self._cut = False  # the head chunk was partly written: a line is half out
         self.peak_buffered = 0
         self._loop = loop
         self._chunks: deque[memoryview] = deque()  # written in order, never joined
@@ -119,7 +124,12 @@ class LogSink:
                 reader._pause_reading()
 
     async def aclose(self, timeout_s: float = 5.0) -> None:
-        """Flush what is buffered (up to `timeout_s`), then give stdout back its flags."""
+        """Flush what is buffered (up to `timeout_s`), then give stdout back its flags.
+
+        A line is never cut: one already partly written is finished (waiting at most
+        LINE_FINISH_S more), the whole lines left are dropped, and how many is said on
+        stderr in one line, for the platform's log of the stop.
+        """
         if self._closed:
             return
         try:
@@ -132,7 +142,7 @@ class LogSink:
                         async with asyncio.timeout(timeout_s):
                             await self._drained
                     except TimeoutError:
-                        self._drop()
+                        self._give_up(timeout_s)
         finally:
             self._closed = True
             self._stop_writing()
@@ -163,14 +173,18 @@ class LogSink:
                 self._break(exc)
                 return
             self._size -= n
+            last = 0x0A
             while n:
                 head = chunks[0]
                 if head.nbytes <= n:
                     n -= head.nbytes
+                    last = head[-1]
                     chunks.popleft()
                 else:
+                    last = head[n - 1]
                     chunks[0] = head[n:]
                     n = 0
+            self._cut = last != 0x0A  # stdout holds the first part of a line
         self._stop_writing()
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
@@ -202,15 +216,60 @@ class LogSink:
             with contextlib.suppress(OSError, ValueError):
                 print(f"runtime: stdout failed, dropping logs: {exc}", file=sys.stderr)
 
-    def _drop(self) -> None:
+    def _drop(self) -> int:
+        """Forget what is buffered; returns how many lines that was."""
+        lines = sum(chunk.tobytes().count(b"\n") for chunk in self._chunks)
         self.lost_bytes += self._size
+        self.lost_lines += lines
         self._chunks.clear()
         self._size = 0
+        return lines
+
+    def _give_up(self, timeout_s: float) -> None:
+        """The stop's deadline passed: finish the line stdout holds half of, drop the rest."""
+        self._stop_writing()
+        cut = self._cut and not self._finish_line()
+        lines = self._drop()
+        self._cut = False
+        note = "; 1 line was cut" if cut else ""
+        with contextlib.suppress(OSError, ValueError):
+            print(
+                f"runtime: {lines} log lines ({self.lost_bytes} bytes) not written: stdout did "
+                f"not take them within {timeout_s:g} s of the stop{note}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def _finish_line(self) -> bool:
+        """Write the rest of the partly written line (a bounded wait); True if it got out."""
+        rest = b""
+        while self._chunks and not rest.endswith(b"\n"):
+            head = self._chunks.popleft().tobytes()
+            end = head.find(b"\n")
+            if end >= 0 and end + 1 < len(head):
+                self._chunks.appendleft(memoryview(head)[end + 1 :])
+                head = head[: end + 1]
+            rest += head
+            self._size -= len(head)
+        view = memoryview(rest)
+        deadline = time.monotonic() + LINE_FINISH_S
+        while view and (left := deadline - time.monotonic()) > 0:
+            if not select.select([], [self.fd], [], left)[1]:
+                break
+            try:
+                view = view[os.write(self.fd, view) :]
+            except BlockingIOError:
+                continue
+            except OSError:
+                break
+        self.lost_bytes += view.nbytes
+        return not view
 
     def _write_after_close(self, data: Chunk) -> None:
-        """After `aclose` stdout is blocking again: write directly, best effort."""
+        """After `aclose` stdout is blocking again: write directly, best effort (counted as
+        lost if stdout is gone or was too slow to flush at the stop: never block on it)."""
         view = memoryview(data)
-        if self._broken:
+        if self._broken or self.lost_lines:
             self.lost_bytes += view.nbytes
             return
         try:

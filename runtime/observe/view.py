@@ -18,7 +18,7 @@ from runtime.logs.ring import LogRing
 from runtime.observe.metrics import Sampler
 from runtime.policy.lifecycle import AppStatus
 from runtime.policy.scale import ScaleRequest
-from runtime.proc.sockets import AppListeners
+from runtime.proc.listeners import AppListeners
 
 Exit = tuple[float, int | None, int | None]  # wall time, exit code, signal
 

@@ -14,6 +14,7 @@ from runtime.config.keys import default
 from runtime.config.spec import AppSpec
 
 BACKOFF_CAP_MS = 15_000
+SPAWN_RETRY_MS = 100  # the first wait after a fork that failed
 BACKOFF_RESET_S = 30.0  # pm2's EXP_BACKOFF_RESET_TIMER: a worker up this long resets the backoff
 BACKOFF_FACTOR = 1.5
 # A worker killed by a SIGTERM/SIGINT we did not send waits at least this long, so a
@@ -170,6 +171,15 @@ def next_backoff_ms(initial_ms: int, prev_ms: int) -> int:
         return initial_ms
     cap_ms = max(BACKOFF_CAP_MS, initial_ms)
     return math.floor(min(cap_ms, prev_ms * BACKOFF_FACTOR))
+
+
+def spawn_retry_ms(failures: int) -> int:
+    """The wait before forking again after `failures` forks in a row failed (EAGAIN under a
+    pids limit, EMFILE...): pm2's backoff from SPAWN_RETRY_MS, capped at 15 s."""
+    delay_ms = 0
+    for _ in range(max(1, failures)):
+        delay_ms = next_backoff_ms(SPAWN_RETRY_MS, delay_ms)
+    return delay_ms
 
 
 def killed_externally(exit: WorkerExit) -> bool:

@@ -37,13 +37,12 @@ import os
 import re
 import socket
 import stat
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from runtime.config.keys import DEFAULT_PORT
-from runtime.config.spec import AppSpec
-from runtime.errors import ConfigError, RuntimeUserError
+from runtime.errors import RuntimeUserError
 
 ListenKind = Literal["tcp", "tcp6", "unix"]
 Sharing = Literal["shared", "reuseport"]
@@ -279,109 +278,6 @@ def describe_error(addr: ListenAddress, exc: OSError) -> str:
     return f"{addr}: {reason}"
 
 
-@dataclass(slots=True)
-class AppListeners:
-    """Every listener of one app: shared ones, and per-slot ones in reuseport mode."""
-
-    addresses: tuple[ListenAddress, ...]  # as bound (real ports), in `listen:` order
-    sharing: Sharing
-    shared: list[Listener] = field(default_factory=list)
-    per_slot: dict[int, list[Listener]] = field(default_factory=dict)
-    backlog: int = DEFAULT_BACKLOG
-
-    def _is_per_slot(self, addr: ListenAddress) -> bool:
-        return self.sharing == "reuseport" and addr.kind != "unix"
-
-    def listeners_for_slot(self, slot: int) -> list[Listener]:
-        """The listeners a worker of `slot` inherits, in `listen:` order."""
-        shared: Iterator[Listener] = iter(self.shared)
-        own: Iterator[Listener] = iter(self.per_slot.get(slot, []))
-        if any(self._is_per_slot(a) for a in self.addresses) and slot not in self.per_slot:
-            raise KeyError(f"slot {slot} has no sockets bound (call ensure_slot first)")
-        return [next(own if self._is_per_slot(a) else shared) for a in self.addresses]
-
-    def fds_for_slot(self, slot: int) -> list[int]:
-        """The fds to dup onto 3, 4, ... in a worker of `slot`."""
-        return [listener.fileno() for listener in self.listeners_for_slot(slot)]
-
-    def names_for_slot(self, slot: int) -> list[str]:
-        """The `LISTEN_FDNAMES` entries matching `fds_for_slot`."""
-        return [listener.name for listener in self.listeners_for_slot(slot)]
-
-    def ensure_slot(self, slot: int) -> None:
-        """Bind the slot's reuseport sockets if not yet bound (scale up); else nothing."""
-        if slot in self.per_slot or self.sharing != "reuseport":
-            return
-        bound: list[Listener] = []
-        addresses: list[ListenAddress] = []
-        try:
-            for addr in self.addresses:
-                if self._is_per_slot(addr):
-                    listener = bind_listener(addr, reuseport=True, backlog=self.backlog)
-                    bound.append(listener)
-                    addr = listener.address  # a port 0 is fixed by the first slot bound
-                addresses.append(addr)
-        except ListenError:
-            _close_all(bound)
-            raise
-        self.per_slot[slot] = bound
-        self.addresses = tuple(addresses)
-
-    def release_slot(self, slot: int) -> None:
-        """Close the slot's reuseport sockets (scale down).
-
-        Connections queued on them are reset unless net.ipv4.tcp_migrate_req=1.
-        """
-        _close_all(self.per_slot.pop(slot, []))
-
-    def close(self) -> None:
-        """Close every listener (master shutdown)."""
-        for slot in list(self.per_slot):
-            self.release_slot(slot)
-        _close_all(self.shared)
-        self.shared.clear()
-
-
-def _close_all(listeners: Iterable[Listener]) -> None:
-    for listener in listeners:
-        listener.close()
-
-
-def bind_app_listeners(
-    addresses: Sequence[ListenAddress],
-    sharing: Sharing,
-    slots: Iterable[int],
-    *,
-    backlog: int = DEFAULT_BACKLOG,
-) -> AppListeners:
-    """Bind everything one app listens on, or close what was bound and raise ListenError."""
-    app = AppListeners(addresses=(), sharing=sharing, backlog=backlog)
-    bound_addresses: list[ListenAddress] = []
-    slot_list = list(slots)
-    try:
-        for addr in addresses:
-            if sharing == "reuseport" and addr.kind != "unix":
-                bound_addresses.append(_bind_per_slot(app, addr, slot_list))
-            else:
-                listener = bind_listener(addr, backlog=backlog)
-                app.shared.append(listener)
-                bound_addresses.append(listener.address)
-    except ListenError:
-        app.close()
-        raise
-    app.addresses = tuple(bound_addresses)
-    return app
-
-
-def _bind_per_slot(app: AppListeners, addr: ListenAddress, slots: list[int]) -> ListenAddress:
-    """Bind `addr` once per slot; port 0 becomes the first socket's port for the rest."""
-    for slot in slots:
-        listener = bind_listener(addr, reuseport=True, backlog=app.backlog)
-        app.per_slot.setdefault(slot, []).append(listener)
-        addr = listener.address
-    return addr
-
-
 def listen_env(fds_count: int, names: Sequence[str]) -> dict[str, str]:
     """`LISTEN_FDS` and `LISTEN_FDNAMES` for a worker (the spawner adds `LISTEN_PID`)."""
     if len(names) != fds_count:
@@ -391,58 +287,3 @@ def listen_env(fds_count: int, names: Sequence[str]) -> dict[str, str]:
     if fds_count == 0:
         return {}
     return {"LISTEN_FDS": str(fds_count), "LISTEN_FDNAMES": ":".join(names)}
-
-
-def _where(addr: ListenAddress) -> tuple[str, str, int]:
-    """What two apps may not both bind: a TCP host and port, or a Unix path."""
-    if addr.kind == "unix":
-        return ("unix", addr.path, 0)
-    return (addr.kind, addr.host, addr.port)
-
-
-def bind_app(
-    file: str, spec: AppSpec, taken: dict[tuple[str, str, int], str] | None = None
-) -> AppListeners | None:
-    """Every listener of one app, or a ConfigError naming its `listen` key (exit 78).
-
-    `taken` maps what other apps bound to their names: two apps on one address would
-    split its connections between them (SO_REUSEPORT lets the kernel allow it).
-    """
-    if not spec.listen:
-        return None
-    taken = {} if taken is None else taken
-    key = f"{spec.name}.listen"
-    try:
-        addresses = [parse_listen(text, environ=os.environ) for text in spec.listen]
-        for addr in addresses:
-            owner = taken.get(_where(addr))
-            if owner is not None and (addr.port or addr.kind == "unix"):
-                raise ConfigError(file, f"{addr}: already {owner}'s listen", key=key)
-        listeners = bind_app_listeners(addresses, spec.socket_sharing, range(spec.instances))
-    except (ValueError, ListenError) as exc:
-        raise ConfigError(file, str(exc), key=key) from None
-    taken.update(dict.fromkeys(map(_where, listeners.addresses), spec.name))
-    return listeners
-
-
-def bind_apps(
-    file: str, specs: tuple[AppSpec, ...], running: Mapping[str, AppListeners | None] | None = None
-) -> dict[str, AppListeners | None]:
-    """Bind every listener before any worker starts; all or nothing. `running`: the
-    listeners of apps already serving (a SIGHUP adds apps beside them)."""
-    taken = {
-        _where(addr): name
-        for name, listeners in (running or {}).items()
-        if listeners is not None
-        for addr in listeners.addresses
-    }
-    bound: dict[str, AppListeners | None] = {}
-    try:
-        for spec in specs:
-            bound[spec.name] = bind_app(file, spec, taken)
-    except ConfigError:
-        for listeners in bound.values():
-            if listeners is not None:
-                listeners.close()
-        raise
-    return bound

@@ -21,8 +21,9 @@ from runtime.config.spec import AppSpec, RunAs
 from runtime.errors import SD_LISTEN_FDS_START
 from runtime.proc.ipc import CHANNEL_ENV, SERIALIZATION_ENV, close_child_end, make_channel
 from runtime.proc.libc import set_parent_death_signal
+from runtime.proc.listeners import AppListeners
 from runtime.proc.pipes import make_pipe
-from runtime.proc.sockets import AppListeners, listen_env
+from runtime.proc.sockets import listen_env
 
 EXEC_FAILED_CODE = 127
 RUNTIME_KEYS = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET")
@@ -212,16 +213,22 @@ def fork_worker(spec: AppSpec, slot: int, wenv: WorkerEnv) -> Forked:
 
 
 def worker_env(
-    base: Mapping[str, str], notify: str | None, listeners: AppListeners | None, slot: int
+    base: Mapping[str, str],
+    notify: str | None,
+    listeners: AppListeners | None,
+    slot: int,
+    *,
+    pending: bool = False,
 ) -> WorkerEnv:
-    """What the master adds for one slot: NOTIFY_SOCKET and the slot's listeners."""
+    """What the master adds for one slot: NOTIFY_SOCKET and the slot's listeners (a
+    reload's own, with `pending`). ListenError if a socket must be bound again and cannot."""
     if listeners is None:
         return WorkerEnv(base=base, notify_socket=notify)
     listeners.ensure_slot(slot)
     return WorkerEnv(
         base=base,
         notify_socket=notify,
-        listen_fds=tuple(listeners.fds_for_slot(slot)),
-        listen_names=tuple(listeners.names_for_slot(slot)),
+        listen_fds=tuple(listeners.fds_for_slot(slot, pending=pending)),
+        listen_names=tuple(listeners.names_for_slot(slot, pending=pending)),
         listen_ports=tuple(a.port if a.kind != "unix" else 0 for a in listeners.addresses),
     )

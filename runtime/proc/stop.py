@@ -7,8 +7,12 @@ import contextlib
 import os
 import signal
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from runtime.proc.reaper import ExitStatus
+
+if TYPE_CHECKING:  # psutil is imported at the master's exit only
+    import psutil
 
 GROUP_POLL_S = 0.02
 
@@ -85,3 +89,36 @@ async def stop_process(
 def kill_group_now(pgid: int) -> None:
     """SIGKILL a worker's whole group (SIGQUIT, second signal, leftovers)."""
     signal_worker(pgid, signal.SIGKILL, group=True)
+
+
+async def stop_descendants(grace_s: float) -> int:
+    """At the master's exit: every process still below it gets SIGTERM, then SIGKILL after
+    `grace_s`. As PID 1 or a subreaper the master inherits what a worker left behind, even
+    a child that called setsid() and ignores SIGTERM; none of it may outlive the master.
+    Returns how many there were."""
+    import psutil  # at the exit only; metrics import it anyway
+
+    try:
+        left = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return 0
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_s
+    while (alive := [p for p in left if _running(p)]) and loop.time() < deadline:
+        await asyncio.sleep(GROUP_POLL_S)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    return len(left)
+
+
+def _running(proc: psutil.Process) -> bool:
+    import psutil
+
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

@@ -6,32 +6,32 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections import deque
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from runtime.config.spec import AppSpec
 from runtime.logs import events
 from runtime.logs.events import LEVELS
-from runtime.logs.sink import LogSink
 from runtime.policy.lifecycle import AppOutcome, AppStatus
 from runtime.policy.memory import decide_memory
 from runtime.policy.restart import (
     GiveUp,
     Restart,
     RestartPolicy,
-    RestartState,
     Stop,
     WorkerExit,
     decide_restart,
     reset_state,
+    spawn_retry_ms,
 )
-from runtime.proc.reaper import ExitStatus, Reaper, signal_name
-from runtime.proc.sockets import AppListeners
+from runtime.proc.listeners import AppListeners
+from runtime.proc.reaper import ExitStatus, signal_name
+from runtime.proc.sockets import Listener, ListenError
 from runtime.proc.stop import kill_group_now, signal_worker, stop_process, wait_group_gone
 from runtime.supervise.readiness import wait_notified, wait_ready
 from runtime.supervise.rolling import replace_slot, rolling_reload
+from runtime.supervise.slot import AppContext, Slot
+from runtime.supervise.traffic import Traffic
 
 if TYPE_CHECKING:
     from runtime.policy.scale import ScaleRequest
@@ -39,43 +39,8 @@ from runtime.boot.early import Early
 from runtime.proc.spawn import Forked, fork_worker, worker_env
 from runtime.supervise.worker import Worker, adopt_worker
 
-EXIT_HISTORY = 10
+T = TypeVar("T")
 PORT_IN_USE_MARKERS = (b"EADDRINUSE", b"Address already in use", b"address already in use")
-
-
-@dataclass
-class AppContext:
-    """What every app shares with the master."""
-
-    loop: asyncio.AbstractEventLoop
-    sink: LogSink
-    reaper: Reaper
-    base_env: Mapping[str, str]
-    notify_socket: str | None
-    shutting_down: Callable[[], bool]
-    changed: Callable[[], None]
-    next_id: Callable[[], int]
-    recent_output: Callable[[str, int], list[bytes]]  # (app, pid): its last lines, from the ring
-
-
-@dataclass(eq=False)
-class Slot:
-    """One instance number of an app and whatever currently runs in it."""
-
-    index: int
-    id: int = 0
-    worker: Worker | None = None
-    status: AppStatus = AppStatus.LAUNCHING
-    restart_state: RestartState = field(default_factory=reset_state)
-    timer: asyncio.TimerHandle | None = None
-    ended: bool = False
-    failed: bool = False
-    restarts: int = 0
-    replacing: Worker | None = None
-    manual_stop: bool = False  # stopped through the control API: not an ending for auto-exit
-    exits: deque[tuple[float, int | None, int | None]] = field(
-        default_factory=lambda: deque(maxlen=EXIT_HISTORY)
-    )
 
 
 class App:
@@ -88,6 +53,9 @@ class App:
         self.slots: dict[int, Slot] = {}
         self.policy = RestartPolicy.from_spec(spec)
         self.log = events.logger().bind(app=spec.name)
+        self.traffic = Traffic(listeners, self.log)
+        self._reload_lock = asyncio.Lock()  # one rollout at a time; a later one waits its turn
+        self._retiring: dict[Worker, list[Listener]] = {}  # old workers and their sockets
         self.base_env = ctx.base_env  # under the app's own env (`--update-env` replaces it)
         self.reloading = False
         self._hinted = False  # the EADDRINUSE hint is given once per app
@@ -137,10 +105,40 @@ class App:
                 continue
             pending = early.pending.get(forked.pid, (b"", b""))
             self._begin(slot, self._adopt(slot, forked, pending, announce=not early.announced))
+        self.traffic.update(self.slots)
 
-    def spawn_worker(self, slot: Slot) -> Worker:
-        env = worker_env(self.base_env, self.ctx.notify_socket, self.listeners, slot.index)
-        return self._adopt(slot, fork_worker(self.spec, slot.index, env))
+    def spawn_worker(self, slot: Slot, *, pending: bool = False) -> Worker | None:
+        """Fork the slot's next worker (with a reload's own sockets when `pending`); None
+        when the fork fails (a pids limit, no fds left): the slot retries with a backoff."""
+        try:
+            env = worker_env(
+                self.base_env, self.ctx.notify_socket, self.listeners, slot.index, pending=pending
+            )
+            forked = fork_worker(self.spec, slot.index, env)
+        except (OSError, ListenError) as exc:
+            self._spawn_failed(slot, exc)
+            return None
+        slot.spawn_failures = 0
+        return self._adopt(slot, forked)
+
+    def _spawn_failed(self, slot: Slot, exc: Exception) -> None:
+        """Log why, and try again later: the slot is never left dead for good."""
+        slot.spawn_failures += 1
+        delay_ms = spawn_retry_ms(slot.spawn_failures)
+        self.app_event(
+            "spawn_failed", level="error", instance=slot.index, error=str(exc), retry_ms=delay_ms
+        )
+        if slot.worker is not None and slot.worker.alive:
+            return  # a replacement failed to start: the old worker keeps serving
+        slot.worker, slot.status = None, AppStatus.WAITING_RESTART
+        slot.cancel_timer()
+        slot.timer = self.ctx.loop.call_later(delay_ms / 1000, self._retry_spawn, slot)
+        self.traffic.update(self.slots)
+
+    def _retry_spawn(self, slot: Slot) -> None:
+        slot.timer = None
+        if not self.ctx.shutting_down() and self.slots.get(slot.index) is slot:
+            self.spawn_into(slot)
 
     def _adopt(
         self,
@@ -165,14 +163,17 @@ class App:
         self._own(self._track_readiness(worker))
         return worker
 
-    def spawn_into(self, slot: Slot) -> Worker:
-        return self._begin(slot, self.spawn_worker(slot))
+    def spawn_into(self, slot: Slot) -> Worker | None:
+        """Start the slot's worker in place (nothing to overlap with)."""
+        worker = self.spawn_worker(slot)
+        return None if worker is None else self._begin(slot, worker)
 
     def _begin(self, slot: Slot, worker: Worker) -> Worker:
         slot.timer = None
         slot.ended = slot.failed = slot.manual_stop = False
         slot.status = AppStatus.LAUNCHING
         slot.worker = worker
+        self.traffic.update(self.slots)
         return worker
 
     def _own(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -201,6 +202,7 @@ class App:
         self._event("worker_ready", worker)
         if slot.worker is worker:  # a replacement becomes the slot's worker when the old stops
             slot.status = AppStatus.ONLINE
+            self.traffic.update(self.slots)
             self.ctx.changed()
 
     # ----- exits and restarts --------------------------------------------------------
@@ -283,6 +285,7 @@ class App:
                 slot.timer = self.ctx.loop.call_later(
                     decision.delay_ms / 1000, self._restart_slot, slot, decision, worker
                 )
+                self.traffic.update(self.slots)
             return
         slot.ended = True
         if isinstance(decision, GiveUp):
@@ -297,6 +300,7 @@ class App:
         else:
             slot.status, slot.failed = AppStatus.STOPPED, decision.failed
             self._event("worker_stopped", worker, reason=decision.reason)
+        self.traffic.update(self.slots)
         self.ctx.changed()
 
     def _restart_slot(
@@ -378,23 +382,30 @@ class App:
         return [self.slots[i] for i in chosen if i in self.slots]
 
     async def stop_slots(self, indices: Sequence[int] | None = None) -> None:
-        """Stop instances on request; they stay listed as stopped until started again."""
+        """Stop instances on request; they stay listed as stopped until started again.
+
+        New connections are steered away first, and what is queued on a slot's own
+        sockets is served before its worker gets the stop signal."""
         slots = self._pick(indices)
         for slot in slots:
-            if slot.timer is not None:
-                slot.timer.cancel()
-                slot.timer = None
+            slot.cancel_timer()
             slot.manual_stop = True
             if slot.worker is not None:
                 slot.status = AppStatus.STOPPING
-        await asyncio.gather(
-            *(self.stop_worker(w) for s in slots for w in (s.worker, s.replacing) if w)
-        )
+        self.traffic.update(self.slots)
+        await asyncio.gather(*(self._drain_and_stop(slot) for slot in slots))
         for slot in slots:
             slot.worker = slot.replacing = None
             slot.status, slot.ended = AppStatus.STOPPED, True
+        self.traffic.update(self.slots)
         self.app_event("stopped", instances=[s.index for s in slots])
         self.ctx.changed()
+
+    async def _drain_and_stop(self, slot: Slot) -> None:
+        """Serve what is queued on the slot's own sockets, then stop its processes."""
+        if self.listeners is not None:
+            await self.traffic.drain(self.listeners.slot_sockets(slot.index), slot.worker)
+        await asyncio.gather(*(self.stop_worker(w) for w in slot.live_workers()))
 
     def start_slots(self, indices: Sequence[int] | None = None) -> list[int]:
         """Start instances that are not running (stopped, errored, waiting to restart)."""
@@ -402,8 +413,7 @@ class App:
         for slot in self._pick(indices):
             if slot.worker is not None and slot.worker.alive:
                 continue
-            if slot.timer is not None:
-                slot.timer.cancel()
+            slot.cancel_timer()
             slot.restart_state = reset_state()
             self.spawn_into(slot)
             started.append(slot.index)
@@ -412,11 +422,11 @@ class App:
     async def restart_slots(self, indices: Sequence[int] | None = None) -> None:
         """pm2's restart: each instance in turn is stopped, then started (no overlap)."""
         for slot in self._pick(indices):
-            if slot.timer is not None:
-                slot.timer.cancel()
-                slot.timer = None
+            slot.cancel_timer()
             if slot.worker is not None and slot.worker.alive:
-                await self.stop_worker(slot.worker)
+                slot.status = AppStatus.STOPPING
+                self.traffic.update(self.slots)
+                await self._drain_and_stop(slot)
             if self.slots.get(slot.index) is slot and not self.ctx.shutting_down():
                 slot.restarts += 1
                 slot.restart_state = reset_state()
@@ -424,15 +434,21 @@ class App:
 
     async def delete_slot(self, index: int) -> None:
         """Stop one instance and forget it (`delete <id>`)."""
-        slot = self.slots.pop(index, None)
-        if slot is None:
-            return
-        if slot.timer is not None:
-            slot.timer.cancel()
-        await asyncio.gather(*(self.stop_worker(w) for w in (slot.worker, slot.replacing) if w))
-        if self.listeners is not None:
-            self.listeners.release_slot(index)
+        await self._remove_slots([index])
         self.ctx.changed()
+
+    async def _remove_slots(self, indices: Sequence[int]) -> None:
+        """Take slots out (scale down, delete): no new connection reaches them, what is
+        queued on their sockets is served, then their workers stop and the sockets close."""
+        slots = [slot for index in indices if (slot := self.slots.pop(index, None)) is not None]
+        for slot in slots:
+            slot.cancel_timer()
+        self.traffic.update(self.slots)
+        await asyncio.gather(*(self._drain_and_stop(slot) for slot in slots))
+        if self.listeners is not None:
+            for slot in slots:
+                self.listeners.release_slot(slot.index)
+        self.traffic.update(self.slots)
 
     # ----- stop ----------------------------------------------------------------------
 
@@ -486,28 +502,44 @@ class App:
     # ----- reload (runtime.supervise.rolling does the work, through the methods below) ----
 
     async def reload(self, slots: Sequence[int] | None = None) -> bool:
-        """Rolling reload, one slot at a time; the first failure stops the rollout.
+        """Rolling reload of the app as it is (`reload NAME`, SIGHUP of the direct form)."""
+        return await self.roll(slots=slots)
 
-        An app with no pre-bound socket cannot run two workers side by side (the new one
-        would find its port taken), so its reload is pm2's: each instance is stopped, then
-        started.
+    async def roll(self, spec: AppSpec | None = None, slots: Sequence[int] | None = None) -> bool:
+        """Roll the app's workers, to `spec` when given (SIGHUP with changed settings).
+
+        One rollout at a time: a later one waits for the running one, then rolls again to
+        the newest settings. A failed rollout to a new spec puts the old one back, and the
+        slots already replaced roll back to it, so no rejected release keeps serving and a
+        later crash restarts what worked. An app with no pre-bound socket cannot run two
+        workers side by side, so its reload is pm2's: each instance is stopped, then started.
         """
-        if self.reloading:
-            self.app_event("reload_skipped", level="warning", reason="a reload is already running")
+        async with self._reload_lock:
+            old = self.spec
+            if spec is not None:
+                self.update_spec(spec)
+            chosen = [
+                s for s in (sorted(self.slots) if slots is None else slots) if s in self.slots
+            ]
+            if self.listeners is None:
+                await self._guarded(self._restart_for_reload(chosen))
+                return True
+            done = await self._guarded(rolling_reload(self, chosen))
+            if done is None or done.ok:
+                return done is not None
+            if spec is not None and not self.ctx.shutting_down():
+                self.update_spec(old)
+                if done.reloaded:
+                    await self._guarded(rolling_reload(self, done.reloaded))
+                self.app_event("reload_reverted", slots=list(done.reloaded))
             return False
-        chosen = sorted(self.slots) if slots is None else slots
-        if self.listeners is None:
-            await self._guarded(self._restart_for_reload(chosen))
-            return True
-        return await self._guarded(rolling_reload(self, chosen))
 
-    async def _restart_for_reload(self, slots: Sequence[int]) -> bool:
+    async def _restart_for_reload(self, slots: Sequence[int]) -> None:
         await self.restart_slots(slots)
         self.app_event("reload_done", slots=list(slots), mode="restart")
-        return True
 
-    async def _guarded(self, rollout: Coroutine[Any, Any, bool]) -> bool:
-        """Run a rollout as the app's only one (`reloading` while it runs)."""
+    async def _guarded(self, rollout: Coroutine[Any, Any, T]) -> T:
+        """Run a rollout with `reloading` set (what /health and `list` report)."""
         self.reloading = True
         try:
             return await rollout
@@ -519,28 +551,45 @@ class App:
         return self.ctx.shutting_down()
 
     def start_replacement(self, index: int) -> Worker | None:
-        """The slot's next worker: next to the old one, or in place when none is alive."""
+        """The slot's next worker: beside the old one (on sockets of its own in reuseport
+        mode, so the old ones can be drained), or in place when none is alive."""
         slot = self.slots.get(index)
         if slot is None:
             return None
         if slot.worker is None or not slot.worker.alive:
-            if slot.timer is not None:
-                slot.timer.cancel()
+            slot.cancel_timer()
             slot.restart_state = reset_state()
             return self.spawn_into(slot)  # nothing to overlap with
-        slot.replacing = self.spawn_worker(slot)
+        pending = self.listeners is not None and self.listeners.open_pending(index)
+        slot.replacing = self.spawn_worker(slot, pending=pending)
+        if slot.replacing is None and self.listeners is not None:
+            self.listeners.discard_pending(index)
         return slot.replacing
 
     def promote_replacement(self, index: int) -> Worker | None:
-        """The ready replacement takes over the slot; returns the old worker to stop."""
+        """The ready replacement takes over the slot and its new connections; returns the
+        old worker, to `retire`."""
         slot = self.slots.get(index)
         if slot is None or slot.replacing is None:  # started in place: nothing old to stop
             return None
         old, slot.worker, slot.replacing = slot.worker, slot.replacing, None
+        if old is not None and self.listeners is not None and index in self.listeners.pending:
+            self._retiring[old] = self.listeners.promote(index)
         slot.restarts += 1
         slot.restart_state = reset_state()
         slot.status = AppStatus.ONLINE
+        self.traffic.update(self.slots)
         return old
+
+    async def retire(self, old: Worker) -> None:
+        """Stop a replaced worker once it has served what was queued on its own sockets."""
+        sockets = self._retiring.pop(old, [])
+        await self.traffic.drain(sockets, old)
+        if old.alive:
+            await self.stop_worker(old)
+        if self.listeners is not None and sockets:
+            self.listeners.retire(sockets)
+            self.traffic.update(self.slots)
 
     async def discard_replacement(self, index: int) -> None:
         """Stop the slot's replacement, if it has one; its old worker keeps serving."""
@@ -548,37 +597,25 @@ class App:
         if slot is not None and slot.replacing is not None:
             await self.stop_worker(slot.replacing)  # still listed (and killed) while it stops
             slot.replacing = None
+        if self.listeners is not None:
+            self.listeners.discard_pending(index)
 
     # ----- scale ---------------------------------------------------------------------
 
     async def scale(self, request: ScaleRequest) -> None:
+        """Start new slots, or take the highest ones out without resetting a connection."""
         from runtime.policy.scale import plan_scale
 
         plan = plan_scale(sorted(self.slots), request)
         for index in plan.start:
-            slot = self._new_slot(index)
-            self.spawn_into(slot)
-        stops = [self.slots.pop(index) for index in plan.stop]
+            self.spawn_into(self._new_slot(index))
         self.app_event(
-            "scaled", instances=len(self.slots), started=list(plan.start), stopped=list(plan.stop)
+            "scaled",
+            instances=len(self.slots) - len(plan.stop),
+            started=list(plan.start),
+            stopped=list(plan.stop),
         )
-        for slot in stops:
-            if slot.timer is not None:
-                slot.timer.cancel()
-        await asyncio.gather(
-            *(self.stop_worker(w) for s in stops for w in (s.worker, s.replacing) if w is not None)
-        )
-        if self.listeners is not None:
-            for slot in stops:
-                self.listeners.release_slot(slot.index)
-            if stops and self.listeners.sharing == "reuseport" and not _tcp_migrate_req():
-                self.app_event(
-                    "slot_sockets_closed",
-                    level="warning",
-                    instances=[s.index for s in stops],
-                    hint="connections queued on them, if any, were reset; "
-                    "net.ipv4.tcp_migrate_req=1 moves them to the remaining sockets",
-                )
+        await self._remove_slots(plan.stop)
         self.ctx.changed()
 
     # ----- events --------------------------------------------------------------------
@@ -588,14 +625,6 @@ class App:
 
     def app_event(self, name: str, *, level: str = "info", **fields: Any) -> None:
         self.log.log(LEVELS[level], name, **fields)
-
-
-def _tcp_migrate_req() -> bool:
-    try:
-        with open("/proc/sys/net/ipv4/tcp_migrate_req") as f:
-            return f.read().strip() == "1"
-    except OSError:
-        return False
 
 
 async def _reap_leftovers(pgid: int, timeout_s: float) -> None:

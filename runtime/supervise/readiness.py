@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from runtime.config.spec import AppSpec
-from runtime.proc.sockets import AppListeners
+from runtime.proc.listeners import AppListeners
 from runtime.supervise.worker import Worker
 
 HEALTH_POLL_S = 0.1

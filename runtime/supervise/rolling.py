@@ -40,7 +40,11 @@ class Rollable(Protocol):
         ...
 
     def promote_replacement(self, index: int) -> Worker | None:
-        """Make the ready replacement the slot's worker; the old worker, to stop, or None."""
+        """Make the ready replacement the slot's worker; the old worker, to retire, or None."""
+        ...
+
+    async def retire(self, old: Worker) -> None:
+        """Stop a replaced worker once it has served what was queued for it."""
         ...
 
     async def discard_replacement(self, index: int) -> None:
@@ -52,21 +56,24 @@ class Rollable(Protocol):
     def app_event(self, name: str, *, level: str = "info", **fields: Any) -> None: ...
 
 
-async def rolling_reload(app: Rollable, slots: Sequence[int]) -> bool:
-    """Reload `slots` one at a time; the first failure stops the rollout (and is reported)."""
+async def rolling_reload(app: Rollable, slots: Sequence[int]) -> ReloadFinished | None:
+    """Reload `slots` one at a time; the first failure stops the rollout (and is reported).
+
+    Returns how it ended (which slots were reloaded), or None when a stop cut it short.
+    """
     rollout, actions = plan_rollout(slots)
     while True:
         event: Event | None = None
         for action in actions:
             if isinstance(action, ReloadFinished):
                 _report(app, action)
-                return action.ok
+                return action
             if app.shutting_down():
                 await app.discard_replacement(rollout.slots[rollout.index])
-                return False
+                return None
             event = await _run(app, action) or event
         if event is None:
-            return False
+            return None
         rollout, actions = step_rollout(rollout, event)
 
 
@@ -115,8 +122,8 @@ async def _start_replacement(app: Rollable, index: int) -> Event:
 
 async def _stop_old(app: Rollable, index: int) -> Event:
     old = app.promote_replacement(index)
-    if old is not None and old.alive:
-        await app.stop_worker(old)
+    if old is not None:
+        await app.retire(old)
     return OldStopped(index)
 
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from runtime.boot.early import Early, release_signals, start_early
 from runtime.config.load import Ecosystem
+from runtime.config.spec import AppSpec
 from runtime.control.handler import ControlHandler
 from runtime.control.server import ControlServer
 from runtime.errors import ConfigError, RuntimeUserError
@@ -26,13 +27,16 @@ from runtime.policy.lifecycle import StopKind, decide_auto_exit, decide_stop_sig
 from runtime.policy.memory import next_check_s
 from runtime.policy.scale import ScaleRequest
 from runtime.proc.libc import release_startup_memory
+from runtime.proc.listeners import bind_apps
 from runtime.proc.notify import NotifyServer
 from runtime.proc.reaper import Reaper
-from runtime.proc.sockets import bind_apps
-from runtime.supervise.app import App, AppContext
+from runtime.proc.stop import stop_descendants
+from runtime.supervise.app import App
+from runtime.supervise.slot import AppContext
 from runtime.supervise.worker import Worker
 
 STARTUP_TRIM_S = 1.0  # after the first workers are up, not in their way
+ORPHAN_GRACE_S = 1.0  # what outlived its worker (setsid, SIGTERM ignored) gets this, then KILL
 FINAL_KILL_WAIT_S = 2.0
 
 
@@ -277,6 +281,7 @@ class Supervisor:
             await app.wait_exited(FINAL_KILL_WAIT_S)
             if app.listeners is not None:
                 app.listeners.close()
+        await stop_descendants(ORPHAN_GRACE_S)
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:
@@ -415,18 +420,19 @@ class Supervisor:
                         app=name,
                         reason="listen addresses change with a restart of the runtime",
                     )
-                app.update_spec(new_specs[name])
-                self._start_devloop(app)
-                rolling.append(self._roll(app))
+                rolling.append(self._roll(app, new_specs[name]))
         for spec in added:
             self.apps[spec.name] = app = App(spec, ctx, listeners[spec.name])
             self._start_app(app)
         await asyncio.gather(*(self.remove_app(name) for name in removed), *rolling)
         self.log.info("config_reloaded", apps=list(self.apps))
 
-    async def _roll(self, app: App) -> None:
-        """Reload one app, then match its new `instances` count."""
-        await app.reload()
+    async def _roll(self, app: App, spec: AppSpec) -> None:
+        """Roll one app to its new settings, then match its new `instances` count; a failed
+        roll keeps the old settings (App.roll), and their instance count."""
+        if not await app.roll(spec):
+            return
+        self._start_devloop(app)
         if app.spec.instances != len(app.slots) and not self.stopping:
             await app.scale(ScaleRequest("set", app.spec.instances))
 

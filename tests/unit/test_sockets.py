@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from runtime.proc.listeners import bind_app_listeners
 from runtime.proc.sockets import (
     ListenAddress,
     ListenError,
-    bind_app_listeners,
     bind_listener,
     describe_error,
     listen_env,

@@ -36,7 +36,7 @@ ns = run.parse_run_args(sys.argv[1:])
 eco = run.loader(ns)()
 import runtime.boot.early, runtime.boot.relay, runtime.logs.formats, runtime.control.protocol
 from runtime.control.protocol import default_socket_path
-from runtime.proc.sockets import bind_apps
+from runtime.proc.listeners import bind_apps
 default_socket_path(run.control_key(ns))
 for listeners in bind_apps(eco.file, eco.apps).values():
     if listeners is not None:

@@ -1,0 +1,37 @@
+"""The steering decision: which slots take new connections (runtime.policy.steering)."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime.policy.steering import SlotState, receiving_slots
+
+R, S, W, X = SlotState.READY, SlotState.STARTING, SlotState.WAITING, SlotState.IDLE
+
+
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [
+        ({0: R, 1: R}, {0, 1}),
+        ({0: R, 1: X}, {0}),  # a stopped slot swallows nothing
+        ({0: R, 1: W}, {0}),  # nor one waiting out a backoff, while another serves
+        ({0: R, 1: S}, {0}),  # a starting worker gets connections once it is ready
+        ({0: S, 1: W, 2: X}, {0}),  # nobody ready: the one about to accept
+        ({0: W, 1: X}, {0}),  # only a restart to come: connections wait for it
+        ({0: X, 1: X}, set()),  # nobody will serve: refuse
+        ({}, set()),
+    ],
+    ids=[
+        "all-ready",
+        "one-stopped",
+        "one-waiting",
+        "one-starting",
+        "starting-first",
+        "waiting-only",
+        "all-idle",
+        "no-slots",
+    ],
+)
+def test_receiving_slots(states: dict[int, SlotState], expected: set[int]) -> None:
+    """Ready slots first, then starting, then waiting; none when every slot is idle."""
+    assert receiving_slots(states) == expected
