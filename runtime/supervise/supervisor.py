@@ -36,6 +36,8 @@ from runtime.supervise.slot import AppContext
 from runtime.supervise.worker import Worker
 
 STARTUP_TRIM_S = 1.0  # after the first workers are up, not in their way
+LOOP_ERROR_EVERY_S = 5.0  # the same loop error is logged at most this often
+MAX_LOOP_ERROR_KINDS = 64
 ORPHAN_GRACE_S = 1.0  # what outlived its worker (setsid, SIGTERM ignored) gets this, then KILL
 FINAL_KILL_WAIT_S = 2.0
 
@@ -116,6 +118,7 @@ class Supervisor:
         self.stopping = False
         # per app: the env context and environment `restart --env` / `--update-env` chose
         self.contexts: dict[str, tuple[str | None, Mapping[str, str] | None]] = {}
+        self._loop_errors: dict[str, tuple[float, int]] = {}  # kind -> (last logged, since)
         self._tasks: set[asyncio.Task[None]] = set()
         self._devloops: dict[str, asyncio.Task[None]] = {}
         self._ids = itertools.count()
@@ -161,6 +164,26 @@ class Supervisor:
         for sig, command in SIGNAL_COMMANDS.items():
             self.loop.add_signal_handler(sig, self.inbox.put_nowait, Received(command, sig.name))
         self.reaper.install()
+        self.loop.set_exception_handler(self._on_loop_error)
+
+    def _on_loop_error(self, _loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """What the loop could not handle (an accept() out of fds, a callback that raised):
+        one JSON event, at most once every LOOP_ERROR_EVERY_S per kind, never a traceback
+        flood on stderr."""
+        exc = context.get("exception")
+        kind = f"{context.get('message', '')}|{type(exc).__name__}"
+        now = self.loop.time()
+        last_at, suppressed = self._loop_errors.get(kind, (-LOOP_ERROR_EVERY_S, 0))
+        if now - last_at < LOOP_ERROR_EVERY_S:
+            self._loop_errors[kind] = (last_at, suppressed + 1)
+            return
+        if len(self._loop_errors) >= MAX_LOOP_ERROR_KINDS:
+            self._loop_errors.clear()
+        self._loop_errors[kind] = (now, 0)
+        error = repr(exc) if exc is not None else None
+        self.log.error(
+            "loop_error", message=str(context.get("message")), error=error, suppressed=suppressed
+        )
 
     # ----- run -----------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ nothing outliving the master."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -344,3 +345,28 @@ def test_reloads_of_uvicorn_fail_no_fresh_connection(tmp_path: Path, run_master)
     load = _reload_under_fresh_connections(tmp_path, run_master, app, reloads=6)
     assert load.failures == []
     assert load.ok > 100
+
+
+def test_control_accepts_out_of_fds_log_no_traceback_flood(tmp_path: Path, run_master) -> None:
+    """With the master out of fds, clients knocking on the control socket make at most a
+    few JSON `loop_error` events, and no traceback on stderr."""
+    ctl = tmp_path / "c.sock"
+    sleeper = {"name": "s", "script": "sleep 600"}
+    m = run_master(str(write(tmp_path / "eco.json", [sleeper])), "--control", str(ctl))
+    m.wait_event("worker_ready")  # the master is serving (its start-up needs fds too)
+    soft, hard = nofile_limits(m.pid)
+    prlimit = ["prlimit", f"--pid={m.pid}"]
+    subprocess.run([*prlimit, f"--nofile={fd_count(m.pid)}:{hard}"], check=True, timeout=10)
+    for _ in range(20):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.settimeout(0.5)
+            with contextlib.suppress(OSError):  # a full accept queue refuses: that is fine
+                client.connect(str(ctl))
+        time.sleep(0.05)
+    subprocess.run([*prlimit, f"--nofile={soft}:{hard}"], check=True, timeout=10)
+    assert control(ctl, "ping").returncode == 0
+    m.signal(signal.SIGTERM)
+    assert m.wait_exit(20) == 0
+    stderr = m.stderr()
+    assert "Traceback" not in stderr, stderr[-2000:]
+    assert len(m.events("loop_error")) <= 3
