@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from runtime.config.values import MAX_INSTANCES
+
 ScaleMode = Literal["set", "add", "remove"]
 
 _SCALE_RE = re.compile(r"([+-]?)([0-9]+)")
@@ -31,6 +33,8 @@ def parse_scale(text: str) -> ScaleRequest:
     if match is None:
         raise ValueError(f"scale: expected N, +N or -N (a whole number of instances), got {text!r}")
     sign, digits = match.groups()
+    if len(digits) > len(str(MAX_INSTANCES)) or int(digits) > MAX_INSTANCES:
+        raise ValueError(f"scale: expected at most {MAX_INSTANCES} instances, got {text!r}")
     return ScaleRequest(_MODES[sign], int(digits))
 
 
@@ -43,11 +47,11 @@ class ScalePlan:
 
 
 def scale_target(current: int, request: ScaleRequest) -> int:
-    """The instance count a request asks for, never below 0."""
+    """The instance count a request asks for, never below 0 nor above MAX_INSTANCES."""
     if request.mode == "set":
-        return request.n
+        return min(request.n, MAX_INSTANCES)
     if request.mode == "add":
-        return current + request.n
+        return min(current + request.n, MAX_INSTANCES)
     return max(0, current - request.n)
 
 

@@ -107,7 +107,9 @@ class App:
             self._begin(slot, self._adopt(slot, forked, pending, announce=not early.announced))
         self.traffic.update(self.slots)
 
-    def spawn_worker(self, slot: Slot, *, pending: bool = False) -> Worker | None:
+    def spawn_worker(
+        self, slot: Slot, *, pending: bool = False, restarts: int | None = None
+    ) -> Worker | None:
         """Fork the slot's next worker (with a reload's own sockets when `pending`); None
         when the fork fails (a pids limit, no fds left): the slot retries with a backoff."""
         try:
@@ -119,7 +121,7 @@ class App:
             self._spawn_failed(slot, exc)
             return None
         slot.spawn_failures = 0
-        return self._adopt(slot, forked)
+        return self._adopt(slot, forked, restarts=restarts)
 
     def _spawn_failed(self, slot: Slot, exc: Exception) -> None:
         """Log why, and try again later: the slot is never left dead for good."""
@@ -147,6 +149,7 @@ class App:
         pending: tuple[bytes, bytes] = (b"", b""),
         *,
         announce: bool = True,
+        restarts: int | None = None,
     ) -> Worker:
         worker = adopt_worker(
             self.spec,
@@ -158,8 +161,9 @@ class App:
             on_message=self._on_message,
             pending=pending,
         )
-        if announce:
-            self._event("worker_started", worker, restarts=slot.restarts)
+        if announce:  # a replacement counts as the slot's next restart, as `list` shows it
+            count = slot.restarts if restarts is None else restarts
+            self._event("worker_started", worker, restarts=count)
         self._own(self._track_readiness(worker))
         return worker
 
@@ -339,7 +343,9 @@ class App:
     async def _replace(self, slot: Slot, old: Worker) -> None:
         """Graceful restart of one slot: overlap when it serves a socket, else stop then start."""
         if self.listeners is not None:
-            if self.reloading or not await self._guarded(replace_slot(self, slot.index)):
+            async with self._reload_lock:  # after a running reload, which may replace it anyway
+                replaced = old.alive and await self._guarded(replace_slot(self, slot.index))
+            if not replaced:
                 old.restart_pending = False  # the next memory check tries again
             return
         old.stopping = True
@@ -561,7 +567,7 @@ class App:
             slot.restart_state = reset_state()
             return self.spawn_into(slot)  # nothing to overlap with
         pending = self.listeners is not None and self.listeners.open_pending(index)
-        slot.replacing = self.spawn_worker(slot, pending=pending)
+        slot.replacing = self.spawn_worker(slot, pending=pending, restarts=slot.restarts + 1)
         if slot.replacing is None and self.listeners is not None:
             self.listeners.discard_pending(index)
         return slot.replacing

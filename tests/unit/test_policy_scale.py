@@ -117,3 +117,16 @@ def test_plan_scale_properties(running: list[int], request_: ScaleRequest) -> No
     assert all(slot >= 0 for slot in after)
     assert list(plan.start) == sorted(plan.start)
     assert list(plan.stop) == sorted(plan.stop, reverse=True)
+
+
+@pytest.mark.parametrize("text", ["100000000000000", "4097", "+99999"])
+def test_absurd_counts_are_refused(text: str) -> None:
+    """A count past MAX_INSTANCES is refused at once (it used to freeze the master)."""
+    with pytest.raises(ValueError, match="at most 4096 instances"):
+        parse_scale(text)
+
+
+def test_adding_stops_at_the_bound() -> None:
+    """+N on a large app never plans past MAX_INSTANCES slots."""
+    plan = plan_scale(range(4090), parse_scale("+100"))
+    assert len(plan.start) == 6
