@@ -83,7 +83,8 @@ class Browser:
         self._buf = b""
         self._ids = iter(range(1, 1 << 30))
         self.events: list[dict[str, Any]] = []
-        target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        # the first answer waits for chromium to start: slow on a loaded 2-core machine
+        target = self.call("Target.createTarget", {"url": "about:blank"}, timeout=60)["targetId"]
         attached = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})
         self.session = attached["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
