@@ -80,8 +80,10 @@ KEYS: tuple[Key, ...] = (
     Key("cwd", "string", "relative to the ecosystem file's directory; must exist",
         default_doc="the ecosystem file's directory",
         flags=("--cwd",)),
-    Key("instances", "int or string", "`N`; `max` or `0` = one per CPU; `-1` = CPUs - 1 (any "
-        "`-n` = CPUs - n), at least 1. CPUs = min(affinity, cgroup quota)", default=1,
+    Key("instances", "int, string or mapping", "`N`; `max` or `0` = one per CPU; `-1` = CPUs - 1 "
+        "(any `-n` = CPUs - n), at least 1. CPUs = min(affinity, cgroup quota). `{min: 2, max: "
+        "max}` (or `2-max`) autoscales between the two on waiting connections and CPU "
+        "(docs/scaling.md)", default=1,
         flags=("-i", "--instances")),
     Key("exec_mode", "`fork` \\| `cluster` (`fork_mode`, `cluster_mode`)", "`cluster` pre-binds "
         "`listen` (default `:$PORT`) and shares it with every instance; node and Python servers "

@@ -30,6 +30,7 @@ from runtime.config.values import (
     parse_texts,
 )
 from runtime.errors import ConfigError
+from runtime.policy.autoscale import AutoscaleSpec
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -87,6 +88,7 @@ class AppSpec:
     filter_env: tuple[str, ...]  # master variables whose names contain one of these are left out
     inherit_env: bool  # False (`filter_env: true`): no master variable at all
     run_as: RunAs | None
+    autoscale: AutoscaleSpec | None  # `instances: {min, max}`: `instances` is then the min
 
 
 def default_name(script: str) -> str:
@@ -305,6 +307,7 @@ def build_app_spec(
     env = build_env(app, facts, env_name)
     exec_mode, exec_mode_why = _exec_mode(app)
     filter_env = app.get("filter_env", parse_filter_env, ())
+    autoscale = _autoscale(app, facts.cpus)
     appended = env_name is not None and app.value("append_env_to_name")
     spec = AppSpec(
         name=f"{app.name}-{env_name}" if appended else app.name,
@@ -312,7 +315,7 @@ def build_app_spec(
         argv=facts.argv,
         cwd=facts.cwd,
         env=env,
-        instances=_instances(app, facts.cpus, warnings),
+        instances=autoscale.min if autoscale else _instances(app, facts.cpus, warnings),
         exec_mode=exec_mode,
         exec_mode_why=exec_mode_why,
         node=facts.node,
@@ -347,9 +350,33 @@ def build_app_spec(
         filter_env=filter_env if isinstance(filter_env, tuple) else (),
         inherit_env=filter_env is not True,
         run_as=facts.run_as,
+        autoscale=autoscale,
     )
     _check_conflicts(app, spec, warnings)
     return spec
+
+
+_RANGE = re.compile(r"\s*([0-9]+)\s*-\s*(max|[0-9]+)\s*", re.ASCII | re.IGNORECASE)
+
+
+def _autoscale(app: RawApp, cpus: int) -> AutoscaleSpec | None:
+    """`instances: {min: 2, max: max}` or `"2-max"`: a range to autoscale in (`max` and 0
+    count CPUs, the container's quota included, as for `instances`)."""
+    value = app.values.get("instances")
+    if isinstance(value, str) and (match := _RANGE.fullmatch(value)):
+        value = {"min": match.group(1), "max": match.group(2)}
+    if not isinstance(value, Mapping):
+        return None
+    if set(value) - {"min", "max"} or "max" not in value:
+        raise app.error("instances", f"expected {{min: N, max: M}}, got {got(dict(value))}")
+    try:
+        low = parse_instances(value.get("min", 1), cpus)
+        high = parse_instances(value["max"], cpus)
+    except BadValue as exc:
+        raise app.error("instances", str(exc)) from None
+    if high < low:
+        raise app.error("instances", f"expected min <= max, got {got(dict(value))}")
+    return AutoscaleSpec(min=low, max=high)
 
 
 _PARSE_INT_PREFIX = re.compile(r"\s*(-?[0-9]+)[^0-9].*", re.ASCII | re.DOTALL)
