@@ -636,3 +636,14 @@ def test_filter_env_fixture_as_pm2_documents_it(tmp_path: Path, run_master) -> N
         False,
         True,
     )
+
+
+@needs_node
+def test_execute_command_runs_fork_instances(tmp_path: Path, run_master) -> None:
+    """execute-command.json: `instances: 2` with `execute_command: true` runs 2 fork workers."""
+    m = _run_fixture(tmp_path, run_master, "execute-command.json")
+    m.wait_event("worker_ready", count=2, app="api")
+    assert [(r["mode"], r["instance"]) for r in rows(tmp_path / "ctl.sock")] == [
+        ("fork", 0),
+        ("fork", 1),
+    ]
