@@ -90,6 +90,8 @@ KEYS: tuple[Key, ...] = (
         "that `listen(PORT)` themselves serve on it (see `preload`)", parse=v.parse_exec_mode,
         default_doc="`cluster` when `instances` is given (as pm2), else `fork`",
         flags=("-x", "--exec-mode")),
+    Key("execute_command", "bool", "true: fork mode even when `instances` is given (pm2's; "
+        "`exec_mode` still wins)", default=False, parse=v.parse_bool, field=None),
     Key("preload", "bool", "in cluster mode, node (`NODE_OPTIONS`) and Python (`PYTHONPATH`) "
         "workers get the runtime's preload, so `listen(PORT)` / `bind((host, PORT))` on a "
         "pre-bound port adopts the inherited socket instead of failing with EADDRINUSE; false "

@@ -270,10 +270,13 @@ def _watch(app: RawApp, cwd: str) -> tuple[str, ...]:
 
 
 def _exec_mode(app: RawApp) -> tuple[ExecMode, str]:
-    """`exec_mode` as given, else cluster when `instances` is given (as pm2), else fork."""
+    """`exec_mode` as given, else fork with `execute_command`, else cluster when `instances` is
+    given (as pm2), else fork."""
     if app.values.get("exec_mode") is not None:
         mode: ExecMode = app.value("exec_mode")
         return mode, "exec_mode"
+    if app.get("execute_command", parse_bool, False):
+        return "fork", "execute_command: true (as in pm2)"
     if app.values.get("instances") is not None:
         return "cluster", "inferred: instances is given, as in pm2"
     return "fork", "inferred: the default"

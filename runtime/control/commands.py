@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--env", dest="env_name", metavar="NAME", help="re-read the file with env_NAME"
         )
         again.add_argument(
+            "-a",
             "--update-env",
             action="store_true",
             help="give the apps this shell's environment (as pm2 restart --update-env)",

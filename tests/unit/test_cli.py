@@ -143,3 +143,13 @@ def test_installed_wheel_runs(tmp_path: Path) -> None:
             env=dict(env, PYTHONPATH=str(target)),
         ).stdout
     )
+
+
+@pytest.mark.parametrize("verb", ["restart", "reload"])
+@pytest.mark.parametrize("flag", ["-a", "--update-env"])
+def test_update_env_has_pm2s_short_flag(verb: str, flag: str) -> None:
+    """`restart NAME -a` is pm2's `--update-env` (`-a <=> apply`)."""
+    from runtime.control.commands import build_parser
+
+    ns = build_parser().parse_args([verb, "web", flag])
+    assert (ns.target, ns.update_env, ns.env_name) == ("web", True, None)

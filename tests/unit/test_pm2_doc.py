@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from runtime.cli.run import NO_EFFECT_FLAGS, REFUSED_FLAGS, build_parser
+from runtime.config.keys import CANONICAL, NO_EFFECT
+from runtime.control.commands import build_parser as build_client_parser
+
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "pm2.md"
 HELP = ROOT / "docs" / "pm2-runtime-help.txt"
@@ -28,6 +32,8 @@ PM2_SCHEMA_KEYS = (
 )  # fmt: skip
 STATUSES = frozenset({"supported", "no effect here", "refused", "TODO"})
 _UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
+_CODE = re.compile(r"`([^`]+)`")
+_FLAG = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
 
 
 def _status_rows() -> list[list[str]]:
@@ -93,3 +99,35 @@ def test_the_fixture_readme_lists_every_fixture() -> None:
     files = sorted(p.name for p in FIXTURES.iterdir() if p.is_file() and p.name != "README.md")
     assert len(files) >= 18
     assert [name for name in files if f"| `{name}`" not in readme] == []
+
+
+def _handled_flags() -> set[str]:
+    """Every option the run command and the restart/reload verbs accept."""
+    flags = set(build_parser({})._option_string_actions)
+    for action in build_client_parser()._actions:
+        verbs = action.choices if isinstance(action.choices, dict) else {}
+        for verb in ("restart", "reload"):
+            if verb in verbs:
+                flags |= set(verbs[verb]._option_string_actions)
+    return flags
+
+
+def test_no_row_says_todo_for_what_the_runtime_handles() -> None:
+    """A row naming a key of the key table or a flag the CLI takes is not TODO; pm2 keys
+    and flags that the code calls "no effect" or refuses are marked so."""
+    handled = _handled_flags()
+    assert {"--max-memory-restart", "-c", "--update-env", "-a"} <= handled
+    wrong = []
+    for cells in _status_rows():
+        names = [name.split()[0] for name in _CODE.findall(cells[0])]
+        flags = [flag for name in _CODE.findall(cells[0]) for flag in _FLAG.findall(name)]
+        status = cells[2]
+        if status == "TODO" and ({*names} & set(CANONICAL) or {*flags} & handled):
+            wrong.append(cells[0])
+        if {*names} & set(NO_EFFECT) and status != "no effect here":
+            wrong.append(cells[0])
+        if {*flags} & set(REFUSED_FLAGS) and status != "refused":
+            wrong.append(cells[0])
+        if {*flags} & set(NO_EFFECT_FLAGS) and status != "no effect here":
+            wrong.append(cells[0])
+    assert wrong == []

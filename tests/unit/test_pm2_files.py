@@ -182,3 +182,12 @@ def test_an_unreadable_default_env_file_is_a_warning(tmp_path: Path) -> None:
     eco = load_ecosystem(str(tmp_path / "e.json"), environ=ENV)
     assert eco.apps[0].env_file is None
     assert any(".env is not read (line 1: expected KEY=value" in w for w in eco.warnings)
+
+
+def test_execute_command_means_fork_even_with_instances() -> None:
+    """`execute_command: true` forces fork mode, as pm2's verifyConfs does, over `instances`."""
+    eco = load("execute-command.json")
+    spec = eco.apps[0]
+    assert (spec.instances, spec.exec_mode) == (2, "fork")
+    assert spec.exec_mode_why == "execute_command: true (as in pm2)"
+    assert not any("execute_command" in w for w in eco.warnings)
