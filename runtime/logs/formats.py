@@ -420,6 +420,13 @@ _COLOURS = (36, 32, 33, 34, 35, 96, 92, 93, 94, 95)  # no red: red marks stderr 
 _RESET = "\x1b[0m"
 
 
+def _stdout_is_a_tty() -> bool:
+    try:
+        return os.isatty(1)
+    except OSError:
+        return False
+
+
 class PrettyFormatter(Formatter):
     """For a TTY: `web#0 | message`, `web#0 ! message` for stderr, `runtime | event ...`.
 
@@ -428,7 +435,9 @@ class PrettyFormatter(Formatter):
     """
 
     def __init__(self, *, colour: bool | None = None) -> None:
-        self.colour = not os.environ.get("NO_COLOR") if colour is None else colour
+        if colour is None:  # colour for a terminal only, and never with NO_COLOR
+            colour = _stdout_is_a_tty() and not os.environ.get("NO_COLOR")
+        self.colour = colour
         self._width = len(MASTER_NAME)
 
     def _paint(self, code: int, text: str) -> str:

@@ -90,14 +90,14 @@ def decide_autoscale(
         target = min(max(current, spec.min), spec.max)
         return replace(state, last_scale_at=at), ScaleTo(target, "outside min..max")
     since_scale = float("inf") if state.last_scale_at is None else at - state.last_scale_at
-    if state.hot_since is not None and current < spec.max:
-        if at - state.hot_since >= spec.up_after_s and since_scale >= spec.up_cooldown_s:
-            target = min(spec.max, current + max(1, current // 2))
-            return replace(state, last_scale_at=at), ScaleTo(target, _why_hot(spec, reading))
-    if state.cold_since is not None and current > spec.min:
-        if at - state.cold_since >= spec.down_after_s and since_scale >= spec.down_cooldown_s:
-            quiet_s = at - state.cold_since
-            return replace(state, last_scale_at=at), ScaleTo(
-                current - 1, f"quiet for {quiet_s:.0f} s"
-            )
+    hot_s = at - state.hot_since if state.hot_since is not None else None
+    cold_s = at - state.cold_since if state.cold_since is not None else None
+    hot = hot_s is not None and hot_s >= spec.up_after_s and since_scale >= spec.up_cooldown_s
+    if hot and current < spec.max:
+        target = min(spec.max, current + max(1, current // 2))
+        return replace(state, last_scale_at=at), ScaleTo(target, _why_hot(spec, reading))
+    cold = cold_s is not None and cold_s >= spec.down_after_s
+    if cold and current > spec.min and since_scale >= spec.down_cooldown_s:
+        reason = f"quiet for {cold_s:.0f} s"
+        return replace(state, last_scale_at=at), ScaleTo(current - 1, reason)
     return state, None

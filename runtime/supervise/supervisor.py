@@ -397,16 +397,27 @@ class Supervisor:
     ) -> None:
         """Re-read `names` with another env context or environment before a restart or a
         reload (pm2's `restart NAME --env X`, `--update-env`); ConfigError if it fails."""
-        if self.options.reload_config is None:
+        read = self.options.reload_config
+        if read is None:
             raise RuntimeUserError("this runtime was not started from a file it can re-read")
-        eco = self.options.reload_config(env_name=env_name, environ=environ)
-        specs = {spec.name: spec for spec in eco.apps}
-        for name in names:
-            if name not in specs:
-                raise RuntimeUserError(f"{name} is not in {eco.file} with that env context")
-        for name in names:
-            self.apps[name].update_spec(specs[name], base_env=environ)
-            self.contexts[name] = (env_name, environ)
+        chosen: dict[str, tuple[str | None, Mapping[str, str] | None]] = {}
+        for name in names:  # what is not given stays as the last switch left it (as pm2)
+            kept_env, kept_environ = self.contexts.get(name, (None, None))
+            chosen[name] = (env_name or kept_env, environ if environ is not None else kept_environ)
+        specs: dict[str, AppSpec] = {}
+        contexts = [c for i, c in enumerate(chosen.values()) if c not in list(chosen.values())[:i]]
+        for context in contexts:
+            eco = read(env_name=context[0], environ=context[1])
+            for warning in eco.warnings:
+                self.log.warning("config_warning", message=warning)
+            found = {spec.name: spec for spec in eco.apps}
+            for name in (n for n, c in chosen.items() if c == context):
+                if name not in found:
+                    raise RuntimeUserError(f"{name} is not in {eco.file} with that env context")
+                specs[name] = found[name]
+        for name, spec in specs.items():
+            self.apps[name].update_spec(spec, base_env=chosen[name][1])
+            self.contexts[name] = chosen[name]
 
     async def _reload(self) -> None:
         """SIGHUP: re-read the ecosystem; start new apps, stop removed ones, roll the rest."""

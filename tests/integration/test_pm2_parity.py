@@ -318,11 +318,6 @@ def test_update_env_gives_the_apps_the_clients_environment(tmp_path: Path, run_m
     wait_serving(m, port, "base from-the-shell")
 
 
-@pytest.mark.xfail(
-    reason="Supervisor.respec reads a missing --env as the start-up one and a missing "
-    "--update-env as the master's environment, instead of keeping the app's current context",
-    strict=True,
-)
 def test_update_env_after_env_keeps_the_env_context(tmp_path: Path, run_master) -> None:
     """`restart --env X`, then `restart --update-env`: the app keeps env_X, as pm2 keeps it."""
     port = free_port()

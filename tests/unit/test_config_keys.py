@@ -12,7 +12,14 @@ from runtime.config.reference import keys_markdown, with_keys
 from runtime.config.spec import AppSpec
 
 ROOT = Path(__file__).resolve().parents[2]
-RESOLVED_ONLY = {"argv", "node", "exec_mode_why", "inherit_env", "run_as", "autoscale"}  # found by config.load
+RESOLVED_ONLY = {
+    "argv",
+    "node",
+    "exec_mode_why",
+    "inherit_env",
+    "run_as",
+    "autoscale",
+}  # found by config.load
 
 
 def test_every_spec_field_comes_from_one_key() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import pytest
@@ -49,7 +50,7 @@ def test_a_step_scales_up_fast_and_down_slowly() -> None:
     first_down = next(t for t, n in changes if t >= 70)
     assert first_down >= 70 + SPEC.down_after_s
     downs = [t for t, _ in changes if t >= 70]
-    assert all(b - a >= SPEC.down_cooldown_s for a, b in zip(downs, downs[1:], strict=False))
+    assert all(b - a >= SPEC.down_cooldown_s for a, b in itertools.pairwise(downs))
 
 
 def test_a_spike_shorter_than_the_window_scales_nothing() -> None:
@@ -63,7 +64,7 @@ def test_a_slow_ramp_adds_workers_in_steps_spaced_by_the_cooldown() -> None:
     assert changes
     times = [t for t, _ in changes]
     assert times[0] >= 40  # cpu_high 80 % is reached at t=40
-    assert all(b - a >= SPEC.up_cooldown_s for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= SPEC.up_cooldown_s for a, b in itertools.pairwise(times))
 
 
 def test_oscillation_between_thresholds_does_not_flap() -> None:
@@ -92,5 +93,7 @@ def test_the_reason_names_the_signal() -> None:
     state = AutoscaleState(hot_since=0.0)
     _, by_queue = decide_autoscale(SPEC, state, LoadReading(5.0, 0.5, 10.0), 2)
     _, by_cpu = decide_autoscale(SPEC, state, LoadReading(5.0, 0.0, 90.0), 2)
-    assert by_queue is not None and "connections waiting 50%" in by_queue.reason
-    assert by_cpu is not None and by_cpu.reason == "cpu 90% per worker"
+    assert by_queue is not None
+    assert "connections waiting 50%" in by_queue.reason
+    assert by_cpu is not None
+    assert by_cpu.reason == "cpu 90% per worker"
