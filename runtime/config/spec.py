@@ -30,7 +30,6 @@ from runtime.config.values import (
     parse_texts,
 )
 from runtime.errors import ConfigError
-from runtime.policy.autoscale import AutoscaleSpec
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -191,6 +190,22 @@ def normalize_app(raw: object, *, file: str, index: int | None) -> RawApp:
     where = _where(file, index, name)
     warnings = tuple(unknown_key_warning(where, key) for key in app.warnings)
     return RawApp(file, index, name, app.values, app.envs, warnings)
+
+
+@dataclass(frozen=True, slots=True)
+class AutoscaleSpec:
+    """`instances: {min, max}`: the range an app autoscales in, and the thresholds
+    (runtime.policy.autoscale says how they are used)."""
+
+    min: int
+    max: int
+    saturation_high: float = 0.25  # share of the last window with connections waiting
+    cpu_high: float = 80.0  # % of one core, averaged over the app's workers
+    cpu_low: float = 20.0
+    up_after_s: float = 1.0
+    down_after_s: float = 30.0
+    up_cooldown_s: float = 3.0
+    down_cooldown_s: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)

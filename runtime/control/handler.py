@@ -11,7 +11,7 @@ from typing import Any
 from runtime import __version__
 from runtime.control.protocol import VERBS, ControlError
 from runtime.errors import RuntimeUserError
-from runtime.observe.status import describe_app, process_rows
+from runtime.observe.status import app_load, describe_app, process_rows
 from runtime.observe.view import AppView, MasterView
 from runtime.policy.scale import parse_scale
 
@@ -71,7 +71,8 @@ class ControlHandler:
 
     def rows(self) -> list[dict[str, Any]]:
         sampler = self.sup.sample(LIST_MAX_AGE_S)
-        return process_rows(self.sup.apps.values(), sampler, self.sup.loop.time())
+        load = self.sup.read_load()
+        return process_rows(self.sup.apps.values(), sampler, self.sup.loop.time(), load)
 
     async def do_ping(self, _target: str | None, _args: dict[str, Any]) -> dict[str, Any]:
         return {"pid": os.getpid(), "version": __version__, "apps": sorted(self.sup.apps)}
@@ -83,7 +84,9 @@ class ControlHandler:
         if target == "all":
             raise ControlError("show takes one app name or id")
         app, _slots = resolve(self.sup, target).picks[0]
-        return describe_app(app, self.rows(), self.sup.log_format)
+        info = describe_app(app, self.rows(), self.sup.log_format)
+        info["load"] = app_load(self.sup.read_load(), app)
+        return info
 
     async def do_stop(self, target: str | None, _args: dict[str, Any]) -> list[dict[str, Any]]:
         sel = resolve(self.sup, target)

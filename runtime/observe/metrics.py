@@ -155,19 +155,51 @@ def cpu_percent(before: TreeSample | None, after: TreeSample) -> float | None:
     )
 
 
+def tree_connections(root: int, ports: frozenset[int]) -> int | None:
+    """Established TCP connections on `ports` (the app's listeners) that `root` and its
+    descendants hold: the requests in flight, as the kernel sees them; None if it is gone."""
+    import psutil
+
+    pids = _walk(root, lambda pid: pid if os.path.exists(f"/proc/{pid}") else None, set())
+    if not pids:
+        return None
+    count = 0
+    for pid in pids:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        count += sum(
+            1
+            for c in conns
+            if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port in ports
+        )
+    return count
+
+
 class Sampler:
     """Keeps the latest sample of each worker and the CPU % since the one before."""
 
     def __init__(self) -> None:
         self.latest: dict[int, TreeSample] = {}
         self.cpu: dict[int, float | None] = {}
+        self.connections: dict[int, int] = {}  # pid -> connections in flight on its ports
         self.last_at = 0.0
 
-    def sample(self, pids: Iterable[int], now: float) -> dict[int, TreeSample]:
+    def sample(
+        self, pids: Iterable[int], now: float, ports: dict[int, frozenset[int]] | None = None
+    ) -> dict[int, TreeSample]:
+        """Sample every tree in `pids`; with `ports` (pid -> its app's TCP ports), also count
+        the connections each tree holds on them."""
         seen: set[int] = set()
         fresh = sample_trees(pids, now, seen)
         forget_gone(seen)
         self.cpu = {pid: cpu_percent(self.latest.get(pid), s) for pid, s in fresh.items()}
         self.latest = fresh
+        self.connections = {
+            pid: held
+            for pid, app_ports in (ports or {}).items()
+            if pid in fresh and (held := tree_connections(pid, app_ports)) is not None
+        }
         self.last_at = now
         return fresh

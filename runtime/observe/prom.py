@@ -16,6 +16,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from runtime import __version__
+from runtime.observe.load import LoadSampler
 from runtime.observe.status import process_rows
 from runtime.observe.view import MasterView
 from runtime.proc.reaper import signal_name
@@ -55,7 +56,8 @@ class RuntimeCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         sup = self.sup
         sampler = sup.sample(SAMPLE_MAX_AGE_S)
-        rows = process_rows(sup.apps.values(), sampler, sup.loop.time())
+        load = sup.read_load()
+        rows = process_rows(sup.apps.values(), sampler, sup.loop.time(), load)
         families = _worker_families()
         ids: set[int] = set()
         last_exit = GaugeMetricFamily(
@@ -85,6 +87,7 @@ class RuntimeCollector(Collector):
         yield from families.values()
         yield exits
         yield last_exit
+        yield from _load_families(sup, load)
         yield from _runtime_families(sup)
 
 
@@ -119,6 +122,16 @@ def _worker_families() -> dict[str, Metric]:
             "1 for the slot's current pm2 status",
             labels=[*LABELS, "status"],
         ),
+        "connections": GaugeMetricFamily(
+            "runtime_worker_connections",
+            "Established connections the worker's process tree holds on the app's listeners",
+            labels=LABELS,
+        ),
+        "accept_idle": GaugeMetricFamily(
+            "runtime_worker_accept_idle_seconds",
+            "How long the slot's own accept queue has held connections without shrinking",
+            labels=LABELS,
+        ),
     }
 
 
@@ -134,6 +147,42 @@ def _add_row(families: dict[str, Metric], labels: list[str], row: dict[str, Any]
     add("up", 1 if row["pid"] else 0)
     add("ready", 1 if row["ready"] else 0)
     add("status", 1, (row["status"],))
+    add("connections", row.get("connections"))
+    add("accept_idle", row.get("accept_idle_s"))
+
+
+def _load_families(sup: MasterView, load: LoadSampler) -> Iterator[Metric]:
+    """The accept queues the master holds, and each app's saturation (observe.load)."""
+    labels = ["app", "listener", "slot"]
+    now = GaugeMetricFamily(
+        "runtime_listen_backlog",
+        "Connections waiting in the listener's accept queue for a worker to take them",
+        labels=labels,
+    )
+    peak = GaugeMetricFamily(
+        "runtime_listen_backlog_peak",
+        "The highest backlog sampled since the previous scrape",
+        labels=labels,
+    )
+    for key, depth in sorted(load.backlog.items(), key=lambda kv: str(kv[0])):
+        now.add_metric([key.app, key.listener, _slot(key.slot)], depth)
+    for key, depth in sorted(load.take_peaks().items(), key=lambda kv: str(kv[0])):
+        peak.add_metric([key.app, key.listener, _slot(key.slot)], depth)
+    saturation = GaugeMetricFamily(
+        "runtime_app_saturation",
+        "Share of the last 10 s in which connections waited for the app's workers (0 to 1)",
+        labels=["app"],
+    )
+    for name, app in sup.apps.items():
+        if app.listeners is not None:
+            saturation.add_metric([name], load.saturation(name))
+    yield now
+    yield peak
+    yield saturation
+
+
+def _slot(slot: int | None) -> str:
+    return "" if slot is None else str(slot)
 
 
 def _runtime_families(sup: MasterView) -> Iterator[Metric]:

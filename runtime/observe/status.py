@@ -11,6 +11,7 @@ from typing import Any
 from runtime.config.export import spec_json
 from runtime.config.secrets import mask_env
 from runtime.config.spec import AppSpec
+from runtime.observe.load import LoadSampler
 from runtime.observe.metrics import Sampler
 from runtime.observe.view import AppView
 from runtime.policy.lifecycle import AppStatus
@@ -38,8 +39,15 @@ def app_version(cwd: str) -> str | None:
     return None
 
 
-def process_rows(apps: Iterable[AppView], sampler: Sampler, now: float) -> list[dict[str, Any]]:
-    """One row per instance slot, in id order: the `list --json` and `/status` shape."""
+def process_rows(
+    apps: Iterable[AppView], sampler: Sampler, now: float, load: LoadSampler | None = None
+) -> list[dict[str, Any]]:
+    """One row per instance slot, in id order: the `list --json` and `/status` shape.
+
+    With `load`, each row also has its accept queue (`backlog`: the slot's own in reuseport
+    mode, the app's shared one otherwise) and how long that queue has waited on the worker
+    (`accept_idle_s`); `connections` are the ones its process tree holds on the app's ports.
+    """
     rows: list[dict[str, Any]] = []
     for app in apps:
         version = app_version(app.spec.cwd)
@@ -60,10 +68,35 @@ def process_rows(apps: Iterable[AppView], sampler: Sampler, now: float) -> list[
                 "memory_bytes": sample.rss_bytes if sample else None,
                 "version": version,
                 "status_text": worker.status_text if worker else None,
+                "connections": sampler.connections.get(worker.pid) if worker else None,
             }
+            if load is not None:
+                row["backlog"] = _slot_backlog(load, app, slot.index)
+                row["accept_idle_s"] = load.accept_idle_s(app.spec.name, slot.index, now)
             rows.append(row)
     rows.sort(key=lambda r: int(r["id"]))
     return rows
+
+
+def _slot_backlog(load: LoadSampler, app: AppView, slot: int) -> int | None:
+    name = app.spec.name
+    own = [depth for key, depth in load.backlog.items() if key.app == name and key.slot == slot]
+    shared = [depth for key, depth in load.backlog.items() if key.app == name and key.slot is None]
+    return sum(own) + sum(shared) if own or shared else None
+
+
+def app_load(load: LoadSampler, app: AppView) -> dict[str, Any]:
+    """An app's accept queues (`show`): each one's depth now, and the app's saturation."""
+    name = app.spec.name
+    queues = [
+        {"listener": key.listener, "slot": key.slot, "backlog": depth}
+        for key, depth in sorted(
+            load.backlog.items(),
+            key=lambda kv: (kv[0].listener, -1 if kv[0].slot is None else kv[0].slot),
+        )
+        if key.app == name
+    ]
+    return {"saturation": round(load.saturation(name), 3), "queues": queues}
 
 
 def describe_app(app: AppView, rows: list[dict[str, Any]], log_format: str) -> dict[str, Any]:

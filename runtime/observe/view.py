@@ -15,6 +15,7 @@ from typing import Protocol
 
 from runtime.config.spec import AppSpec
 from runtime.logs.ring import LogRing
+from runtime.observe.load import LoadSampler
 from runtime.observe.metrics import Sampler
 from runtime.policy.lifecycle import AppStatus
 from runtime.policy.scale import ScaleRequest
@@ -114,6 +115,10 @@ class MasterView(Protocol):
     def log_format(self) -> str: ...
 
     def sample(self, max_age_s: float = 0.0) -> Sampler: ...
+
+    def read_load(self) -> LoadSampler:
+        """The accept-queue sampler (sampled now when nothing samples it continuously)."""
+        ...
 
     async def remove_app(self, name: str) -> None: ...
 

@@ -21,20 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from runtime.config.spec import AutoscaleSpec
 
-@dataclass(frozen=True, slots=True)
-class AutoscaleSpec:
-    """The range and the thresholds of one app."""
-
-    min: int
-    max: int
-    saturation_high: float = 0.25  # share of the last window with connections waiting
-    cpu_high: float = 80.0  # % of one core, averaged over the app's workers
-    cpu_low: float = 20.0
-    up_after_s: float = 1.0
-    down_after_s: float = 30.0
-    up_cooldown_s: float = 3.0
-    down_cooldown_s: float = 15.0
+__all__ = ["AutoscaleSpec", "AutoscaleState", "LoadReading", "ScaleTo", "decide_autoscale"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,12 +22,13 @@ from runtime.errors import ConfigError, RuntimeUserError
 from runtime.logs import events
 from runtime.logs.ring import LogRing
 from runtime.logs.sink import LogSink
+from runtime.observe.load import SAMPLE_EVERY_S, LoadSampler
 from runtime.observe.metrics import Sampler, tree_rss
 from runtime.policy.lifecycle import StopKind, decide_auto_exit, decide_stop_signal
 from runtime.policy.memory import next_check_s
 from runtime.policy.scale import ScaleRequest
 from runtime.proc.libc import release_startup_memory
-from runtime.proc.listeners import bind_apps
+from runtime.proc.listeners import AppListeners, bind_apps
 from runtime.proc.notify import NotifyServer
 from runtime.proc.reaper import Reaper
 from runtime.proc.stop import stop_descendants
@@ -120,7 +121,9 @@ class Supervisor:
         self.contexts: dict[str, tuple[str | None, Mapping[str, str] | None]] = {}
         self._loop_errors: dict[str, tuple[float, int]] = {}  # kind -> (last logged, since)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._devloops: dict[str, asyncio.Task[None]] = {}
+        self._devloops: dict[str, list[asyncio.Task[None]]] = {}  # watch, cron, autoscale
+        self.load = LoadSampler()
+        self._load_task: asyncio.Task[None] | None = None
         self._ids = itertools.count()
         self.sampler = Sampler()
         self.log_ring = LogRing()
@@ -219,6 +222,7 @@ class Supervisor:
         self.loop.call_later(STARTUP_TRIM_S, release_startup_memory)
         if any(s.max_memory_restart_bytes for s in self.eco.apps):
             self._own(self._watch_memory())
+        self._start_load_watch()
         try:
             code = await self._serve()
         finally:
@@ -275,9 +279,10 @@ class Supervisor:
         self.inbox.put_nowait(Exit(code))
 
     def _stop_devloops(self) -> None:
-        """No file change or cron tick may restart anything once a stop has begun."""
-        for task in self._devloops.values():
-            task.cancel()
+        """No file change, cron tick or autoscaler may change anything once a stop has begun."""
+        for tasks in self._devloops.values():
+            for task in tasks:
+                task.cancel()
         self._devloops.clear()
 
     async def _kill_all(self) -> None:
@@ -341,9 +346,8 @@ class Supervisor:
         app = self.apps.pop(name, None)
         if app is None:
             return
-        devloop = self._devloops.pop(name, None)
-        if devloop is not None:
-            devloop.cancel()
+        for task in self._devloops.pop(name, []):
+            task.cancel()
         await app.stop()
         if app.listeners is not None:
             app.listeners.close()
@@ -355,14 +359,19 @@ class Supervisor:
         self._start_devloop(app)
 
     def _start_devloop(self, app: App) -> None:
-        """File watching and cron restarts, only for apps that ask (and only then imported)."""
-        old = self._devloops.pop(app.spec.name, None)
-        if old is not None:
+        """File watching, cron restarts and autoscaling, only for apps that ask (each module
+        imported only then)."""
+        for old in self._devloops.pop(app.spec.name, []):
             old.cancel()
+        tasks = self._devloops[app.spec.name] = []
         if app.spec.watch or app.spec.cron_restart:
             from runtime.devloop.runner import run_devloop
 
-            self._devloops[app.spec.name] = self._own(run_devloop(app))
+            tasks.append(self._own(run_devloop(app)))
+        if app.spec.autoscale is not None:
+            from runtime.supervise.autoscaler import autoscale
+
+            tasks.append(self._own(autoscale(app, app.spec.autoscale, self.load, self.sample)))
 
     def _own(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = self.loop.create_task(coro)
@@ -458,6 +467,7 @@ class Supervisor:
         for spec in added:
             self.apps[spec.name] = app = App(spec, ctx, listeners[spec.name])
             self._start_app(app)
+        self._start_load_watch()
         await asyncio.gather(*(self.remove_app(name) for name in removed), *rolling)
         self.log.info("config_reloaded", apps=list(self.apps))
 
@@ -471,19 +481,23 @@ class Supervisor:
             await app.scale(ScaleRequest("set", app.spec.instances))
 
     def _log_status(self) -> None:
-        now = self.loop.time()
-        for app in self.apps.values():
-            for slot in app.slots.values():
-                worker = slot.worker
-                self.log.info(
-                    "status",
-                    app=app.spec.name,
-                    instance=slot.index,
-                    pid=worker.pid if worker else None,
-                    status=str(slot.status),
-                    restarts=slot.restarts,
-                    uptime_s=round(now - worker.started_at, 3) if worker else None,
-                )
+        """SIGUSR1: one `status` event per slot, with its load (queue, connections)."""
+        from runtime.observe.status import process_rows
+
+        rows = process_rows(self.apps.values(), self.sample(), self.loop.time(), self.read_load())
+        for row in rows:
+            self.log.info(
+                "status",
+                app=row["name"],
+                instance=row["instance"],
+                pid=row["pid"],
+                status=row["status"],
+                restarts=row["restarts"],
+                uptime_s=row["uptime_s"] if row["pid"] else None,
+                backlog=row.get("backlog"),
+                connections=row.get("connections"),
+                accept_idle_s=row.get("accept_idle_s"),
+            )
 
     # ----- readiness and memory ------------------------------------------------------
 
@@ -517,12 +531,45 @@ class Supervisor:
         return None
 
     def sample(self, max_age_s: float = 0.0) -> Sampler:
-        """Fresh metrics of every worker (reusing a sample younger than `max_age_s`)."""
+        """Fresh metrics of every worker (reusing a sample younger than `max_age_s`): the
+        process trees' CPU and memory, and the connections each holds on its app's ports."""
         now = self.loop.time()
         if now - self.sampler.last_at >= max_age_s:
-            pids = [w.pid for app in self.apps.values() for w in app.workers()]
-            self.sampler.sample(pids, now)
+            ports: dict[int, frozenset[int]] = {}
+            for app in self.apps.values():
+                app_ports = tcp_ports(app)
+                for worker in app.workers():
+                    ports[worker.pid] = app_ports
+            self.sampler.sample(ports.keys(), now, {p: v for p, v in ports.items() if v})
         return self.sampler
+
+    def _start_load_watch(self) -> None:
+        """Sample the accept queues continuously only for someone who reads the history:
+        an autoscaled app, or `--web` (/metrics, the dashboard). `list` and `show` read the
+        queues when asked, so an idle master with neither never wakes up for them."""
+        wanted = self.options.web is not None or any(
+            app.spec.autoscale is not None for app in self.apps.values()
+        )
+        if wanted and self._load_task is None:
+            self._load_task = self._own(self._watch_load())
+
+    async def _watch_load(self) -> None:
+        try:
+            while not self.stopping:
+                if any(app.listeners is not None for app in self.apps.values()):
+                    self.load.sample(self._listeners(), self.loop.time())
+                await asyncio.sleep(SAMPLE_EVERY_S)
+        finally:
+            self.load.close()
+
+    def _listeners(self) -> list[tuple[str, AppListeners | None]]:
+        return [(name, app.listeners) for name, app in self.apps.items()]
+
+    def read_load(self) -> LoadSampler:
+        """The load sampler, with a fresh sample when nothing samples it continuously."""
+        if self._load_task is None:
+            self.load.sample(self._listeners(), self.loop.time())
+        return self.load
 
     async def _watch_memory(self) -> None:
         while not self.stopping:
@@ -535,3 +582,10 @@ class Supervisor:
                     app.check_memory(rss)
                     read += ((size, limit) for size in rss.values())
             await asyncio.sleep(next_check_s(read))
+
+
+def tcp_ports(app: App) -> frozenset[int]:
+    """The TCP ports an app's listeners are bound to (none without listeners)."""
+    if app.listeners is None:
+        return frozenset()
+    return frozenset(a.port for a in app.listeners.addresses if a.kind != "unix")
