@@ -150,7 +150,8 @@ def sysctl(name: str) -> str:
 
 
 class Master:
-    """`python -m runtime eco.json --log-format json` with stdout records kept."""
+    """`python -m runtime eco.json --log-format json` with stdout records kept (each with
+    `_t`, the monotonic time it was read)."""
 
     def __init__(self, eco: Path, cwd: Path) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -173,6 +174,7 @@ class Master:
                 rec = json.loads(line)
             except ValueError:
                 rec = {"unparsed": line.decode(errors="replace")}
+            rec["_t"] = time.monotonic()  # when it was read, on this script's clock
             with self._cond:
                 self.records.append(rec)
                 self._cond.notify_all()

@@ -11,7 +11,8 @@ Answers every request with `<instance>\n` (`RUNTIME_INSTANCE`, or `INSTANCE` whe
 a client can tally which worker served it. Keep-alive unless the request says
 `Connection: close`. Counts the requests it served and prints `served <instance> <n>` on
 SIGTERM, then stops accepting, lets connections in flight finish (0.2 s) and exits 0.
-Minimal parsing on purpose (a request ends at the blank line; no bodies): it exists to
+`WORK_US` (default 0) makes each request spin that many microseconds of CPU first, for the
+autoscaling benchmark's CPU-bound app. Minimal parsing on purpose (a request ends at the blank line; no bodies): it exists to
 make the supervisor's share of the data path visible, not to be a web server.
 """
 
@@ -22,6 +23,7 @@ import os
 import signal
 import socket
 import sys
+import time
 
 try:
     import uvloop
@@ -33,8 +35,15 @@ BODY = f"{INSTANCE}\n".encode()
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n" % len(BODY)
 KEEP = HEAD + b"\r\n" + BODY
 CLOSE = HEAD + b"Connection: close\r\n\r\n" + BODY
+WORK_S = int(os.environ.get("WORK_US", "0")) / 1e6
 SERVED = 0
 STOPPING = False
+
+
+def work() -> None:
+    end = time.perf_counter() + WORK_S
+    while time.perf_counter() < end:
+        pass
 
 
 class Http(asyncio.Protocol):
@@ -56,6 +65,8 @@ class Http(asyncio.Protocol):
             head = buf[:end].lower()
             buf = buf[end + 4 :]
             SERVED += 1
+            if WORK_S:
+                work()
             if STOPPING or b"connection: close" in head:
                 out.append(CLOSE)
                 close = True

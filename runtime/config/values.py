@@ -111,7 +111,10 @@ def parse_instances(value: object, cpus: int) -> int:
 
 
 def wants_cpu_count(instances: object) -> bool:
-    """Whether an `instances` value counts CPUs (`max`, 0, -N): only then are they read."""
+    """Whether an `instances` value counts CPUs (`max`, 0, -N, a range such as `2-max` or
+    `{min: 1, max: max}` with either end counting them): only then are they read."""
+    if isinstance(instances, Mapping):
+        return any(wants_cpu_count(end) for end in instances.values())
     number = _integer_text(instances)
     if isinstance(number, int) and not isinstance(number, bool):
         return number <= 0

@@ -317,7 +317,7 @@ class WebServer:
         """The /status document (and each dashboard snapshot)."""
         sup = self.sup
         now = sup.loop.time()
-        rows = process_rows(sup.apps.values(), sup.sample(SAMPLE_MAX_AGE_S), now)
+        rows = process_rows(sup.apps.values(), sup.sample(SAMPLE_MAX_AGE_S), now, sup.read_load())
         code, report = health(sup.apps.values(), sup.draining or sup.stopping)
         problems = report.get("apps", {})
         apps = [
