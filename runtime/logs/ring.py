@@ -23,6 +23,7 @@ from runtime.logs.formats import Source
 DEFAULT_MAX_BYTES = 2 << 20
 BLOCK_OVERHEAD_BYTES = 256  # what one block costs beyond its data (measured: ~190)
 DEFAULT_MAX_BLOCKS = DEFAULT_MAX_BYTES // BLOCK_OVERHEAD_BYTES
+MAX_TAIL_LINES = 10_000
 FOLLOW_QUEUE = 10_000
 
 
@@ -37,8 +38,13 @@ class Block:
     timestamp: str
     data: bytes
 
-    def records(self) -> list[dict[str, Any]]:
-        text = self.data.decode("utf-8", "replace")
+    def records(self, last: int | None = None) -> list[dict[str, Any]]:
+        """Its lines as records, or only the `last` ones (without splitting the rest)."""
+        text = self.data.decode("utf-8", "replace").removesuffix("\n")
+        if last is None:
+            lines = text.split("\n")
+        else:
+            lines = text.rsplit("\n", last)[-last:] if last > 0 else []
         return [
             {
                 "timestamp": self.timestamp,
@@ -48,7 +54,7 @@ class Block:
                 "stream": self.stream,
                 "message": line.removesuffix("\r"),
             }
-            for line in text.split("\n")[:-1] or [text]
+            for line in lines
         ]
 
 
@@ -95,15 +101,20 @@ class LogRing:
                     self.dropped += 1
 
     def tail(self, lines: int, app: str | None = None) -> list[dict[str, Any]]:
-        """The last `lines` records (of one app when given), oldest first."""
-        out: list[dict[str, Any]] = []
+        """The last `lines` records (MAX_TAIL_LINES at most; of one app when given), oldest
+        first, in time proportional to `lines`."""
+        wanted = min(lines, MAX_TAIL_LINES)
+        chunks: list[list[dict[str, Any]]] = []
+        found = 0
         for block in reversed(self._blocks):
+            if found >= wanted:
+                break
             if app is not None and block.app != app:
                 continue
-            out[:0] = block.records()
-            if len(out) >= lines:
-                break
-        return out[-lines:] if lines > 0 else []
+            chunk = block.records(wanted - found)
+            chunks.append(chunk)
+            found += len(chunk)
+        return [record for chunk in reversed(chunks) for record in chunk]
 
     def recent(self, app: str, pid: int, max_blocks: int = 256) -> list[bytes]:
         """What one worker wrote lately, oldest first, looking at the last `max_blocks` blocks."""
