@@ -71,8 +71,17 @@ class Connection:
         self.sock.sendall(json.dumps(message).encode() + b"\n")
 
     def replies(self) -> Iterator[dict[str, Any]]:
-        while line := self._file.readline(MAX_LINE):
-            reply = json.loads(line)
+        """Each reply line as a dict; a line over MAX_LINE or not a JSON object is a
+        ClientError, never a traceback."""
+        while line := self._file.readline(MAX_LINE + 1):
+            if not line.endswith(b"\n"):
+                if len(line) > MAX_LINE:
+                    raise ClientError(f"a reply from the runtime is over {MAX_LINE} bytes")
+                raise ClientError("the runtime closed the connection in the middle of a reply")
+            try:
+                reply = json.loads(line)
+            except (ValueError, RecursionError):
+                reply = None
             if not isinstance(reply, dict):
                 raise ClientError("malformed reply from the runtime")
             yield reply

@@ -16,6 +16,7 @@ from runtime.observe.view import AppView, MasterView
 from runtime.policy.scale import parse_scale
 
 LIST_MAX_AGE_S = 0.5
+MAX_MESSAGE_CHARS = 64 * 1024  # x 12 bytes for an escaped astral character: under MAX_LINE
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,20 +154,31 @@ class ControlHandler:
             resolve(self.sup, target)
             name = target if target in self.sup.apps else None
         lines = int(args.get("lines", 15))
-        ring = self.sup.log_ring
-        backlog = ring.tail(lines, app=name)
-        if not args.get("follow"):
-            return backlog
-        return self._follow(backlog, name)
+        backlog = self.sup.log_ring.tail(lines, app=name)
+        return self._follow(backlog, name, bool(args.get("follow")))
 
     async def _follow(
-        self, backlog: list[dict[str, Any]], name: str | None
+        self, backlog: list[dict[str, Any]], name: str | None, follow: bool
     ) -> AsyncIterator[dict[str, Any]]:
-        queue = self.sup.log_ring.subscribe(name)
+        """The backlog one `{"log": record}` line each (so no reply nears the line limit),
+        `{"ok": true, "result": []}` at its end, then, with `follow`, live lines."""
+        ring = self.sup.log_ring
+        queue = ring.subscribe(name) if follow else None
         try:
-            yield {"ok": True, "result": backlog}
-            while True:
-                record = await queue.get()
-                yield {"log": record}
+            for record in backlog:
+                yield {"log": _bounded(record)}
+            yield {"ok": True, "result": []}
+            while queue is not None:
+                yield {"log": _bounded(await queue.get())}
         finally:
-            self.sup.log_ring.unsubscribe(queue)
+            if queue is not None:
+                ring.unsubscribe(queue)
+
+
+def _bounded(record: dict[str, Any]) -> dict[str, Any]:
+    """A log record whose message is cut to MAX_MESSAGE_CHARS (its reply line stays far
+    below the protocol's line limit, even with every character escaped)."""
+    message = record.get("message")
+    if isinstance(message, str) and len(message) > MAX_MESSAGE_CHARS:
+        return {**record, "message": message[:MAX_MESSAGE_CHARS], "cut": True}
+    return record

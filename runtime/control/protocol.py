@@ -8,8 +8,11 @@ Framing: one JSON object per line, UTF-8, in both directions.
 Request:  {"v": 1, "cmd": "<verb>", "target": "<name|id|all>" | null, "args": {...}}
 Reply:    {"ok": true, "result": <any>}
           {"ok": false, "error": "<one line>"}
-`logs` with `"follow": true` sends its reply, then one {"log": {record}} line per
-worker line until the client closes the connection.
+`logs` sends its backlog (`args.lines`, 15 by default, at most 10,000) as one
+{"log": {record}} line per worker line, so no reply nears the 1 MiB line limit (a
+message over 64 Ki characters is cut and its record marked "cut": true), then
+{"ok": true, "result": []}; with `"follow": true` one {"log": {record}} line follows
+per new worker line until the client closes the connection.
 
 Verbs: ping, list, show, logs, stop, start, restart, reload, delete, scale.
 Targets: an app name, a numeric process id (as `list` shows), or `all`.

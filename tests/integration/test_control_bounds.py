@@ -1,0 +1,114 @@
+"""The control socket's bounds and its client's errors (#13, faults 6, 8 and 11)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import ROOT, Master, py, write_ecosystem
+
+SLEEPER = "import time\nprint('up', flush=True)\nwhile True: time.sleep(1)"
+# 12,000 lines of 150 bytes: a 10,000-line reply is about 2.5 MB of JSON
+WIDE_LINES = "import sys, time\nfor i in range(12000):\n    sys.stdout.write('%06d ' % i + 'w' * 143 + '\\n')\nsys.stdout.flush()\nprint('done', flush=True)\nwhile True: time.sleep(1)"
+
+
+def cli(ctl: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runtime", *args, "--control", str(ctl)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+
+
+def start(
+    run_master: Callable[..., Master], tmp_path: Path, apps: list[dict[str, Any]], wait: int = 1
+) -> tuple[Master, Path]:
+    ctl = tmp_path / "ctl.sock"
+    eco = write_ecosystem(tmp_path / "eco.json", apps)
+    master = run_master(str(eco), "--control", str(ctl))
+    master.wait_event("worker_ready", count=wait)
+    return master, ctl
+
+
+def test_a_long_logs_reply_is_streamed_line_by_line(
+    run_master: Callable[..., Master], tmp_path: Path
+) -> None:
+    """`logs --lines 10000` of wide lines (megabytes of JSON) prints every line, exit 0."""
+    master, ctl = start(run_master, tmp_path, [{"name": "wide", **py(WIDE_LINES)}])
+    master.wait_for(lambda: any(r.get("message") == "done" for r in master.lines("wide")))
+    proc = cli(ctl, "logs", "wide", "--lines", "10000", "--raw")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    out = proc.stdout.splitlines()
+    assert len(out) == 10000
+    assert out[-1] == "done"
+    assert out[-2].startswith("011999 ")
+    records = [
+        json.loads(x)
+        for x in cli(ctl, "logs", "wide", "--lines", "3", "--json").stdout.splitlines()
+    ]
+    assert [r["message"][:6] for r in records] == ["011998", "011999", "done"]
+
+
+@contextmanager
+def fake_runtime(path: Path, reply: bytes) -> Iterator[None]:
+    """A Unix socket that answers any request with `reply`, then closes."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(8)
+    server.settimeout(10)
+
+    def serve() -> None:
+        try:
+            conn, _ = server.accept()
+        except OSError:
+            return
+        with conn, contextlib.suppress(OSError):  # the client may leave before the end
+            conn.recv(65536)
+            conn.sendall(reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.close()
+        thread.join(10)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"{not json\n",
+        b"[1, 2]\n",
+        b'{"ok": true, "result": "' + b"x" * (2 << 20) + b'"}\n',
+        b"\xff\xfe\n",
+        b"[" * 100_000 + b"\n",
+    ],
+    ids=["malformed", "not-an-object", "over-1-MiB", "not-utf-8", "deep"],
+)
+@pytest.mark.parametrize("verb", [["list"], ["logs", "--lines", "5"]])
+def test_a_bad_reply_is_one_line_not_a_traceback(
+    tmp_path: Path, reply: bytes, verb: list[str]
+) -> None:
+    """A reply the client cannot read (malformed, over 1 MiB...) is one line on stderr, exit 1."""
+    ctl = tmp_path / "fake.sock"
+    with fake_runtime(ctl, reply):
+        proc = cli(ctl, *verb)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("runtime: ")
