@@ -3,7 +3,9 @@
 Transport: a Unix stream socket, mode 0600, in a 0700 directory; the master checks
 the peer's uid with SO_PEERCRED and refuses any uid but its own (and root's).
 
-Framing: one JSON object per line, UTF-8, in both directions.
+Framing: one JSON object per line, UTF-8, in both directions, under 1 MiB a line. A
+request line must arrive within 5 s of connecting (or of the previous reply), or the
+master closes the connection.
 
 Request:  {"v": 1, "cmd": "<verb>", "target": "<name|id|all>" | null, "args": {...}}
 Reply:    {"ok": true, "result": <any>}

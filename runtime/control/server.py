@@ -1,4 +1,8 @@
-"""The master's side of the control socket: accept, check the peer, dispatch."""
+"""The master's side of the control socket: accept, check the peer, dispatch.
+
+Each connection is bounded: a request line is at most MAX_LINE bytes and must arrive
+within REQUEST_TIMEOUT_S of the connection (or of the previous reply).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from runtime.control.protocol import (
 )
 
 Reply = dict[str, Any]
+REQUEST_TIMEOUT_S = 5.0  # from connect (or the last reply) to the end of a request line
 Handler = Callable[[dict[str, Any]], Awaitable[Reply | AsyncIterator[dict[str, Any]]]]
 
 
@@ -66,10 +71,12 @@ class ControlServer:
                 )
                 await writer.drain()
                 return
-            while line := await reader.readline():
-                if not await self._answer(line, writer):
+            while True:
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                    line = await reader.readline()
+                if not line or not await self._answer(line, writer):
                     return
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError, TimeoutError):
             pass
         finally:
             writer.close()

@@ -9,12 +9,15 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from runtime.control.server import REQUEST_TIMEOUT_S
 
 from tests.integration.conftest import ROOT, Master, py, write_ecosystem
 
@@ -112,3 +115,18 @@ def test_a_bad_reply_is_one_line_not_a_traceback(
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert proc.stderr.startswith("runtime: ")
+
+
+def test_a_half_sent_request_is_timed_out(
+    run_master: Callable[..., Master], tmp_path: Path
+) -> None:
+    """A request that never ends its line is dropped after a few seconds; the master serves on."""
+    _master, ctl = start(run_master, tmp_path, [{"name": "w", **py(SLEEPER)}])
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(ctl))
+        sock.sendall(b'{"v": 1, "cmd": "li')
+        sock.settimeout(REQUEST_TIMEOUT_S + 5)
+        started = time.monotonic()
+        assert sock.recv(1) == b""
+        assert time.monotonic() - started < REQUEST_TIMEOUT_S + 2
+    assert cli(ctl, "ping").returncode == 0
