@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +19,6 @@ from typing import Any
 import pytest
 
 from runtime.control.server import REQUEST_TIMEOUT_S
-
 from tests.integration.conftest import ROOT, Master, py, write_ecosystem
 
 SLEEPER = "import time\nprint('up', flush=True)\nwhile True: time.sleep(1)"
@@ -130,3 +130,27 @@ def test_a_half_sent_request_is_timed_out(
         assert sock.recv(1) == b""
         assert time.monotonic() - started < REQUEST_TIMEOUT_S + 2
     assert cli(ctl, "ping").returncode == 0
+
+
+def test_shutdown_with_a_follower_attached_prints_no_traceback(
+    run_master: Callable[..., Master], tmp_path: Path
+) -> None:
+    """A `logs -f` client still attached at SIGTERM: the master exits 0 with nothing on stderr."""
+    master, ctl = start(run_master, tmp_path, [{"name": "w", **py(SLEEPER)}])
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "logs", "-f", "--control", str(ctl)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    try:
+        assert follow.stdout is not None
+        assert b"up" in follow.stdout.readline()
+        master.signal(signal.SIGTERM)
+        assert master.wait_exit() == 0
+        assert master.stderr() == ""
+        assert follow.wait(10) == 0
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+        follow.communicate(timeout=10)
