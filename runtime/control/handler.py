@@ -149,21 +149,22 @@ class ControlHandler:
         return self.rows()
 
     async def do_logs(self, target: str | None, args: dict[str, Any]) -> Any:
-        name = None
+        name, instance = None, None
         if target not in (None, "all"):
-            resolve(self.sup, target)
-            name = target if target in self.sup.apps else None
+            app, slots = resolve(self.sup, target).picks[0]
+            name = app.spec.name
+            instance = slots[0] if slots else None  # a numeric id: that instance only
         lines = int(args.get("lines", 15))
-        backlog = self.sup.log_ring.tail(lines, app=name)
-        return self._follow(backlog, name, bool(args.get("follow")))
+        backlog = self.sup.log_ring.tail(lines, app=name, instance=instance)
+        return self._follow(backlog, name, instance, bool(args.get("follow")))
 
     async def _follow(
-        self, backlog: list[dict[str, Any]], name: str | None, follow: bool
+        self, backlog: list[dict[str, Any]], name: str | None, instance: int | None, follow: bool
     ) -> AsyncIterator[dict[str, Any]]:
         """The backlog one `{"log": record}` line each (so no reply nears the line limit),
         `{"ok": true, "result": []}` at its end, then, with `follow`, live lines."""
         ring = self.sup.log_ring
-        queue = ring.subscribe(name) if follow else None
+        queue = ring.subscribe(name, instance) if follow else None
         try:
             for record in backlog:
                 yield {"log": _bounded(record)}

@@ -69,7 +69,8 @@ class LogRing:
         self.max_blocks = max_blocks
         self._blocks: deque[Block] = deque(maxlen=max_blocks)
         self._size = 0
-        self._followers: dict[asyncio.Queue[dict[str, Any]], str | None] = {}
+        # each follower's queue and what it follows: (app or None for all, instance or None)
+        self._followers: dict[asyncio.Queue[dict[str, Any]], tuple[str | None, int | None]] = {}
         self.dropped = 0
 
     def add(self, src: Source, stream: str, ts: str, data: bytes) -> None:
@@ -91,8 +92,8 @@ class LogRing:
 
     def _publish(self, block: Block) -> None:
         records = block.records()
-        for queue, name in self._followers.items():
-            if name is not None and name != block.app:
+        for queue, (name, instance) in self._followers.items():
+            if not _selected(block, name, instance):
                 continue
             for record in records:
                 try:
@@ -100,16 +101,18 @@ class LogRing:
                 except asyncio.QueueFull:
                     self.dropped += 1
 
-    def tail(self, lines: int, app: str | None = None) -> list[dict[str, Any]]:
-        """The last `lines` records (MAX_TAIL_LINES at most; of one app when given), oldest
-        first, in time proportional to `lines`."""
+    def tail(
+        self, lines: int, app: str | None = None, instance: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The last `lines` records (MAX_TAIL_LINES at most; of one app, or one instance of
+        it, when given), oldest first, in time proportional to `lines`."""
         wanted = min(lines, MAX_TAIL_LINES)
         chunks: list[list[dict[str, Any]]] = []
         found = 0
         for block in reversed(self._blocks):
             if found >= wanted:
                 break
-            if app is not None and block.app != app:
+            if not _selected(block, app, instance):
                 continue
             chunk = block.records(wanted - found)
             chunks.append(chunk)
@@ -125,10 +128,18 @@ class LogRing:
         ]
         return found[::-1]
 
-    def subscribe(self, app: str | None = None) -> asyncio.Queue[dict[str, Any]]:
+    def subscribe(
+        self, app: str | None = None, instance: int | None = None
+    ) -> asyncio.Queue[dict[str, Any]]:
+        """A queue of the new records of every app, one app, or one instance of it."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(FOLLOW_QUEUE)
-        self._followers[queue] = app
+        self._followers[queue] = (app, instance)
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         self._followers.pop(queue, None)
+
+
+def _selected(block: Block, app: str | None, instance: int | None) -> bool:
+    """Whether `block` is of `app` (any when None) and `instance` (any when None)."""
+    return (app is None or block.app == app) and (instance is None or block.instance == instance)
