@@ -16,6 +16,7 @@ from runtime.observe.view import AppView, MasterView
 from runtime.policy.scale import parse_scale
 
 LIST_MAX_AGE_S = 0.5
+DEFAULT_LOG_LINES = 15  # `logs` without --lines (at most the ring's MAX_TAIL_LINES are sent)
 MAX_MESSAGE_CHARS = 64 * 1024  # x 12 bytes for an escaped astral character: under MAX_LINE
 
 
@@ -154,9 +155,13 @@ class ControlHandler:
             app, slots = resolve(self.sup, target).picks[0]
             name = app.spec.name
             instance = slots[0] if slots else None  # a numeric id: that instance only
-        lines = int(args.get("lines", 15))
+        lines, follow = args.get("lines", DEFAULT_LOG_LINES), args.get("follow", False)
+        if isinstance(lines, bool) or not isinstance(lines, int) or lines < 0:
+            raise ControlError(f"lines must be a whole number >= 0, got {_shown(lines)}")
+        if not isinstance(follow, bool):
+            raise ControlError(f"follow must be true or false, got {_shown(follow)}")
         backlog = self.sup.log_ring.tail(lines, app=name, instance=instance)
-        return self._follow(backlog, name, instance, bool(args.get("follow")))
+        return self._follow(backlog, name, instance, follow)
 
     async def _follow(
         self, backlog: list[dict[str, Any]], name: str | None, instance: int | None, follow: bool
@@ -174,6 +179,12 @@ class ControlHandler:
         finally:
             if queue is not None:
                 ring.unsubscribe(queue)
+
+
+def _shown(value: object) -> str:
+    """A request's value for an error line, cut to 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _bounded(record: dict[str, Any]) -> dict[str, Any]:

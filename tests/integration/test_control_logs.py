@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.integration.conftest import Master, py
 from tests.integration.test_control_bounds import cli, start
@@ -58,3 +61,18 @@ def test_logs_of_an_id_shows_that_instance_only(
     ]
     assert {r["instance"] for r in by_app} == {0, 1}
     assert {r["app"] for r in by_app} == {"a"}
+
+
+@pytest.mark.parametrize("lines", [None, [5], "five", -1, 1.5, True, {"n": 1}], ids=repr)
+def test_a_bad_lines_value_gets_an_error_reply(
+    run_master: Callable[..., Master], tmp_path: Path, lines: object
+) -> None:
+    """`lines` that is not a whole number >= 0 is answered with an error, nothing on stderr."""
+    master, ctl = start(run_master, tmp_path, [{"name": "w", **py(WHO)}])
+    replies = ask(ctl, {"v": 1, "cmd": "logs", "target": None, "args": {"lines": lines}})
+    assert replies[-1]["ok"] is False
+    assert "lines" in replies[-1]["error"]
+    assert ask(ctl, {"v": 1, "cmd": "ping", "target": None, "args": {}})[0]["ok"] is True
+    master.signal(signal.SIGTERM)
+    assert master.wait_exit() == 0
+    assert master.stderr() == ""
