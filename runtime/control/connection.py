@@ -66,14 +66,41 @@ class Connection:
                 f"cannot reach the runtime at {path}: {exc.strerror or exc}"
             ) from None
         self._file = self.sock.makefile("rb")
+        self._timeout_s = timeout_s
+        self._send_error: OSError | None = None
 
     def send(self, message: dict[str, Any]) -> None:
-        self.sock.sendall(json.dumps(message).encode() + b"\n")
+        """Send one request; if the runtime closed the connection, its reply may still be
+        there to read, so a broken pipe is only reported when there is none."""
+        try:
+            self.sock.sendall(json.dumps(message).encode() + b"\n")
+        except TimeoutError:
+            raise ClientError(
+                f"the runtime does not read requests ({self._timeout_s:g} s)"
+            ) from None
+        except OSError as exc:
+            self._send_error = exc
+
+    def _readline(self) -> bytes:
+        """One raw reply line; a lost connection is a ClientError, never a BrokenPipeError
+        (which the CLI reads as its own stdout closing, exit 0)."""
+        try:
+            line = self._file.readline(MAX_LINE + 1)
+        except TimeoutError:
+            raise ClientError(f"no answer from the runtime within {self._timeout_s:g} s") from None
+        except OSError as exc:
+            raise ClientError(
+                f"lost the connection to the runtime: {exc.strerror or exc}"
+            ) from None
+        if not line and self._send_error is not None:
+            reason = self._send_error.strerror or self._send_error
+            raise ClientError(f"the runtime closed the connection before the request ({reason})")
+        return line
 
     def replies(self) -> Iterator[dict[str, Any]]:
         """Each reply line as a dict; a line over MAX_LINE or not a JSON object is a
         ClientError, never a traceback."""
-        while line := self._file.readline(MAX_LINE + 1):
+        while line := self._readline():
             if not line.endswith(b"\n"):
                 if len(line) > MAX_LINE:
                     raise ClientError(f"a reply from the runtime is over {MAX_LINE} bytes")

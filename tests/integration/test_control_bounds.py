@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -154,3 +155,72 @@ def test_shutdown_with_a_follower_attached_prints_no_traceback(
         if follow.poll() is None:
             follow.kill()
         follow.communicate(timeout=10)
+
+
+@contextmanager
+def closing_runtime(path: Path, reply: bytes = b"") -> Iterator[None]:
+    """A Unix socket that writes `reply` to each connection and closes it without reading."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(64)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn, contextlib.suppress(OSError):
+                conn.sendall(reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
+        server.close()
+
+
+@pytest.mark.parametrize("reply", [b"", b'{"ok": false, "error": "permission denied: uid 1"}\n'])
+def test_a_connection_closed_by_the_runtime_is_an_error_not_exit_0(
+    tmp_path: Path, reply: bytes
+) -> None:
+    """The runtime closing the connection before reading the request is exit 1 with one line,
+    every time (a broken pipe on the socket used to pass for `| head` and exit 0)."""
+    ctl = tmp_path / "closing.sock"
+    big = "x" * 100_000  # a large request: sendall meets the close
+    with closing_runtime(ctl, reply):
+        for _ in range(10):
+            proc = cli(ctl, "stop", big)
+            assert proc.returncode == 1, proc.stderr
+            assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+            if reply:
+                assert proc.stderr == "runtime: permission denied: uid 1\n"
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv"
+)
+def test_another_uid_is_refused_with_exit_1_every_time(
+    run_master: Callable[..., Master], tmp_path: Path
+) -> None:
+    """A client of another uid (nobody) gets `permission denied`, exit 1, on every try."""
+    _master, ctl = start(run_master, tmp_path, [{"name": "w", **py(SLEEPER)}])
+    os.chmod(tmp_path, 0o755)
+    os.chmod(ctl, 0o777)  # the file mode lets nobody connect; SO_PEERCRED refuses it
+    command = ["setpriv", "--reuid=nobody", "--regid=65534", "--clear-groups"]
+    command += [sys.executable, "-m", "runtime", "stop", "all", "--control", str(ctl)]
+    for _ in range(10):
+        proc = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )
+        assert proc.returncode == 1, proc.stderr
+        assert "permission denied" in proc.stderr
