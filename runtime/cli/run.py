@@ -161,7 +161,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     add(
         "--control",
         metavar="PATH",
-        help="control socket (default: one per ecosystem, under $XDG_RUNTIME_DIR or /tmp)",
+        help="control socket (default: one per ecosystem, under $XDG_RUNTIME_DIR, /run for "
+        "root, or /tmp)",
     )
     add(
         "--socket-sharing",

@@ -15,6 +15,8 @@ from runtime.control.protocol import (
     default_socket_path,
     request,
     socket_is_live,
+    untrusted_dir,
+    untrusted_socket,
 )
 from runtime.errors import RuntimeUserError
 
@@ -34,11 +36,15 @@ def find_socket(explicit: str | None, ecosystem: str | None) -> str:
     if ecosystem:
         return default_socket_path(ecosystem)
     directory = control_dir()
+    reason = untrusted_dir(directory)
+    if reason is not None:
+        raise ClientError(f"refusing {directory}: it {reason} (pass --control PATH)")
     try:
         names = sorted(n for n in os.listdir(directory) if n.endswith(SOCKET_SUFFIX))
     except OSError:
         names = []
-    live = [p for p in (os.path.join(directory, n) for n in names) if socket_is_live(p)]
+    paths = [os.path.join(directory, n) for n in names]
+    live = [p for p in paths if untrusted_socket(p) is None and socket_is_live(p)]
     if len(live) == 1:
         return live[0]
     if not live:
@@ -53,6 +59,9 @@ class Connection:
     """One request/response exchange (or a stream of replies) over the control socket."""
 
     def __init__(self, path: str, timeout_s: float | None = TIMEOUT_S) -> None:
+        reason = untrusted_socket(path)
+        if reason is not None:
+            raise ClientError(f"refusing to talk to {path}: {reason}")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout_s)
         try:
