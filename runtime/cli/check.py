@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 import signal
 import sys
 from collections.abc import Sequence
@@ -12,7 +11,7 @@ from runtime.argv import Parser
 from runtime.config.export import spec_json
 from runtime.config.keys import KEYS
 from runtime.config.load import Ecosystem, load_ecosystem
-from runtime.config.secrets import mask_env
+from runtime.config.secrets import join_masked, mask_command, mask_env
 from runtime.config.spec import AppSpec
 from runtime.errors import EXIT_OK
 
@@ -56,7 +55,7 @@ def _show(value: object, unit: str = "") -> str:
 def _shown_key(spec: AppSpec, name: str, value: object, unit: str) -> str:
     """One key's resolved value, with what `check` readers need to see beside it."""
     if name in ("args", "interpreter_args") and isinstance(value, tuple) and value:
-        return shlex.join(value)
+        return join_masked(value)
     if name == "kill_signal" and isinstance(value, int):
         return signal.Signals(value).name
     if name == "exec_mode" and spec.exec_mode_why != "exec_mode":
@@ -69,8 +68,8 @@ def format_check(eco: Ecosystem) -> str:
     count = len(eco.apps)
     lines = [f"{eco.file}: {count} app{'s' if count != 1 else ''}"]
     for spec in eco.apps:
-        lines += [f"\n{spec.name}", f"  script: {spec.script}"]
-        lines.append(f"  argv: {shlex.join(spec.argv)}")
+        lines += [f"\n{spec.name}", f"  script: {mask_command(spec.script)}"]
+        lines.append(f"  argv: {join_masked(spec.argv)}")
         for key in KEYS:
             field = key.spec_field
             if field is None or key.name in ("name", "script", "env"):

@@ -74,6 +74,7 @@ class RunArgs:
     socket_sharing: str | None = None
     web: str | None = None
     web_token: str | None = None
+    web_insecure: bool = False
     shutdown_delay: float = 0.0
     delay: float = 0.0
     env_var: list[str] = field(default_factory=list)
@@ -160,7 +161,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     add(
         "--control",
         metavar="PATH",
-        help="control socket (default: one per ecosystem, under $XDG_RUNTIME_DIR or /tmp)",
+        help="control socket (default: one per ecosystem, under $XDG_RUNTIME_DIR, /run for "
+        "root, or /tmp)",
     )
     add(
         "--socket-sharing",
@@ -179,7 +181,14 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "--web-token",
         metavar="TOKEN",
         default=env.get(WEB_TOKEN_VAR),
-        help=f"bearer token for everything but /health (default: ${WEB_TOKEN_VAR})",
+        help=f"bearer token for everything but /health (default: ${WEB_TOKEN_VAR}); "
+        "required when --web binds beyond loopback",
+    )
+    add(
+        "--web-insecure",
+        action="store_true",
+        help="serve --web beyond loopback without a token (anyone who reaches the port can "
+        "read /status and the logs)",
     )
     add(
         "--shutdown-delay",
@@ -288,6 +297,21 @@ def event_loop_choice(environ: Mapping[str, str]) -> str:
     return name
 
 
+def check_web_exposure(ns: RunArgs) -> None:
+    """`--web` beyond loopback serves the logs and the process list to the network: only
+    with a token, or when `--web-insecure` says it is meant."""
+    if ns.web is None:
+        return
+    from runtime.observe.webspec import is_loopback, parse_web_spec
+
+    host, _port = parse_web_spec(ns.web)
+    if not ns.web_token and not ns.web_insecure and not is_loopback(host):
+        raise UsageError(
+            f"--web {ns.web} is reachable beyond this host: set --web-token or "
+            f"${WEB_TOKEN_VAR}, or pass --web-insecure to serve it without a token"
+        )
+
+
 def cmd_run(argv: Sequence[str]) -> int:
     """Parse, validate everything in the parent, then run the master in the foreground."""
     ns = parse_run_args(argv)
@@ -295,10 +319,7 @@ def cmd_run(argv: Sequence[str]) -> int:
         raise UsageError(f"--shutdown-delay expects 0 to 3600 seconds, got {ns.shutdown_delay}")
     if not 0.0 <= ns.delay <= MAX_SHUTDOWN_DELAY_S:
         raise UsageError(f"--delay expects 0 to 3600 seconds, got {ns.delay}")
-    if ns.web is not None:
-        from runtime.observe.webspec import parse_web_spec
-
-        parse_web_spec(ns.web)  # a bad --web is refused before anything starts
+    check_web_exposure(ns)  # a bad or unguarded --web is refused before anything starts
     loop_name = event_loop_choice(os.environ)
     load = loader(ns)
     eco = load()  # validated in the parent, before anything starts

@@ -34,6 +34,23 @@ class BadValue(ValueError):
     """A value of the wrong shape; the message is `expected ..., got ...`, the caller adds where."""
 
 
+def _text_ok(value: str) -> bool:
+    """Whether `value` is Unicode text a process can be given (no lone surrogate)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _utf8(value: str) -> str:
+    """`value`, or BadValue when a surrogate (from a JSON `\\ud800` escape or undecodable
+    bytes) makes it something no argv, environment or terminal can carry."""
+    if not _text_ok(value):
+        raise BadValue(f"expected UTF-8 text, got {got(value)}")
+    return value
+
+
 def got(value: object) -> str:
     """`repr(value)`, cut to 60 characters for an error line."""
     text = repr(value)
@@ -142,20 +159,22 @@ def parse_text(value: object) -> str:
         value = str(value)
     if not isinstance(value, str) or not value.strip() or "\0" in value:
         raise BadValue(f"expected a non-empty string, got {got(value)}")
-    return value
+    return _utf8(value)
 
 
 def parse_words(value: object) -> tuple[str, ...]:
     """A list of arguments, or one string split the way a shell would."""
     if isinstance(value, str):
         try:
-            return tuple(shlex.split(value))
+            return tuple(shlex.split(_utf8(value)))
         except ValueError as exc:
+            if isinstance(exc, BadValue):
+                raise
             raise BadValue(f"expected shell words, got {got(value)} ({exc})") from None
     if isinstance(value, list | tuple):
         if any(isinstance(w, bool) or not isinstance(w, str | int | float) for w in value):
             raise BadValue(f"expected a list of strings, got {got(value)}")
-        return tuple(str(word) for word in value)
+        return tuple(_utf8(str(word)) for word in value)
     raise BadValue(f"expected a list of strings or a string, got {got(value)}")
 
 
@@ -164,7 +183,9 @@ def parse_texts(value: object) -> tuple[str, ...]:
     items = value if isinstance(value, list | tuple) else [value]
     try:
         return tuple(parse_text(item) for item in items)
-    except BadValue:
+    except BadValue as exc:
+        if str(exc).startswith("expected UTF-8"):
+            raise
         raise BadValue(f"expected a string or a list of strings, got {got(value)}") from None
 
 
@@ -211,7 +232,7 @@ def parse_health(value: object) -> str:
     """An HTTP path, starting with `/`."""
     if not isinstance(value, str) or not value.startswith("/") or any(c.isspace() for c in value):
         raise BadValue(f"expected an HTTP path starting with '/', got {got(value)}")
-    return value
+    return _utf8(value)
 
 
 def parse_cron(value: object) -> str | None:
@@ -291,5 +312,5 @@ def parse_env(value: object) -> dict[str, str]:
         text = env_value(item)
         if "\0" in text:
             raise BadValue(f"expected a value without NUL bytes for {key}, got {got(item)}")
-        env[key] = text
+        env[_utf8(key)] = _utf8(text)
     return env

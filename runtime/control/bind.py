@@ -7,7 +7,7 @@ import errno
 import os
 import socket
 
-from runtime.control.protocol import DIR_MODE, SOCKET_MODE, socket_is_live
+from runtime.control.protocol import DIR_MODE, SOCKET_MODE, socket_is_live, untrusted_dir
 from runtime.errors import RuntimeUserError
 
 
@@ -23,7 +23,7 @@ def bind_control(path: str) -> socket.socket:
     """Bind the control socket (or say in one line why it cannot be)."""
     try:
         return _bind_control(path)
-    except AlreadyRunning:
+    except (AlreadyRunning, ControlSocketError):
         raise
     except OSError as exc:
         reason = exc.strerror or str(exc)
@@ -31,9 +31,17 @@ def bind_control(path: str) -> socket.socket:
 
 
 def _bind_control(path: str) -> socket.socket:
-    """Refuse a live socket, replace a stale one, bind with mode 0600."""
+    """Refuse a live socket, replace a stale one, bind with mode 0600, in a directory that
+    only this user (or root) can write to."""
     directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
+    reason = untrusted_dir(directory)
+    if reason is None:
+        os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
+        reason = untrusted_dir(directory)  # made meanwhile by someone else?
+    if reason is not None:
+        raise ControlSocketError(
+            f"control directory {directory} {reason}: remove it or set --control PATH"
+        )
     if os.path.exists(path):
         if socket_is_live(path):
             raise AlreadyRunning(

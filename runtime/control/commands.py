@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     verb("show", help="everything about one app").add_argument("target")
     logs = verb("logs", help="recent lines, then live with --follow")
     logs.add_argument("target", nargs="?")
-    logs.add_argument("--lines", type=int, default=15)
+    logs.add_argument("--lines", type=int, default=15, help="how many (at most 10000)")
     logs.add_argument("--follow", "-f", action="store_true")
     logs.add_argument("--raw", action="store_true")
     verb("monit", help="live terminal dashboard")
@@ -72,7 +72,7 @@ def _logs(path: str, ns: argparse.Namespace) -> int:
     conn = Connection(path, timeout_s=None if ns.follow else TIMEOUT_S)
     try:
         conn.send(request("logs", ns.target, **args))
-        for reply in conn.replies():
+        for reply in conn.replies():  # the backlog, its end, then (--follow) live lines
             if "log" in reply:
                 records = [reply["log"]]
             elif not reply.get("ok"):
@@ -85,13 +85,15 @@ def _logs(path: str, ns: argparse.Namespace) -> int:
                 else:
                     sys.stdout.write(format_record(record, ns.raw) + "\n")
             sys.stdout.flush()
-            if not ns.follow:
-                break
+            if not ns.follow and "log" not in reply:
+                return 0
     except KeyboardInterrupt:
-        pass
+        return 0
     finally:
         conn.close()
-    return 0
+    if ns.follow:
+        return 0
+    raise ClientError("the runtime closed the connection before the end of the logs")
 
 
 def main(argv: Sequence[str]) -> int:

@@ -16,6 +16,8 @@ from runtime.observe.view import AppView, MasterView
 from runtime.policy.scale import parse_scale
 
 LIST_MAX_AGE_S = 0.5
+DEFAULT_LOG_LINES = 15  # `logs` without --lines (at most the ring's MAX_TAIL_LINES are sent)
+MAX_MESSAGE_CHARS = 64 * 1024  # x 12 bytes for an escaped astral character: under MAX_LINE
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,25 +150,47 @@ class ControlHandler:
         return self.rows()
 
     async def do_logs(self, target: str | None, args: dict[str, Any]) -> Any:
-        name = None
+        name, instance = None, None
         if target not in (None, "all"):
-            resolve(self.sup, target)
-            name = target if target in self.sup.apps else None
-        lines = int(args.get("lines", 15))
-        ring = self.sup.log_ring
-        backlog = ring.tail(lines, app=name)
-        if not args.get("follow"):
-            return backlog
-        return self._follow(backlog, name)
+            app, slots = resolve(self.sup, target).picks[0]
+            name = app.spec.name
+            instance = slots[0] if slots else None  # a numeric id: that instance only
+        lines, follow = args.get("lines", DEFAULT_LOG_LINES), args.get("follow", False)
+        if isinstance(lines, bool) or not isinstance(lines, int) or lines < 0:
+            raise ControlError(f"lines must be a whole number >= 0, got {_shown(lines)}")
+        if not isinstance(follow, bool):
+            raise ControlError(f"follow must be true or false, got {_shown(follow)}")
+        backlog = self.sup.log_ring.tail(lines, app=name, instance=instance)
+        return self._follow(backlog, name, instance, follow)
 
     async def _follow(
-        self, backlog: list[dict[str, Any]], name: str | None
+        self, backlog: list[dict[str, Any]], name: str | None, instance: int | None, follow: bool
     ) -> AsyncIterator[dict[str, Any]]:
-        queue = self.sup.log_ring.subscribe(name)
+        """The backlog one `{"log": record}` line each (so no reply nears the line limit),
+        `{"ok": true, "result": []}` at its end, then, with `follow`, live lines."""
+        ring = self.sup.log_ring
+        queue = ring.subscribe(name, instance) if follow else None
         try:
-            yield {"ok": True, "result": backlog}
-            while True:
-                record = await queue.get()
-                yield {"log": record}
+            for record in backlog:
+                yield {"log": _bounded(record)}
+            yield {"ok": True, "result": []}
+            while queue is not None:
+                yield {"log": _bounded(await queue.get())}
         finally:
-            self.sup.log_ring.unsubscribe(queue)
+            if queue is not None:
+                ring.unsubscribe(queue)
+
+
+def _shown(value: object) -> str:
+    """A request's value for an error line, cut to 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _bounded(record: dict[str, Any]) -> dict[str, Any]:
+    """A log record whose message is cut to MAX_MESSAGE_CHARS (its reply line stays far
+    below the protocol's line limit, even with every character escaped)."""
+    message = record.get("message")
+    if isinstance(message, str) and len(message) > MAX_MESSAGE_CHARS:
+        return {**record, "message": message[:MAX_MESSAGE_CHARS], "cut": True}
+    return record

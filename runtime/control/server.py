@@ -1,4 +1,8 @@
-"""The master's side of the control socket: accept, check the peer, dispatch."""
+"""The master's side of the control socket: accept, check the peer, dispatch.
+
+Each connection is bounded: a request line is at most MAX_LINE bytes and must arrive
+within REQUEST_TIMEOUT_S of the connection (or of the previous reply).
+"""
 
 from __future__ import annotations
 
@@ -17,8 +21,11 @@ from runtime.control.protocol import (
     decode,
     encode,
 )
+from runtime.logs import events
 
 Reply = dict[str, Any]
+CLOSE_TIMEOUT_S = 2.0
+REQUEST_TIMEOUT_S = 5.0  # from connect (or the last reply) to the end of a request line
 Handler = Callable[[dict[str, Any]], Awaitable[Reply | AsyncIterator[dict[str, Any]]]]
 
 
@@ -36,19 +43,41 @@ class ControlServer:
         self._handler = handler
         self._server: asyncio.AbstractServer | None = None
         self._uid = os.geteuid()
+        self._connections: set[asyncio.Task[None]] = set()
 
     async def start(self, sock: socket.socket | None = None) -> None:
         """Serve on `sock` (bound before the loop started) or bind the path now."""
         listener = bind_control(self.path) if sock is None else sock
-        self._server = await asyncio.start_unix_server(self._serve, sock=listener, limit=MAX_LINE)
+        self._server = await asyncio.start_unix_server(self._accept, sock=listener, limit=MAX_LINE)
 
     async def close(self) -> None:
+        """Stop accepting, cancel every connection (`logs -f`, `monit`) and await them."""
         if self._server is None:
             return
         self._server.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
         self._server = None
+        tasks = list(self._connections)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT_S)
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A new connection: its task is ours to cancel and await at close.
+
+        Not a coroutine on purpose: the task `start_unix_server` would wrap one in
+        reports its cancellation at shutdown as an error traceback on Python 3.11.
+        """
+        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+        self._connections.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._connections.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            events.logger().error("control_error", error=repr(exc))
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -66,10 +95,12 @@ class ControlServer:
                 )
                 await writer.drain()
                 return
-            while line := await reader.readline():
-                if not await self._answer(line, writer):
+            while True:
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                    line = await reader.readline()
+                if not line or not await self._answer(line, writer):
                     return
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError, TimeoutError):
             pass
         finally:
             writer.close()

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from runtime.config.cron import next_fire, validate_cron
 from runtime.config.spec import AppSpec
-from runtime.devloop.watch import Debounce, IgnoreRules, TreeWatcher
+from runtime.devloop.watch import Debounce, IgnoreRules, TreeWatcher, own_output_files
 from runtime.logs import events
 from runtime.logs.formats import utc_timestamp
 
@@ -111,7 +111,8 @@ async def watch_files(app: Restartable) -> None:
 
     roots = [os.path.join(spec.cwd, p) for p in spec.watch]
     rules = IgnoreRules.compile(spec.ignore_watch)
-    watcher = TreeWatcher(roots, rules, on_change, loop, base=spec.cwd)
+    exclude = own_output_files()  # the runtime's own log file may sit in the tree
+    watcher = TreeWatcher(roots, rules, on_change, loop, base=spec.cwd, exclude=exclude)
     started = time.monotonic()
     try:
         stats = watcher.start()

@@ -11,9 +11,12 @@ Three parts, the first two pure so tests drive them without a file system:
   `quiet_s` (or `max_wait_s` after the first change, so a file that never stops
   changing still restarts the app now and then).
 - `TreeWatcher`: one inotify fd read with `loop.add_reader`, a watch per directory,
-  added for new directories as they appear. Idle, it costs nothing: the kernel wakes
-  the loop only when something changes. The inotify calls go through ctypes (libc has
-  had them since glibc 2.4 / musl 0.9), which keeps the master free of a native build.
+  added for new directories as they appear. Files the master itself writes (its own
+  stdout and stderr, when redirected to files: `own_output_files`) never count as
+  changes, or every restart's log line would restart the app again. Idle, it costs
+  nothing: the kernel wakes the loop only when something changes. The inotify calls go
+  through ctypes (libc has had them since glibc 2.4 / musl 0.9), which keeps the master
+  free of a native build.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import ctypes
 import errno
 import os
 import re
+import stat
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +39,7 @@ __all__ = [
     "TreeWatcher",
     "WatchStats",
     "glob_to_regex",
+    "own_output_files",
 ]
 
 DEFAULT_IGNORES: tuple[str, ...] = (
@@ -185,6 +190,19 @@ class Debounce:
 # ----- inotify (edge) ----------------------------------------------------------------
 
 
+def own_output_files(fds: Iterable[int] = (1, 2)) -> list[str]:
+    """The regular files this process writes its stdout and stderr to (Linux /proc)."""
+    found = []
+    for fd in fds:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            found.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    return found
+
+
 class _Libc:
     """The three inotify calls, through ctypes; errors become OSError."""
 
@@ -245,8 +263,10 @@ class TreeWatcher:
         loop: asyncio.AbstractEventLoop,
         *,
         base: str | None = None,
+        exclude: Iterable[str] = (),
     ) -> None:
         self.rules = rules
+        self._exclude = frozenset(os.path.realpath(p) for p in exclude)
         self.base = os.path.abspath(base) if base else None
         self._roots_in = [os.path.abspath(r) for r in roots]
         self._roots: list[_Root] = []
@@ -255,6 +275,7 @@ class TreeWatcher:
         self._libc = _Libc()
         self._fd = -1
         self._dirs: dict[int, str] = {}  # wd -> directory path
+        self._real: dict[int, str] = {}  # wd -> the directory's real path (for `exclude`)
         self._wds: dict[str, int] = {}
         self.stats = WatchStats()
 
@@ -285,6 +306,7 @@ class TreeWatcher:
             self._fd = -1
         self._dirs.clear()
         self._wds.clear()
+        self._real.clear()
 
     def _add_dir(self, path: str) -> bool:
         if path in self._wds:
@@ -298,6 +320,8 @@ class TreeWatcher:
             return False
         self._dirs[wd] = path
         self._wds[path] = wd
+        if self._exclude:
+            self._real[wd] = os.path.realpath(path)
         self.stats.dirs = len(self._dirs)
         return True
 
@@ -362,10 +386,13 @@ class TreeWatcher:
                 continue
             if mask & IN_IGNORED:
                 del self._dirs[wd]
+                self._real.pop(wd, None)
                 if self._wds.get(directory) == wd:  # not a new directory of the same name
                     del self._wds[directory]
                 continue
             name = os.fsdecode(raw.split(b"\0", 1)[0])
+            if self._exclude and os.path.join(self._real.get(wd, ""), name) in self._exclude:
+                continue
             path = os.path.join(directory, name) if name else directory
             if self.is_ignored(path):
                 continue

@@ -43,7 +43,7 @@ _SAFE_BYTES = bytes(b for b in range(256) if b == 0x0A or (b >= 0x20 and b not i
 
 Chunk = bytes | memoryview  # a piece of output, written in order without joining
 
-_IDENTITY_KEYS = frozenset({"app", "instance", "stream"})
+_IDENTITY_KEYS = frozenset({"app", "instance", "pid", "stream"})  # a worker cannot forge them
 
 # pm2's process_event statuses for the master events that have one.
 _PM2_STATUS = {

@@ -2,6 +2,12 @@
 
 Blocks of complete lines are stored as they were read (one deque append per chunk, no
 per-line work on the hot path); lines are only split when somebody asks for them.
+
+The bound: each block counts its bytes plus BLOCK_OVERHEAD_BYTES (the block object, its
+bytes header, timestamp and deque slot: about 190 bytes measured with tracemalloc), the
+oldest blocks go once the total passes `max_bytes`, and there are never more than
+`max_blocks`. So the ring holds at most `max_bytes` (2 MiB by default) plus one block,
+whether the workers print long lines or a flood of 2-byte ones.
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ from typing import Any
 from runtime.logs.formats import Source
 
 DEFAULT_MAX_BYTES = 2 << 20
+BLOCK_OVERHEAD_BYTES = 256  # what one block costs beyond its data (measured: ~190)
+DEFAULT_MAX_BLOCKS = DEFAULT_MAX_BYTES // BLOCK_OVERHEAD_BYTES
+MAX_TAIL_LINES = 10_000
 FOLLOW_QUEUE = 10_000
 
 
@@ -29,8 +38,13 @@ class Block:
     timestamp: str
     data: bytes
 
-    def records(self) -> list[dict[str, Any]]:
-        text = self.data.decode("utf-8", "replace")
+    def records(self, last: int | None = None) -> list[dict[str, Any]]:
+        """Its lines as records, or only the `last` ones (without splitting the rest)."""
+        text = self.data.decode("utf-8", "replace").removesuffix("\n")
+        if last is None:
+            lines = text.split("\n")
+        else:
+            lines = text.rsplit("\n", last)[-last:] if last > 0 else []
         return [
             {
                 "timestamp": self.timestamp,
@@ -40,34 +54,46 @@ class Block:
                 "stream": self.stream,
                 "message": line.removesuffix("\r"),
             }
-            for line in text.split("\n")[:-1] or [text]
+            for line in lines
         ]
 
 
 class LogRing:
-    """Bounded by bytes; followers get records through bounded queues (drop when full)."""
+    """Bounded by bytes and blocks; followers get records through bounded queues (drop
+    when full)."""
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self, max_bytes: int = DEFAULT_MAX_BYTES, max_blocks: int = DEFAULT_MAX_BLOCKS
+    ) -> None:
         self.max_bytes = max_bytes
-        self._blocks: deque[Block] = deque()
+        self.max_blocks = max_blocks
+        self._blocks: deque[Block] = deque(maxlen=max_blocks)
         self._size = 0
-        self._followers: dict[asyncio.Queue[dict[str, Any]], str | None] = {}
+        # each follower's queue and what it follows: (app or None for all, instance or None)
+        self._followers: dict[asyncio.Queue[dict[str, Any]], tuple[str | None, int | None]] = {}
         self.dropped = 0
 
     def add(self, src: Source, stream: str, ts: str, data: bytes) -> None:
         """Keep a block of complete lines (the log sink's tap)."""
         block = Block(src.app, src.instance, src.pid, stream, ts, bytes(data))
-        self._blocks.append(block)
-        self._size += len(block.data)
-        while self._size > self.max_bytes and len(self._blocks) > 1:
-            self._size -= len(self._blocks.popleft().data)
+        blocks = self._blocks
+        if len(blocks) == self.max_blocks:
+            self._size -= len(blocks.popleft().data) + BLOCK_OVERHEAD_BYTES
+        blocks.append(block)
+        self._size += len(block.data) + BLOCK_OVERHEAD_BYTES
+        while self._size > self.max_bytes and len(blocks) > 1:
+            self._size -= len(blocks.popleft().data) + BLOCK_OVERHEAD_BYTES
         if self._followers:
             self._publish(block)
 
+    def __len__(self) -> int:
+        """The number of blocks held."""
+        return len(self._blocks)
+
     def _publish(self, block: Block) -> None:
         records = block.records()
-        for queue, name in self._followers.items():
-            if name is not None and name != block.app:
+        for queue, (name, instance) in self._followers.items():
+            if not _selected(block, name, instance):
                 continue
             for record in records:
                 try:
@@ -75,16 +101,23 @@ class LogRing:
                 except asyncio.QueueFull:
                     self.dropped += 1
 
-    def tail(self, lines: int, app: str | None = None) -> list[dict[str, Any]]:
-        """The last `lines` records (of one app when given), oldest first."""
-        out: list[dict[str, Any]] = []
+    def tail(
+        self, lines: int, app: str | None = None, instance: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The last `lines` records (MAX_TAIL_LINES at most; of one app, or one instance of
+        it, when given), oldest first, in time proportional to `lines`."""
+        wanted = min(lines, MAX_TAIL_LINES)
+        chunks: list[list[dict[str, Any]]] = []
+        found = 0
         for block in reversed(self._blocks):
-            if app is not None and block.app != app:
-                continue
-            out[:0] = block.records()
-            if len(out) >= lines:
+            if found >= wanted:
                 break
-        return out[-lines:] if lines > 0 else []
+            if not _selected(block, app, instance):
+                continue
+            chunk = block.records(wanted - found)
+            chunks.append(chunk)
+            found += len(chunk)
+        return [record for chunk in reversed(chunks) for record in chunk]
 
     def recent(self, app: str, pid: int, max_blocks: int = 256) -> list[bytes]:
         """What one worker wrote lately, oldest first, looking at the last `max_blocks` blocks."""
@@ -95,10 +128,18 @@ class LogRing:
         ]
         return found[::-1]
 
-    def subscribe(self, app: str | None = None) -> asyncio.Queue[dict[str, Any]]:
+    def subscribe(
+        self, app: str | None = None, instance: int | None = None
+    ) -> asyncio.Queue[dict[str, Any]]:
+        """A queue of the new records of every app, one app, or one instance of it."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(FOLLOW_QUEUE)
-        self._followers[queue] = app
+        self._followers[queue] = (app, instance)
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         self._followers.pop(queue, None)
+
+
+def _selected(block: Block, app: str | None, instance: int | None) -> bool:
+    """Whether `block` is of `app` (any when None) and `instance` (any when None)."""
+    return (app is None or block.app == app) and (instance is None or block.instance == instance)

@@ -9,7 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 from runtime.config.export import spec_json
-from runtime.config.secrets import mask_env
+from runtime.config.secrets import mask_args, mask_command, mask_env
 from runtime.config.spec import AppSpec
 from runtime.observe.load import LoadSampler
 from runtime.observe.metrics import Sampler
@@ -114,11 +114,11 @@ def describe_app(app: AppView, rows: list[dict[str, Any]], log_format: str) -> d
     exits = [{"instance": i, "at": at, "code": code, "signal": sig} for at, i, code, sig in history]
     return {
         "name": spec.name,
-        "script": spec.script,
-        "argv": list(spec.argv),
+        "script": mask_command(spec.script),
+        "argv": mask_args(spec.argv),
         "interpreter": spec.interpreter,
-        "interpreter_args": list(spec.interpreter_args),
-        "args": list(spec.args),
+        "interpreter_args": mask_args(spec.interpreter_args),
+        "args": mask_args(spec.args),
         "cwd": spec.cwd,
         "exec_mode": spec.exec_mode,
         "instances": len(app.slots),

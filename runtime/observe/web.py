@@ -1,7 +1,17 @@
 """`--web [HOST:]PORT`: /health, /status, /metrics and a live dashboard, served by the master.
 
 A deliberately small HTTP/1.1 server on asyncio streams (stdlib only, no thread, no
-keep-alive): one GET or HEAD per connection, request size and read time bounded.
+keep-alive): one GET or HEAD per connection. Every resource is bounded, so whoever can
+reach the port cannot deny `/health` (the platform's probe):
+
+- a request (line and headers, at most MAX_REQUEST_BYTES) must arrive within
+  REQUEST_TIMEOUT_S of the connection;
+- at most MAX_PENDING connections may be still sending their request: one more evicts
+  the oldest of them instead of being refused, so idle connections and slowloris
+  clients make room for a probe rather than keep it out;
+- `/health` is answered ahead of every cap (its reply is small and written at once);
+- other replies being written (each within WRITE_TIMEOUT_S) are capped at MAX_REPLYING
+  and `/events` streams at MAX_STREAMS: past those, 503 `too many connections`.
 
 - `/health` is 200 `{"status": "ok"}` while every slot of every app is online and
   ready; otherwise 503 with the worst reason (`draining` after SIGTERM, `errored`,
@@ -44,9 +54,12 @@ if TYPE_CHECKING:
 
 MAX_LINE_BYTES = 8192
 MAX_HEADERS = 64
-READ_TIMEOUT_S = 10.0
+MAX_REQUEST_BYTES = 16 * 1024  # request line and headers together
+REQUEST_TIMEOUT_S = 3.0  # from accept to the blank line that ends the headers
 WRITE_TIMEOUT_S = 10.0  # a client that stops reading is dropped, not buffered for
-MAX_CLIENTS = 64  # open connections (dashboards streaming included); more get a 503
+MAX_PENDING = 128  # connections still sending their request; one more evicts the oldest
+MAX_REPLYING = 64  # replies other than /health and /events being written
+MAX_STREAMS = 16  # open /events streams (dashboards)
 CLOSE_TIMEOUT_S = 2.0
 SNAPSHOT_EVERY_S = 1.0
 SAMPLE_MAX_AGE_S = 0.5  # every client polling within this window shares one psutil sample
@@ -122,7 +135,7 @@ class BadRequest(Exception):
 
 
 async def read_request(reader: asyncio.StreamReader) -> Request | None:
-    """The request line and headers (the body, if any, is never read)."""
+    """The request line and headers, MAX_REQUEST_BYTES at most (a body is never read)."""
     line = await reader.readline()
     if not line:
         return None
@@ -130,8 +143,12 @@ async def read_request(reader: asyncio.StreamReader) -> Request | None:
     if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
         raise BadRequest
     headers: dict[str, str] = {}
+    size = len(line)
     for _ in range(MAX_HEADERS):
         raw = await reader.readline()
+        size += len(raw)
+        if size > MAX_REQUEST_BYTES:
+            raise BadRequest
         if raw in (b"\r\n", b"\n", b""):
             break
         name, sep, value = raw.decode("latin-1").partition(":")
@@ -190,6 +207,11 @@ class WebServer:
         self._token = token.encode() if token else None
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[Any]] = set()
+        # connections still sending their request, oldest first (dicts keep order)
+        self._pending: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+        self._replying = 0
+        self._streams = 0
+        self.evicted = 0
         self._metrics: Metrics | None = None
         self.started_at = sup.loop.time()
 
@@ -201,7 +223,7 @@ class WebServer:
     async def start(self) -> None:
         sock = _create_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
-        self._server = await asyncio.start_server(self._serve, sock=sock, limit=MAX_LINE_BYTES)
+        self._server = await asyncio.start_server(self._accept, sock=sock, limit=MAX_LINE_BYTES)
         events.logger().info("web_started", url=self.url, auth=self._token is not None)
 
     async def close(self) -> None:
@@ -218,29 +240,72 @@ class WebServer:
                     await self._server.wait_closed()
             self._server = None
 
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A new connection: its task is ours to cancel (on eviction, at close) and await.
+
+        Not a coroutine on purpose: the task `start_server` would wrap one in reports
+        its cancellation as an error on Python 3.11.
+        """
+        while len(self._pending) >= MAX_PENDING:
+            oldest = next(iter(self._pending))
+            self._pending.pop(oldest).transport.abort()
+            oldest.cancel()
+            self.evicted += 1
+        task = self.sup.loop.create_task(self._serve(reader, writer))
+        self._clients.add(task)
+        self._pending[task] = writer
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._clients.discard(task)
+        self._pending.pop(task, None)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            events.logger().error("web_error", error=repr(exc))
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._clients.add(task)
         try:
             try:
-                async with asyncio.timeout(READ_TIMEOUT_S):
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
                     req = await read_request(reader)
             except (BadRequest, ValueError, UnicodeError):
                 self._reply(writer, 400, {"error": "bad request"})
                 return
-            if req is None:
-                return
-            if len(self._clients) > MAX_CLIENTS:
-                self._reply(writer, 503, {"error": "too many connections"})
-            else:
-                await self._respond(req, writer)
-            await self._drain(writer)
+            finally:
+                self._pending.pop(task, None)
+            if req is not None:
+                await self._route(req, writer)
         except (TimeoutError, ConnectionError):
             pass
         finally:
-            self._clients.discard(task)
             writer.close()
+
+    async def _route(self, req: Request, writer: asyncio.StreamWriter) -> None:
+        """/health at once, whatever the load; everything else within its own cap."""
+        head_only = req.method == "HEAD"
+        if req.path == "/health" and req.method in ("GET", "HEAD"):
+            code, body = health(self.sup.apps.values(), self.sup.draining or self.sup.stopping)
+            self._reply(writer, code, body, head_only=head_only)
+            return
+        streaming = req.path == "/events" and req.method == "GET" and self._authorized(req)
+        full = self._streams >= MAX_STREAMS if streaming else self._replying >= MAX_REPLYING
+        if full:
+            self._reply(writer, 503, {"error": "too many connections"}, head_only=head_only)
+            await self._drain(writer)
+            return
+        if streaming:
+            self._streams += 1
+        else:
+            self._replying += 1
+        try:
+            await self._respond(req, writer)
+            await self._drain(writer)
+        finally:
+            if streaming:
+                self._streams -= 1
+            else:
+                self._replying -= 1
 
     @staticmethod
     async def _drain(writer: asyncio.StreamWriter) -> None:
@@ -261,9 +326,6 @@ class WebServer:
         head_only = req.method == "HEAD"
         if req.method not in ("GET", "HEAD"):
             self._reply(writer, 405, {"error": "method not allowed"}, extra="Allow: GET, HEAD\r\n")
-        elif req.path == "/health":
-            code, body = health(self.sup.apps.values(), self.sup.draining or self.sup.stopping)
-            self._reply(writer, code, body, head_only=head_only)
         elif req.path not in ROUTES:
             self._reply(writer, 404, {"error": "not found"}, head_only=head_only)
         elif not self._authorized(req):
