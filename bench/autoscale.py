@@ -17,7 +17,7 @@ answer, no answer in 2 s); the step is one `wrk -t 1 -c CONNS -d STEP --latency
 -H 'Connection: close'` run (a fresh connection per request, so waiting connections sit
 in the accept queue the master reads); then the quiet phase, long enough for the
 autoscaled app to come back down to `min` (the sampler's 10 s window to empty, the
-policy's 30 s of quiet, 15 s per further step, plus 8 s). Measured: wrk's requests/s and p99 during the step, the time
+policy's 30 s of quiet, 15 s per further step, plus 30 s). Measured: wrk's requests/s and p99 during the step, the time
 from the step's start to the first `autoscaled` event and to the last one of the step,
 the worker-seconds used over step + quiet (workers counted every 0.1 s with psutil), and
 every light-client request that failed, split into "while a scale-down was in progress"
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -48,7 +49,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _http_common as c  # noqa: E402
+import _http_common as c
 
 CONFIGS: dict[str, Any] = {
     "fixed 1": 1,
@@ -135,7 +136,7 @@ class WorkerCount:
 
     def worker_seconds(self, start: float, end: float) -> float:
         pts = [(t, n) for t, n in self.samples if start <= t <= end]
-        return sum(n * (t1 - t0) for (t0, n), (t1, _) in zip(pts, pts[1:], strict=False))
+        return sum(n * (t1 - t0) for (t0, n), (t1, _) in itertools.pairwise(pts))
 
 
 def eco(path: Path, port: int, instances: Any, work_us: int) -> Path:
@@ -159,7 +160,7 @@ def run_one(work: Path, name: str, args: argparse.Namespace, cpus: int) -> dict[
     instances = CONFIGS[name]
     first = 1 if instances == 1 or isinstance(instances, dict) else cpus
     m = c.Master(eco(work / "eco.json", port, instances, args.work_us), work)
-    quiet_s = args.quiet_s or WINDOW_S + DOWN_AFTER_S + DOWN_COOLDOWN_S * max(0, cpus - 2) + 8
+    quiet_s = args.quiet_s or WINDOW_S + DOWN_AFTER_S + DOWN_COOLDOWN_S * max(0, cpus - 2) + 30
     try:
         m.wait_event("worker_ready", count=first, timeout=30)
         c.wait_serving(port)
@@ -179,7 +180,9 @@ def run_one(work: Path, name: str, args: argparse.Namespace, cpus: int) -> dict[
             t_end = time.monotonic()
         scales = m.events("autoscaled")
         for r in scales:
-            c.log(f"   {r['_t'] - t_step:5.1f} s: autoscaled {r['was']} -> {r['instances']}: {r['reason']}")
+            c.log(
+                f"   {r['_t'] - t_step:5.1f} s: autoscaled {r['was']} -> {r['instances']}: {r['reason']}"
+            )
     finally:
         m.stop()
     ups = [r for r in scales if r["instances"] > r["was"] and r["_t"] <= t_quiet]
@@ -187,9 +190,7 @@ def run_one(work: Path, name: str, args: argparse.Namespace, cpus: int) -> dict[
     # a scale-down is "in progress" from its decision until the worker count has dropped
     down_windows = []
     for r in downs:
-        gone = next(
-            (t for t, n in count.samples if t >= r["_t"] and n <= r["instances"]), t_end
-        )
+        gone = next((t for t, n in count.samples if t >= r["_t"] and n <= r["instances"]), t_end)
         down_windows.append((r["_t"] - 0.2, gone + 0.5))
     fails_down: Counter[str] = Counter()
     fails_other: Counter[str] = Counter()
@@ -204,6 +205,7 @@ def run_one(work: Path, name: str, args: argparse.Namespace, cpus: int) -> dict[
         "wrk_errors": sum(res["errors"].values()) + res["non2xx"],
         "up_first_s": ups[0]["_t"] - t_step if ups else None,
         "up_last_s": ups[-1]["_t"] - t_step if ups else None,
+        "down_last_s": downs[-1]["_t"] - t_quiet if downs else None,
         "peak_workers": max((n for _, n in count.samples), default=0),
         "end_workers": count.samples[-1][1] if count.samples else 0,
         "downs": len(downs),
@@ -217,15 +219,17 @@ def run_one(work: Path, name: str, args: argparse.Namespace, cpus: int) -> dict[
     }
 
 
-def med(values: list[float]) -> str:
+def med(values: list[float | None]) -> str:
+    """The median and (min-max) of the values measured (None: not in that run)."""
     vals = [v for v in values if v is not None]
     if not vals:
         return "-"
-    fmt = (lambda v: f"{v:.0f}") if max(vals) >= 100 else (lambda v: f"{v:.1f}")
-    return f"{fmt(statistics.median(vals))} ({fmt(min(vals))}-{fmt(max(vals))})"
+    digits = 0 if max(vals) >= 100 else 1
+    return f"{statistics.median(vals):.{digits}f} ({min(vals):.{digits}f}-{max(vals):.{digits}f})"
 
 
 def ratio(a: list[float], b: list[float]) -> str:
+    """The median (min-max) of a/b, round by round."""
     pairs = [x / y for x, y in zip(a, b, strict=True) if x is not None and y]
     if not pairs:
         return "-"
@@ -273,6 +277,7 @@ def main() -> None:
             f"{med([r['up_first_s'] for r in rs])} | {med([r['up_last_s'] for r in rs])} | "
             f"{'/'.join(str(r['peak_workers']) for r in rs)} | "
             f"{'/'.join(str(r['end_workers']) for r in rs)} | "
+            f"{med([r['down_last_s'] for r in rs])} | "
             f"{med([r['worker_s'] for r in rs])} | {sum(r['downs'] for r in rs)} | "
             f"{down_fail} | {other_fail} | {sum(r['wrk_errors'] for r in rs)} |"
         )
@@ -287,12 +292,13 @@ def main() -> None:
         f"{auto[0]['quiet_s']:.0f} s of quiet; a probe makes a fresh connection every "
         f"{PROBE_EVERY_S * 1000:.0f} ms throughout. {args.rounds} rounds, interleaved; median "
         "(min-max). `up first/last`: seconds from the step's start to the first and last "
-        "`autoscaled` event that added workers. Worker-seconds over step + quiet.",
+        "`autoscaled` event that added workers; `back to min after`: from the step's end to "
+        "the last scale-down. Worker-seconds over step + quiet.",
         "",
         "| set-up | wrk req/s | wrk p99 ms | up first s | up last s | peak workers | "
-        "workers at end | worker-s | scale-downs | probe failures during a scale-down | "
+        "workers at end | back to min after s | worker-s | scale-downs | probe failures during a scale-down | "
         "other probe failures | wrk errors + non-2xx |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: |",
         *rows,
         "",
         "Autoscaled against fixed `max`, per round: req/s "
