@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import tempfile
+from collections import deque
 from dataclasses import dataclass, field
 
 from runtime.config.load import Ecosystem
@@ -25,6 +26,10 @@ from runtime.proc.libc import set_child_subreaper
 from runtime.proc.listeners import AppListeners, bind_apps
 from runtime.proc.notify import allow_other_users, bind_notify, notify_socket_path
 from runtime.proc.spawn import Forked, fork_worker, worker_env
+
+# what the start-up relay keeps for the log ring: the ring's own bound (logs.ring, which
+# imports asyncio, so it is not imported here)
+FORWARDED_MAX_BYTES = 2 << 20
 
 HELD_SIGNALS = frozenset(
     {
@@ -52,9 +57,25 @@ class Early:
     workers: dict[str, list[Forked]] = field(default_factory=dict)  # per app
     announced: bool = False  # runtime_started/worker_started already written (runtime.boot.relay)
     pending: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)  # pid: partial lines
-    # lines already forwarded (source, stream, timestamp, block), for the log ring
-    forwarded: list[tuple[Source, str, str, bytes]] = field(default_factory=list)
+    # lines already forwarded (source, stream, timestamp, block), for the log ring: the
+    # newest FORWARDED_MAX_BYTES of them (`remember`), handed over once (`take_forwarded`)
+    forwarded: deque[tuple[Source, str, str, bytes]] = field(default_factory=deque)
+    forwarded_bytes: int = 0
     unwritten: list[bytes] = field(default_factory=list)  # formatted, stdout has not taken it yet
+
+    def remember(self, source: Source, stream: str, ts: str, block: bytes) -> None:
+        """Keep a forwarded block for the log ring, dropping the oldest past the bound."""
+        self.forwarded.append((source, stream, ts, block))
+        self.forwarded_bytes += len(block)
+        while self.forwarded_bytes > FORWARDED_MAX_BYTES and len(self.forwarded) > 1:
+            self.forwarded_bytes -= len(self.forwarded.popleft()[3])
+
+    def take_forwarded(self) -> list[tuple[Source, str, str, bytes]]:
+        """The blocks kept for the log ring, once: the master's memory does not keep them."""
+        taken = list(self.forwarded)
+        self.forwarded.clear()
+        self.forwarded_bytes = 0
+        return taken
 
     def close(self) -> None:
         """Undo it all (a failure before the loop took over)."""

@@ -112,7 +112,7 @@ class Relay:
         ts, block = utc_timestamp(), data[: end + 1]
         self.formatter.lines_into(out, s.source, s.stream, ts, block, MAX_LINE)
         self._write(out)
-        self.early.forwarded.append((s.source, s.stream, ts, block))
+        self.early.remember(s.source, s.stream, ts, block)
 
     def _write(self, pieces: list[Chunk] | list[bytes]) -> None:
         self.unwritten.append(b"".join(pieces))

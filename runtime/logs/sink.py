@@ -3,7 +3,7 @@
 `LogSink` is the only writer of the master's stdout; `WorkerLogs` reads one worker's
 stdout and stderr pipes into it. Both run on the master's event loop with no threads.
 
-- Reading: `loop.add_reader` per pipe, `os.read` of up to 1 MiB, looping while data
+- Reading: `loop.add_reader` per pipe, `os.read` of up to 64 KiB, looping while data
   is there up to a budget, one timestamp per chunk. Each pipe keeps its own partial
   line, so lines are never split or merged (formatting rules: `runtime.logs.formats`).
 - Writing: non-blocking when stdout is a pipe or socket (flags restored by `aclose`),
@@ -11,7 +11,10 @@ stdout and stderr pipes into it. Both run on the master's event loop with no thr
   writes (making a TTY non-blocking would leak into the shell that shares it).
 - Back-pressure: past `high_water` buffered bytes every `WorkerLogs` stops reading, so
   workers block on their full pipes; reading resumes below `high_water // 4`. The
-  buffer is bounded by `high_water` plus one read budget of formatted output.
+  buffer is bounded by `high_water` plus one read's formatted output: a read is small
+  because formatting multiplies tiny lines (64 KiB of 2-byte lines is about 4 MiB of
+  JSON records; 1 MiB reads let a flood of them hold 60-70 MB, 64 KiB ones 40 MB, at
+  the same lines per second).
 - If stdout is gone (EPIPE) or fails, output is counted in `lost_bytes` and dropped, so
   a dead log consumer never stalls the workers.
 - Exit: `WorkerLogs.drain()` reads what the worker left in its pipes and flushes a
@@ -47,7 +50,7 @@ from runtime.proc.pipes import grow_pipe
 
 __all__ = ["LogSink", "WorkerLogs"]
 
-READ_SIZE = 1 << 20  # one os.read
+READ_SIZE = 64 << 10  # one os.read (small: see back-pressure above)
 READ_BUDGET = 4 << 20  # bytes read per readiness callback before yielding to the loop
 DRAIN_BUDGET = 64 << 20  # drain() stops here even if a grandchild keeps writing
 _IOV_MAX = 512  # buffers per writev (Linux allows 1024)

@@ -207,7 +207,7 @@ class Supervisor:
             early.close()
             raise
         await self._start_notify(early)
-        for source, stream, ts, block in early.forwarded:  # lines the start-up relay wrote
+        for source, stream, ts, block in early.take_forwarded():  # the start-up relay's lines
             self.log_ring.add(source, stream, ts, block)
         ctx = self._context()
         for spec in self.eco.apps:

@@ -643,7 +643,9 @@ def test_env_file_from_dev_zero_is_bounded(tmp_path: Path) -> None:
 @pytest.mark.parametrize("instances", ["{min: 1, max: max}", "'2-max'", "{min: 0, max: 8}"])
 def test_an_autoscale_range_counts_cpus_when_an_end_does(tmp_path: Path, instances: str) -> None:
     """`max` (or 0) at either end of a range is the CPU count, as in `instances: max`."""
-    path = write(tmp_path, "eco.yml", f"apps:\n  - {{name: web, script: sleep 1, instances: {instances}}}\n")
+    path = write(
+        tmp_path, "eco.yml", f"apps:\n  - {{name: web, script: sleep 1, instances: {instances}}}\n"
+    )
     scale = load_ecosystem(path, environ=ENV).apps[0].autoscale
     assert scale is not None
     assert (scale.min, scale.max) == {"{min: 1, max: max}": (1, 4), "'2-max'": (2, 4)}.get(
