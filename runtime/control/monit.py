@@ -78,7 +78,7 @@ class LogFollower:
         for line in lines:
             try:
                 reply = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested past the limit
                 continue
             if not isinstance(reply, dict):
                 continue
