@@ -43,6 +43,8 @@ td.num { text-align:right; }
 svg.spark { width:120px; height:26px; background:#0c1116; border-radius:3px; }
 svg.spark polyline { fill:none; stroke-width:1.5; }
 svg.spark .cpu { stroke:var(--cpu); } svg.spark .mem { stroke:var(--mem); }
+svg.spark .sat { stroke:var(--warn); }
+td.waiting { color:var(--warn); font-weight:600; }
 #logs { height:320px; overflow:auto; margin:0; padding:8px 14px;
   font:12px/1.5 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; }
 #logs div { white-space:pre-wrap; word-break:break-all; }
@@ -58,7 +60,7 @@ SCRIPT = """
 "use strict";
 const HISTORY = 60, MAX_LOG_LINES = 600;
 const token = new URLSearchParams(location.search).get("token");
-const series = new Map();
+const series = new Map(), saturation = new Map();
 let logFilter = "", snapshots = 0;
 
 function el(tag, attrs, text) {
@@ -104,6 +106,31 @@ function remember(p) {
   if (s.cpu.length > HISTORY) { s.cpu.shift(); s.mem.shift(); }
   return s;
 }
+function dash(v) { return v === null || v === undefined ? "-" : String(v); }
+function renderApps(apps) {
+  const body = document.getElementById("apps");
+  const rows = apps.map((a) => {
+    let h = saturation.get(a.name);
+    if (!h) { h = []; saturation.set(a.name, h); }
+    h.push(a.load.saturation); if (h.length > HISTORY) h.shift();
+    const waiting = a.load.queues.reduce((n, q) => n + (q.backlog || 0), 0);
+    const size = a.autoscale ? a.instances + " (" + a.autoscale.min + "\u2013" +
+      a.autoscale.max + " auto)" : String(a.instances);
+    const tr = el("tr", { "data-name": a.name, "data-waiting": waiting,
+                          "data-saturation": a.load.saturation });
+    const sat = el("td"), box = el("div", { class: "metric" });
+    box.append(spark(h, 1, "sat"), el("span", {}, Math.round(a.load.saturation * 100) + " %"));
+    sat.append(box);
+    tr.append(el("td", {}, a.name), el("td", {}, a.exec_mode), el("td", {}, size),
+      el("td", { class: "st " + (a.health === "ok" ? "online" : "waiting") }, a.health),
+      el("td", { class: "num" + (waiting ? " waiting" : "") },
+        a.load.queues.length ? String(waiting) : "-"), sat);
+    return tr;
+  });
+  body.replaceChildren(...rows);
+  const live = new Set(apps.map((a) => a.name));
+  for (const name of saturation.keys()) if (!live.has(name)) saturation.delete(name);
+}
 function renderHeader(rt) {
   document.getElementById("version").textContent = "v" + rt.version;
   document.getElementById("meta").textContent =
@@ -124,7 +151,9 @@ function renderTable(procs) {
       el("td", { class: "num" }, p.pid || "-"),
       el("td", { class: "st " + p.status.split(" ")[0] }, p.status),
       el("td", {}, p.ready ? "yes" : "no"), el("td", { class: "num" }, uptime(p.uptime_s)),
-      el("td", { class: "num" }, p.restarts));
+      el("td", { class: "num" }, p.restarts),
+      el("td", { class: "num" + (p.backlog ? " waiting" : "") }, dash(p.backlog)),
+      el("td", { class: "num" }, dash(p.connections)));
     const cpu = el("td"), mem = el("td");
     const cpuBox = el("div", { class: "metric" }), memBox = el("div", { class: "metric" });
     cpuBox.append(spark(s.cpu, Math.max(5, ...s.cpu) * 1.2, "cpu"),
@@ -169,7 +198,8 @@ function connect() {
   es.onerror = () => { conn.className = ""; conn.textContent = "reconnecting"; };
   es.addEventListener("status", (e) => {
     const snap = JSON.parse(e.data);
-    renderHeader(snap.runtime); renderTable(snap.processes); renderFilter(snap.apps);
+    renderHeader(snap.runtime); renderApps(snap.apps); renderTable(snap.processes);
+    renderFilter(snap.apps);
     document.body.dataset.snapshots = String(++snapshots);
   });
   es.addEventListener("logs", (e) => addLogs(JSON.parse(e.data)));
@@ -189,10 +219,21 @@ BODY = """<header>
 </header>
 <main>
   <section>
+    <h2>Apps</h2>
+    <table>
+      <thead><tr><th>name</th><th>mode</th><th>instances</th><th>health</th>
+      <th title="connections waiting in the accept queue for a worker">waiting</th>
+      <th title="share of the last 10 s with connections waiting">saturation</th></tr></thead>
+      <tbody id="apps"></tbody>
+    </table>
+  </section>
+  <section>
     <h2>Processes</h2>
     <table>
       <thead><tr><th>id</th><th>name</th><th>mode</th><th>inst</th><th>pid</th><th>status</th>
-      <th>ready</th><th>uptime</th><th>&#8634;</th><th>cpu</th><th>memory</th></tr></thead>
+      <th>ready</th><th>uptime</th><th>&#8634;</th>
+      <th title="connections waiting in this worker's accept queue">queue</th>
+      <th title="connections this worker holds">conns</th><th>cpu</th><th>memory</th></tr></thead>
       <tbody id="procs"></tbody>
     </table>
     <div class="empty" id="noprocs">no processes yet</div>

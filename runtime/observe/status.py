@@ -99,6 +99,12 @@ def app_load(load: LoadSampler, app: AppView) -> dict[str, Any]:
     return {"saturation": round(load.saturation(name), 3), "queues": queues}
 
 
+def autoscale_range(spec: AppSpec) -> dict[str, int] | None:
+    """`{min, max}` of an autoscaled app (`instances: {min, max}`), None for a fixed one."""
+    scale = spec.autoscale
+    return None if scale is None else {"min": scale.min, "max": scale.max}
+
+
 def describe_app(app: AppView, rows: list[dict[str, Any]], log_format: str) -> dict[str, Any]:
     """Everything `show NAME` prints about one app (secrets masked)."""
     spec: AppSpec = app.spec

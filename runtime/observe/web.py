@@ -44,7 +44,7 @@ from runtime.errors import RuntimeUserError
 from runtime.logs import events
 from runtime.logs.formats import dumps_line
 from runtime.observe.dashboard import CSP, PAGE
-from runtime.observe.status import process_rows
+from runtime.observe.status import app_load, autoscale_range, process_rows
 from runtime.observe.view import AppView, MasterView, SlotView
 from runtime.observe.webspec import parse_web_spec
 from runtime.policy.lifecycle import AppStatus
@@ -379,7 +379,8 @@ class WebServer:
         """The /status document (and each dashboard snapshot)."""
         sup = self.sup
         now = sup.loop.time()
-        rows = process_rows(sup.apps.values(), sup.sample(SAMPLE_MAX_AGE_S), now, sup.read_load())
+        load = sup.read_load()
+        rows = process_rows(sup.apps.values(), sup.sample(SAMPLE_MAX_AGE_S), now, load)
         code, report = health(sup.apps.values(), sup.draining or sup.stopping)
         problems = report.get("apps", {})
         apps = [
@@ -387,8 +388,10 @@ class WebServer:
                 "name": name,
                 "exec_mode": app.spec.exec_mode,
                 "instances": len(app.slots),
+                "autoscale": autoscale_range(app.spec),
                 "reloading": app.reloading,
                 "health": problems.get(name, "ok" if code == 200 else report["status"]),
+                "load": app_load(load, app),
             }
             for name, app in sup.apps.items()
         ]

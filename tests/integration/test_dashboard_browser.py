@@ -16,6 +16,7 @@ import os
 import select
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -255,6 +256,37 @@ def test_dashboard_shows_every_worker_and_updates_live(
     assert browser.evaluate("window.samePage") is True  # updated live, not reloaded
     assert int(browser.evaluate("document.body.dataset.snapshots")) >= 2
     assert browser.errors() == []
+
+
+def test_dashboard_shows_connections_waiting_for_a_worker(
+    run_master: Callable[..., Master], tmp_path: Path, browser: Browser
+) -> None:
+    """A worker that never accepts: the Apps table shows the 3 queued connections and a
+    rising saturation, the worker's row its queue; both from the master's own sockets."""
+    port = free_port()
+    app = {
+        "name": "api",
+        **py("import time\ntime.sleep(3600)"),
+        "exec_mode": "cluster",
+        "instances": 1,
+        "listen": [f"127.0.0.1:{port}"],
+    }
+    master, web = start_master(run_master, tmp_path, [app])
+    master.wait_event("worker_started")
+    clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
+    try:
+        browser.call(
+            "Page.navigate", {"url": f"http://127.0.0.1:{web}/?token={TOKEN}"}, browser.session
+        )
+        row = "document.querySelector('#apps tr[data-name=\"api\"]')"
+        browser.wait_for(f"{row} && {row}.dataset.waiting === '3'", "3 waiting connections")
+        browser.wait_for(f"Number({row}.dataset.saturation) > 0", "saturation above 0")
+        queue = browser.evaluate("document.querySelector('#procs tr').children[9].textContent")
+        assert queue == "3"
+        assert browser.errors() == []
+    finally:
+        for c in clients:
+            c.close()
 
 
 def test_dashboard_without_token_shows_nothing(

@@ -70,6 +70,11 @@ def test_backlog_matches_the_kernels_view(tmp_path: Path, run_master) -> None:
         peaks = sum(v for k, v in values.items() if k.startswith("runtime_listen_backlog_peak{"))
         assert peaks >= 12
         assert values['runtime_app_saturation{app="web"}'] > 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{web}/status", timeout=5) as reply:
+            (status,) = json.loads(reply.read())["apps"]
+        assert sum(q["backlog"] for q in status["load"]["queues"]) == 12
+        assert status["load"]["saturation"] > 0
+        assert status["autoscale"] is None
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGCONT)
