@@ -31,6 +31,7 @@ ECOSYSTEM_SUFFIXES = (
 )  # fmt: skip
 LOG_FORMATS = ("json", "pretty", "pm2", "raw", "logfmt")
 WEB_TOKEN_VAR = "RUNTIME_WEB_TOKEN"
+SHUTDOWN_DELAY_VAR = "RUNTIME_SHUTDOWN_DELAY"  # set once in an image, for every command line
 LOOP_VAR = "RUNTIME_LOOP"
 LOOPS = ("uvloop", "asyncio")
 DEFAULT_WEB_PORT = "9615"  # pm2-runtime's --web default
@@ -193,9 +194,10 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     add(
         "--shutdown-delay",
         type=float,
-        default=0.0,
+        default=_env_seconds(env, SHUTDOWN_DELAY_VAR),
         metavar="SECONDS",
-        help="on SIGTERM, keep serving this long while /health answers 503 (default 0)",
+        help="on SIGTERM, keep serving this long while /health answers 503 (default: "
+        f"${SHUTDOWN_DELAY_VAR}, else 0)",
     )
     _add_pm2_runtime_flags(parser)
     direct = parser.add_argument_group("direct form (a script instead of an ecosystem file)")
@@ -208,6 +210,15 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     )
     _add_key_options(direct)
     return parser
+
+
+def _env_seconds(env: Mapping[str, str], name: str) -> float:
+    """A number of seconds from the environment (0 when unset), refused in one line."""
+    text = env.get(name, "").strip()
+    try:
+        return float(text) if text else 0.0
+    except ValueError:
+        raise UsageError(f"${name} expects a number of seconds, got {text!r}") from None
 
 
 def parse_run_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> RunArgs:

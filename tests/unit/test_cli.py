@@ -153,3 +153,18 @@ def test_update_env_has_pm2s_short_flag(verb: str, flag: str) -> None:
 
     ns = build_parser().parse_args([verb, "web", flag])
     assert (ns.target, ns.update_env, ns.env_name) == ("web", True, None)
+
+
+def test_shutdown_delay_defaults_from_the_environment() -> None:
+    """$RUNTIME_SHUTDOWN_DELAY sets --shutdown-delay for every command line; the flag wins."""
+    from runtime.cli.run import parse_run_args
+
+    env = {"RUNTIME_SHUTDOWN_DELAY": "7.5"}
+    assert parse_run_args(["eco.yml"], environ=env).shutdown_delay == 7.5
+    assert parse_run_args(["eco.yml", "--shutdown-delay", "2"], environ=env).shutdown_delay == 2
+    assert parse_run_args(["eco.yml"], environ={}).shutdown_delay == 0
+    proc = run("eco.yml", env={"RUNTIME_SHUTDOWN_DELAY": "soon"})
+    assert (proc.returncode, proc.stderr) == (
+        2,
+        "runtime: $RUNTIME_SHUTDOWN_DELAY expects a number of seconds, got 'soon'\n",
+    )
