@@ -161,6 +161,9 @@ KEYS: tuple[Key, ...] = (
     Key("socket_sharing", "`shared` \\| `reuseport`", "one socket for all instances, or one "
         "`SO_REUSEPORT` socket per slot. An error without `listen`", default="reuseport",
         parse=v.parse_socket_sharing),
+    Key("version", "string", "the app's version in `list` and `show`; wins over the version "
+        "of a `package.json` or `pyproject.toml` in `cwd` (quote it in YAML: `'1.10'`)",
+        parse=v.parse_text, default_doc="read from `cwd`'s `package.json` or `pyproject.toml`"),
     Key("health", "path starting with `/`", "HTTP path that must answer before an instance is "
         "ready", parse=v.parse_health,
         flags=("--health",)),

@@ -88,6 +88,12 @@ class AppSpec:
     inherit_env: bool  # False (`filter_env: true`): no master variable at all
     run_as: RunAs | None
     autoscale: AutoscaleSpec | None  # `instances: {min, max}`: `instances` is then the min
+    version: str | None  # the `version:` key (else `list` reads cwd's package files)
+
+    @property
+    def most_instances(self) -> int:
+        """The most instances the app runs without a `scale` command (autoscaling counts)."""
+        return max(self.instances, self.autoscale.max if self.autoscale else 0)
 
 
 def default_name(script: str) -> str:
@@ -369,6 +375,7 @@ def build_app_spec(
         inherit_env=filter_env is not True,
         run_as=facts.run_as,
         autoscale=autoscale,
+        version=app.value("version"),
     )
     _check_conflicts(app, spec, warnings)
     return spec

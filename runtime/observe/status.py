@@ -2,41 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable
-from functools import lru_cache
 from typing import Any
 
 from runtime.config.export import spec_json
 from runtime.config.secrets import mask_args, mask_command, mask_env
 from runtime.config.spec import AppSpec
+from runtime.observe.identity import app_user, app_version
 from runtime.observe.load import LoadSampler
 from runtime.observe.metrics import Sampler
 from runtime.observe.view import AppView
 from runtime.policy.lifecycle import AppStatus
-
-
-@lru_cache(maxsize=64)
-def app_version(cwd: str) -> str | None:
-    """The version in a package.json or pyproject.toml next to the app, if any."""
-    try:
-        with open(os.path.join(cwd, "package.json"), "rb") as f:
-            version = json.load(f).get("version")
-            if isinstance(version, str):
-                return version
-    except (OSError, ValueError, AttributeError):
-        pass
-    import tomllib
-
-    try:
-        with open(os.path.join(cwd, "pyproject.toml"), "rb") as f:
-            version = tomllib.load(f).get("project", {}).get("version")
-            if isinstance(version, str):
-                return version
-    except (OSError, ValueError, AttributeError):
-        pass
-    return None
 
 
 def process_rows(
@@ -50,7 +26,7 @@ def process_rows(
     """
     rows: list[dict[str, Any]] = []
     for app in apps:
-        version = app_version(app.spec.cwd)
+        version, user = app_version(app.spec), app_user(app.spec)
         for slot in app.slots.values():
             worker = slot.worker if slot.worker is not None and slot.worker.alive else None
             sample = sampler.latest.get(worker.pid) if worker else None
@@ -67,6 +43,8 @@ def process_rows(
                 "cpu_percent": sampler.cpu.get(worker.pid) if worker else None,
                 "memory_bytes": sample.rss_bytes if sample else None,
                 "version": version,
+                "user": user,
+                "watching": bool(app.spec.watch),
                 "status_text": worker.status_text if worker else None,
                 "connections": sampler.connections.get(worker.pid) if worker else None,
             }

@@ -492,3 +492,21 @@ def test_raw_app_get_wraps_bad_values() -> None:
     with pytest.raises(ConfigError, match=r"^f\.yml: apps\[1\] \(w\)\.k: expected a duration"):
         app.get("k", parse, 0)
     assert app.get("missing", parse, 7) == 7
+
+
+@pytest.mark.parametrize(
+    ("instances", "expected"),
+    [(None, 1), (3, 3), ("max", 4), ({"min": 2, "max": 6}, 6), ("1-max", 4)],
+    ids=["default", "fixed", "max", "range", "range-max"],
+)
+def test_most_instances_counts_the_autoscale_max(instances: object, expected: int) -> None:
+    """`most_instances` (what pretty logs pad for) is `instances`, or the autoscale max."""
+    raw = {} if instances is None else {"instances": instances}
+    assert build(raw).most_instances == expected
+
+
+def test_version_key_is_text() -> None:
+    """`version:` is kept as text (a YAML number too); absent, it is None."""
+    assert build({"version": "1.2.3"}).version == "1.2.3"
+    assert build({"version": 2}).version == "2"
+    assert build({}).version is None
