@@ -7,6 +7,7 @@ Each verb is one request over the control socket (`connection`), printed by `ren
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -15,8 +16,9 @@ from typing import Any
 
 from runtime.argv import Parser
 from runtime.control.connection import TIMEOUT_S, ClientError, Connection, call, find_socket
+from runtime.control.listing import list_lines, list_look
 from runtime.control.protocol import ALIASES, request
-from runtime.control.render import format_record, show_text, sort_rows, table
+from runtime.control.render import format_record, show_text, sort_rows
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, parents=[common])
 
     ls = verb("list", help="every process")
-    ls.add_argument("--sort", default="id", help="name|id|pid|memory|cpu|status|uptime[:asc|desc]")
+    ls.add_argument(
+        "--sort",
+        default="id",
+        help="name|id|pid|memory|cpu|status|uptime[:asc|desc]; rows without the value go last",
+    )
     verb("show", help="everything about one app").add_argument("target")
     logs = verb("logs", help="recent lines, then live with --follow")
     logs.add_argument("target", nargs="?")
@@ -129,5 +135,24 @@ def main(argv: Sequence[str]) -> int:
         print(show_text(result))
     else:
         rows = result if isinstance(result, list) else []
-        print(table(sort_rows(rows, getattr(ns, "sort", "id"))))
+        _print_list(sort_rows(rows, getattr(ns, "sort", "id")))
     return 0
+
+
+def _print_list(rows: list[dict[str, Any]]) -> None:
+    """The `list` table, fitted to this terminal (boxed and coloured on a TTY)."""
+    tty = sys.stdout.isatty()
+    try:
+        columns = os.get_terminal_size(sys.stdout.fileno()).columns if tty else None
+    except (OSError, ValueError):
+        columns = None
+    width, look = list_look(os.environ, tty, columns)
+    encoding = sys.stdout.encoding or "utf-8"
+    try:
+        "┌─│↺…".encode(encoding)
+    except (UnicodeEncodeError, LookupError):  # a terminal that cannot draw the box
+        look = dataclasses.replace(look, box=False)
+    text = "\n".join(list_lines(rows, width, look)) + "\n"
+    sys.stdout.flush()
+    sys.stdout.buffer.write(text.encode(encoding, "replace"))
+    sys.stdout.buffer.flush()

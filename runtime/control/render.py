@@ -6,69 +6,25 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from runtime.control.listing import PLAIN, human_bytes, human_uptime, list_lines
 from runtime.errors import UsageError
+
+__all__ = [
+    "SORT_KEYS",
+    "format_record",
+    "human_bytes",
+    "human_uptime",
+    "show_text",
+    "sort_rows",
+    "table",
+]
 
 SORT_KEYS = ("name", "id", "pid", "memory", "cpu", "status", "uptime")
 
 
-def human_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("b", "kb", "mb", "gb"):
-        if n < 1024 or unit == "gb":
-            return f"{n:.0f}{unit}" if unit == "b" else f"{n:.1f}{unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n}"
-
-
-def human_uptime(seconds: float | None) -> str:
-    if not seconds:
-        return "0"
-    s = int(seconds)
-    for size, unit in ((86400, "D"), (3600, "h"), (60, "m")):
-        if s >= size:
-            return f"{s // size}{unit}"
-    return f"{s}s"
-
-
-COLUMNS = (
-    "id",
-    "name",
-    "mode",
-    "instance",
-    "pid",
-    "status",
-    "uptime",
-    "↺",
-    "cpu",
-    "memory",
-    "version",
-)
-
-
 def table(rows: Sequence[dict[str, Any]]) -> str:
-    cells = [
-        [
-            str(r["id"]),
-            r["name"],
-            r["mode"],
-            str(r["instance"]),
-            str(r["pid"] or "-"),
-            r["status"],
-            human_uptime(r["uptime_s"]),
-            str(r["restarts"]),
-            "-" if r["cpu_percent"] is None else f"{r['cpu_percent']}%",
-            human_bytes(r["memory_bytes"]),
-            r["version"] or "-",
-        ]
-        for r in rows
-    ]
-    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(COLUMNS)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(COLUMNS, widths, strict=True)).rstrip()]
-    lines += [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    ]
-    return "\n".join(lines)
+    """The processes as plain columns, as wide as they need (`show`)."""
+    return "\n".join(list_lines(rows, None, PLAIN))
 
 
 _SORT_FIELDS = {
@@ -83,17 +39,16 @@ _SORT_FIELDS = {
 
 
 def sort_rows(rows: list[dict[str, Any]], spec: str) -> list[dict[str, Any]]:
+    """`rows` sorted by `--sort KEY[:asc|desc]`; rows without the value (no pid, memory or
+    cpu yet) come last either way, in id order."""
     key, _, order = spec.partition(":")
     if key not in _SORT_FIELDS or order not in ("", "asc", "desc"):
         raise UsageError(f"--sort expects one of {'|'.join(SORT_KEYS)}[:asc|desc], got {spec!r}")
     field = _SORT_FIELDS[key]
-    return sorted(
-        rows,
-        key=lambda r: (
-            (r[field] is None, r[field] or 0) if field not in ("name", "status") else r[field]
-        ),
-        reverse=order == "desc",
-    )
+    known = [r for r in rows if r.get(field) is not None]
+    missing = [r for r in rows if r.get(field) is None]
+    known.sort(key=lambda r: r[field], reverse=order == "desc")
+    return known + sorted(missing, key=lambda r: r.get("id", 0))
 
 
 def format_record(record: dict[str, Any], raw: bool) -> str:
