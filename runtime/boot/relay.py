@@ -30,6 +30,7 @@ from runtime.logs.formats import (
     LogFormat,
     Source,
     make_formatter,
+    prefix_width,
     utc_timestamp,
 )
 
@@ -53,7 +54,8 @@ class Relay:
         self.early = early
         self.eco = eco
         self.fd = fd
-        self.formatter = make_formatter(fmt)
+        widest = prefix_width((spec.name, spec.most_instances) for spec in eco.apps)
+        self.formatter = make_formatter(fmt, widest)
         self.unwritten: list[bytes] = []  # formatted output stdout has not taken yet
         self.streams: dict[int, _Stream] = {}
         for app, forked in early.workers.items():

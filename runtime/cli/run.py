@@ -345,7 +345,7 @@ def run_master(eco: Ecosystem, load: Source, ns: RunArgs, loop_name: str) -> int
     from runtime.boot.early import start_early
     from runtime.boot.relay import relay_while
     from runtime.control.protocol import default_socket_path
-    from runtime.logs.formats import LogFormat, default_format
+    from runtime.logs.formats import LogFormat, default_format, prefix_width
 
     control_path = ns.control or default_socket_path(control_key(ns))
     early = start_early(eco, control_path)
@@ -364,7 +364,8 @@ def run_master(eco: Ecosystem, load: Source, ns: RunArgs, loop_name: str) -> int
         raise
 
     async def serve() -> int:
-        sink = LogSink(1, fmt, asyncio.get_running_loop())
+        widest = prefix_width((spec.name, spec.most_instances) for spec in eco.apps)
+        sink = LogSink(1, fmt, asyncio.get_running_loop(), prefix_cells=widest)
         sink.writelines(early.unwritten)  # what the start-up relay could not write yet
         early.unwritten = []
         events.configure(sink)

@@ -28,7 +28,7 @@ import os
 import time
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -285,6 +285,10 @@ class Formatter(ABC):
         """The whole block in a few C calls, or False when a line needs the per-line path."""
         return False
 
+    def widen(self, prefix_cells: int) -> None:
+        """Make room for source prefixes this wide (`prefix_width`); only `pretty` pads."""
+        return  # the other formats have no padded prefix
+
     @abstractmethod
     def line(
         self, src: Source, stream: str, ts: str, raw: bytes, *, part: int = 0, last: bool = True
@@ -427,18 +431,30 @@ def _stdout_is_a_tty() -> bool:
         return False
 
 
+def prefix_width(apps: Iterable[tuple[str, int]]) -> int:
+    """The widest pretty prefix (`name#N`, or the master's `runtime`) of apps that run up
+    to that many instances each: what every prefix is padded to, so they all align."""
+    widths = (len(f"{name}#{max(count, 1) - 1}") for name, count in apps)
+    return max([len(MASTER_NAME), *widths])
+
+
 class PrettyFormatter(Formatter):
     """For a TTY: `web#0 | message`, `web#0 ! message` for stderr, `runtime | event ...`.
 
-    The prefix is padded to the longest name seen so far and coloured per app
-    (crc32 of the name, so the colour is stable across runs); `NO_COLOR` turns colour off.
+    Every prefix is padded to the same width: the widest the ecosystem can produce
+    (`widen(prefix_width(...))`, told again when apps or instances are added), or a
+    longer one once seen. Coloured per app (crc32 of the name, so the colour is stable
+    across runs); `NO_COLOR` turns colour off.
     """
 
-    def __init__(self, *, colour: bool | None = None) -> None:
+    def __init__(self, *, colour: bool | None = None, prefix_cells: int = 0) -> None:
         if colour is None:  # colour for a terminal only, and never with NO_COLOR
             colour = _stdout_is_a_tty() and not os.environ.get("NO_COLOR")
         self.colour = colour
-        self._width = len(MASTER_NAME)
+        self._width = max(len(MASTER_NAME), prefix_cells)
+
+    def widen(self, prefix_cells: int) -> None:
+        self._width = max(self._width, prefix_cells)
 
     def _paint(self, code: int, text: str) -> str:
         return f"\x1b[{code}m{text}{_RESET}" if self.colour else text
@@ -554,15 +570,15 @@ class LogfmtFormatter(Formatter):
         return (" ".join(words) + "\n").encode()
 
 
-def make_formatter(fmt: LogFormat) -> Formatter:
-    """The formatter for `fmt`."""
+def make_formatter(fmt: LogFormat, prefix_cells: int = 0) -> Formatter:
+    """The formatter for `fmt`; `pretty` pads its prefixes to `prefix_cells` (`prefix_width`)."""
     match fmt:
         case LogFormat.JSON:
             return JsonFormatter()
         case LogFormat.PM2:
             return Pm2Formatter()
         case LogFormat.PRETTY:
-            return PrettyFormatter()
+            return PrettyFormatter(prefix_cells=prefix_cells)
         case LogFormat.RAW:
             return RawFormatter()
         case LogFormat.LOGFMT:

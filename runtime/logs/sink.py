@@ -67,10 +67,11 @@ class LogSink:
         loop: asyncio.AbstractEventLoop,
         *,
         high_water: int = 4 << 20,
+        prefix_cells: int = 0,
     ) -> None:
         self.fd = fd
         self.fmt = fmt
-        self.formatter = make_formatter(self.fmt)
+        self.formatter = make_formatter(self.fmt, prefix_cells)  # pretty pads to prefix_cells
         self.high_water = high_water
         self.low_water = high_water // 4
         self.paused = False

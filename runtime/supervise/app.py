@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from runtime.config.spec import AppSpec
 from runtime.logs import events
 from runtime.logs.events import LEVELS
+from runtime.logs.formats import prefix_width
 from runtime.policy.lifecycle import AppOutcome, AppStatus
 from runtime.policy.memory import decide_memory
 from runtime.policy.restart import (
@@ -60,12 +61,18 @@ class App:
         self.reloading = False
         self._hinted = False  # the EADDRINUSE hint is given once per app
         self._tasks: set[asyncio.Task[None]] = set()
+        self._widen_prefixes(spec.most_instances)
+
+    def _widen_prefixes(self, instances: int) -> None:
+        """Pretty logs pad every prefix to the widest one, this app's `name#N` included."""
+        self.ctx.sink.formatter.widen(prefix_width([(self.spec.name, instances)]))
 
     def update_spec(self, spec: AppSpec, base_env: Mapping[str, str] | None = None) -> None:
         """A new spec (SIGHUP, `restart --env`); running workers keep the old one until
         they are replaced. `base_env`: a new environment under the app's own (`--update-env`)."""
         self.spec = spec
         self.policy = RestartPolicy.from_spec(spec)
+        self._widen_prefixes(spec.most_instances)
         if base_env is not None:
             self.base_env = base_env
 
@@ -613,6 +620,8 @@ class App:
         from runtime.policy.scale import plan_scale
 
         plan = plan_scale(sorted(self.slots), request)
+        if plan.start:  # past the file's count: every line from now on gets the wider prefix
+            self._widen_prefixes(max(plan.start) + 1)
         for index in plan.start:
             self.spawn_into(self._new_slot(index))
         self.app_event(

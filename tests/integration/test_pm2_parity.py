@@ -71,15 +71,16 @@ WHO_AM_I = (
 LIST_HEADER = [
     "id",
     "name",
+    "version",
     "mode",
-    "instance",
     "pid",
-    "status",
     "uptime",
     "↺",
+    "status",
     "cpu",
-    "memory",
-    "version",
+    "mem",
+    "user",
+    "watching",
 ]
 SLEEPER = "import time\nprint('up', flush=True)\nwhile True: time.sleep(1)"
 

@@ -23,6 +23,7 @@ from runtime.logs.formats import (
     has_long_line,
     json_safe,
     make_formatter,
+    prefix_width,
     utc_timestamp,
 )
 
@@ -128,6 +129,63 @@ def test_pretty_master_event_is_readable() -> None:
     """A master event reads `runtime | worker_started web#0 pid=4121`."""
     line = PrettyFormatter(colour=False).event(TS, "info", "worker_started", "web", 0, 4121, {})
     assert line == b"runtime | worker_started web#0 pid=4121\n"
+
+
+def test_prefix_width_is_the_widest_name_and_instance() -> None:
+    """The widest `name#N` over every app's possible instances, never under `runtime`."""
+    assert prefix_width([]) == len("runtime")
+    assert prefix_width([("web", 1)]) == len("runtime")
+    assert prefix_width([("app-1", 2), ("b", 1)]) == len("app-1#1")
+    assert prefix_width([("app-1", 10), ("api", 1)]) == len("app-1#9")
+    assert prefix_width([("app-1", 11)]) == len("app-1#10")
+    assert prefix_width([("billing-worker", 0)]) == len("billing-worker#0")
+
+
+def _bar_column(line: bytes) -> int:
+    text = line.decode()
+    return min(i for i in (text.find(" | "), text.find(" ! ")) if i >= 0)
+
+
+def test_pretty_prefixes_align_over_the_whole_ecosystem() -> None:
+    """Every app's lines and the master's events put `|` in one column from the first line."""
+    widest = prefix_width([("app-1", 2), ("worker-long", 12)])
+    fmt = PrettyFormatter(colour=False, prefix_cells=widest)
+    out = [
+        fmt.event(TS, "info", "runtime_started", None, None, 1, {}),
+        fmt.lines(Source("app-1", 0, 10), STDOUT, TS, b"a\n", 100),
+        fmt.lines(Source("app-1", 1, 11), STDERR, TS, b"b\n", 100),
+        fmt.lines(Source("worker-long", 11, 12), STDOUT, TS, b"c\nd\n", 100),
+        fmt.lines(Source("app-1", 0, 10), STDOUT, TS, b"x" * 150 + b"\n", 100),
+    ]
+    lines = b"".join(out).splitlines()
+    assert lines[1] == b"app-1#0        | a"
+    assert lines[2] == b"app-1#1        ! b"
+    assert {_bar_column(line) for line in lines} == {len("worker-long#11")}
+
+
+def test_widen_makes_room_for_scaled_instances_and_never_narrows() -> None:
+    """After `widen` (scale past the file's count) every prefix moves to the new width."""
+    fmt = PrettyFormatter(colour=False, prefix_cells=prefix_width([("app-1", 2)]))
+    before = fmt.lines(Source("app-1", 1, 11), STDOUT, TS, b"a\n", 100)
+    fmt.widen(prefix_width([("app-1", 10)]))
+    fmt.widen(3)
+    after = [
+        fmt.lines(Source("app-1", 1, 11), STDOUT, TS, b"a\n", 100),
+        fmt.lines(Source("app-1", 9, 19), STDOUT, TS, b"a\n", 100),
+        fmt.event(TS, "info", "scaled", "app-1", None, None, {"instances": 10}),
+    ]
+    assert before == b"app-1#1 | a\n"
+    assert {_bar_column(line) for line in after} == {len("app-1#9")}
+    assert make_formatter(LogFormat.PRETTY, 12).lines(SRC, STDOUT, TS, b"u\n", 9).index(b"|") == 13
+
+
+def test_other_formats_ignore_widen() -> None:
+    """widen changes nothing outside `pretty` (their prefixes are not padded)."""
+    for fmt in (LogFormat.JSON, LogFormat.PM2, LogFormat.RAW, LogFormat.LOGFMT):
+        formatter = make_formatter(fmt, 40)
+        before = formatter.lines(SRC, STDOUT, TS, b"a\n", 100)
+        formatter.widen(60)
+        assert formatter.lines(SRC, STDOUT, TS, b"a\n", 100) == before
 
 
 def test_raw_passes_bytes_through_line_by_line() -> None:
