@@ -134,7 +134,7 @@ def main(argv: Sequence[str]) -> int:
     elif ns.verb == "show":
         print(show_text(result))
     else:
-        rows = result if isinstance(result, list) else []
+        rows = [r for r in result if isinstance(r, dict)] if isinstance(result, list) else []
         _print_list(sort_rows(rows, getattr(ns, "sort", "id")))
     return 0
 
@@ -153,6 +153,10 @@ def _print_list(rows: list[dict[str, Any]]) -> None:
     except (UnicodeEncodeError, LookupError):  # a terminal that cannot draw the box
         look = dataclasses.replace(look, box=False)
     text = "\n".join(list_lines(rows, width, look)) + "\n"
+    buffer = getattr(sys.stdout, "buffer", None)  # None: a text stream set up in-process
+    if buffer is None:
+        sys.stdout.write(text)
+        return
     sys.stdout.flush()
-    sys.stdout.buffer.write(text.encode(encoding, "replace"))
-    sys.stdout.buffer.flush()
+    buffer.write(text.encode(encoding, "replace"))  # "↺" on an ASCII terminal becomes "?"
+    buffer.flush()

@@ -120,7 +120,8 @@ def test_plain_list_fits_columns_and_shows_every_column_unbounded(
 
 
 def test_list_on_a_tty_is_a_coloured_box_fitted_to_it(tmp_path: Path, run_master: Any) -> None:
-    """On a 120-column pty: a box no wider than 120, online in green; NO_COLOR drops colour."""
+    """On a 120-column pty: a box no wider than 120, online in green; NO_COLOR drops colour;
+    a terminal that cannot encode the box gets plain columns."""
     _m, ctl = start(run_master, tmp_path)
     text = list_on_a_tty(ctl, 120)
     lines = [line for line in text.splitlines() if line]
@@ -136,6 +137,8 @@ def test_list_on_a_tty_is_a_coloured_box_fitted_to_it(tmp_path: Path, run_master
     assert plain.startswith("┌")
     assert "a-worker-with-a-rather-long-name" not in plain
     assert "a-worker-with-a-rather" in plain
+    ascii_only = list_on_a_tty(ctl, 120, PYTHONIOENCODING="ascii", NO_COLOR="1")
+    assert ascii_only.splitlines()[0].split()[:7] == [*PM2_COLUMNS[:6], "?"]  # no box, ↺ as ?
 
 
 def test_sort_memory_desc_puts_a_stopped_app_last(tmp_path: Path, run_master: Any) -> None:
