@@ -42,7 +42,8 @@ def process_rows(
                 "restarts": slot.restarts,
                 "cpu_percent": sampler.cpu.get(worker.pid) if worker else None,
                 "memory_bytes": sample.rss_bytes if sample else None,
-                "version": version,
+                # the running code's version (read at its start), else what is on disk
+                "version": worker.version if worker else version,
                 "user": user,
                 "watching": bool(app.spec.watch),
                 "status_text": worker.status_text if worker else None,

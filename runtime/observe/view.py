@@ -39,6 +39,9 @@ class WorkerView(Protocol):
     @property
     def status_text(self) -> str | None: ...  # the last STATUS= it sent
 
+    @property
+    def version(self) -> str | None: ...  # the app's version when it started
+
 
 class SlotView(Protocol):
     """One instance number of an app."""

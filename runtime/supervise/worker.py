@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from runtime.config.spec import AppSpec
 from runtime.logs.sink import LogSink, WorkerLogs
+from runtime.observe.identity import app_version
 from runtime.proc.ipc import Channel
 from runtime.proc.reaper import ExitStatus, Reaper
 from runtime.proc.spawn import Forked
@@ -34,6 +35,7 @@ class Worker:
     status_text: str | None = None
     restart_pending: bool = False
     channel: Channel | None = None  # node's IPC channel (process.send)
+    version: str | None = None  # the app's version when this worker started (observe.identity)
 
     def __str__(self) -> str:
         return f"{self.app}#{self.slot} pid {self.pid}"
@@ -81,6 +83,7 @@ def adopt_worker(
         started_at=loop.time() - age,
         logs=logs,
         exited=loop.create_future(),
+        version=app_version(spec),
     )
     if forked.channel is not None:
         worker.channel = Channel(forked.channel, lambda message: on_message(worker, message))

@@ -26,8 +26,10 @@ def cli(
     cmd = [sys.executable, "-m", "runtime", *args, "--control", str(ctl)]
     if user:
         cmd = ["setpriv", f"--reuid={user}", "--regid=65534", "--clear-groups", *cmd]
+    # pytest-xdist gives its workers COLUMNS=80; the verbs must see no width, as from a pipe
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT))
+        cmd, capture_output=True, text=True, timeout=60, env={**env, "PYTHONPATH": str(ROOT)}
     )
     if check:
         assert proc.returncode == 0, proc.stderr

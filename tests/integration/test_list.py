@@ -152,3 +152,19 @@ def test_sort_memory_desc_puts_a_stopped_app_last(tmp_path: Path, run_master: An
         assert "stopped" in out[-1]
     as_json = json.loads(cli(ctl, "list", "--sort", "memory:desc", "--json").stdout)
     assert [r["id"] for r in as_json] == [0, 1, 2, 3]  # --json keeps the id order
+
+
+def test_version_is_the_running_codes_until_a_restart(tmp_path: Path, run_master: Any) -> None:
+    """A deploy that changes package.json shows in `list` once the workers restart onto it."""
+    _m, ctl = start(run_master, tmp_path)
+    (tmp_path / "api" / "package.json").write_text('{"name": "api", "version": "1.5.0"}')
+    assert [r["version"] for r in rows(ctl) if r["name"] == "api"] == ["1.4.2"]
+    old = next(r["pid"] for r in rows(ctl) if r["name"] == "api")
+    cli(ctl, "restart", "api")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        api = next(r for r in rows(ctl) if r["name"] == "api")
+        if api["pid"] not in (None, old):
+            break
+        time.sleep(0.1)
+    assert api["version"] == "1.5.0"
