@@ -1,253 +1,269 @@
-"""`python -m runtime monit`: a live terminal dashboard over the control socket, like `pm2 monit`.
+"""`python -m runtime monit`: pm2's terminal dashboard over the control socket.
 
-It polls `list` every POLL_S and follows `logs --follow` of the selected app on a second,
-non-blocking connection; drawing is a pure function of `MonitState` (no curses in it),
-the curses loop only reads keys and paints. Up/Down (or k/j) select, q or Ctrl-C quit;
+Four panes (processes, the selected process's logs, its metrics, its metadata) and a
+status line. Each POLL_S the loop asks `list` (CPU and memory history is kept here, one
+sample a poll) and, now and then, `show` of the selected app; `monitfeed` follows the
+selected process's `logs`. Keys go to `MonitState.press` (pure), frames come from
+`monitview.screen` (pure); this module only reads keys, talks and paints.
 `curses.wrapper` gives the terminal back whatever happens.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import os
+import signal
+import sys
 import time
-from collections import deque
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from types import FrameType
+from typing import TYPE_CHECKING
 
-from runtime.control.connection import ClientError, Connection
-from runtime.control.protocol import MAX_LINE, request
-from runtime.control.render import human_bytes, human_uptime
+from runtime.control.connection import ClientError
+from runtime.control.monitfeed import (
+    LogFollower,
+    MasterGone,
+    PendingCall,
+    fetch_info,
+    fetch_rows,
+)
+from runtime.control.monitstate import Action, MonitState, Quit
+from runtime.control.monitview import ASCII, Glyphs, screen
+from runtime.errors import UsageError
 
 if TYPE_CHECKING:
     import curses
 
-POLL_S = 0.8
+POLL_S = 1.0
+INFO_REFRESH_S = 5.0
+FOLLOW_RETRY_S = 1.0
 TICK_MS = 100
-REQUEST_TIMEOUT_S = 2.0
-BACKLOG_LINES = 50
-KEPT_LINES = 500
-HEADER = ("id", "name", "inst", "pid", "status", "↺", "cpu", "memory", "uptime")
-WIDTHS = (4, 18, 5, 8, 16, 5, 8, 10, 8)
+ESC_DELAY_MS = "25"  # curses waits 1 s after Escape for a sequence by default
+
+COLORS = {  # style -> (colour name, bold)
+    "online": ("GREEN", False),
+    "errored": ("RED", False),
+    "launching": ("YELLOW", False),
+    "waiting": ("YELLOW", False),
+    "stopping": ("YELLOW", False),
+    "err": ("RED", False),
+    "error": ("RED", True),
+    "ok": ("GREEN", True),
+    "prompt": ("YELLOW", True),
+    "cpu": ("GREEN", False),
+    "mem": ("CYAN", False),
+    "event": ("MAGENTA", False),
+    "border": ("BLUE", False),
+    "label": ("CYAN", False),
+}
 
 
-def fetch_rows(path: str) -> list[dict[str, Any]]:
-    """One `list` request with a short timeout, so a stuck master cannot freeze the screen."""
-    conn = Connection(path, timeout_s=REQUEST_TIMEOUT_S)
-    try:
-        conn.send(request("list"))
-        for reply in conn.replies():
-            if not reply.get("ok"):
-                raise ClientError(str(reply.get("error", "list failed")))
-            result = reply.get("result")
-            return result if isinstance(result, list) else []
-        raise ClientError("the runtime closed the connection")
-    except OSError as exc:
-        raise ClientError(f"the runtime does not answer: {exc}") from None
-    finally:
-        conn.close()
+def key_name(key: int) -> str:
+    """A curses key code as the name `MonitState.press` knows ('' for none)."""
+    import curses
 
-
-class LogFollower:
-    """`logs APP --follow` on its own connection, read only when bytes are waiting."""
-
-    def __init__(self, path: str, app: str) -> None:
-        self.app = app
-        self.closed = False
-        self._buf = b""
-        self._conn = Connection(path, timeout_s=REQUEST_TIMEOUT_S)
-        self._conn.send(request("logs", app, lines=BACKLOG_LINES, follow=True))
-        self._conn.sock.setblocking(False)
-
-    def read(self) -> list[dict[str, Any]]:
-        """Every complete record received so far (never blocks)."""
-        while not self.closed:
-            try:
-                chunk = self._conn.sock.recv(1 << 16)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                chunk = b""
-            if not chunk:
-                self.closed = True
-            self._buf += chunk
-            if len(self._buf) > MAX_LINE:
-                self._buf = b""
-        *lines, self._buf = self._buf.split(b"\n")
-        records: list[dict[str, Any]] = []
-        for line in lines:
-            try:
-                reply = json.loads(line)
-            except (ValueError, RecursionError):  # not JSON, or nested past the limit
-                continue
-            if not isinstance(reply, dict):
-                continue
-            if "log" in reply:
-                records.append(reply["log"])
-            elif reply.get("ok") and isinstance(reply.get("result"), list):
-                records.extend(reply["result"])
-        return records
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-@dataclass
-class MonitState:
-    """What is on screen: the last `list`, the selected row and the followed app's lines."""
-
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    selected: int = 0
-    lines: deque[str] = field(default_factory=lambda: deque(maxlen=KEPT_LINES))
-    error: str | None = None
-
-    @property
-    def app(self) -> str | None:
-        if not self.rows:
-            return None
-        return str(self.rows[min(self.selected, len(self.rows) - 1)]["name"])
-
-    def move(self, step: int) -> None:
-        self.selected = max(0, min(len(self.rows) - 1, self.selected + step))
-
-    def add_records(self, records: list[dict[str, Any]]) -> None:
-        for r in records:
-            mark = "!" if r.get("stream") == "stderr" else " "
-            stamp = str(r.get("timestamp", ""))[11:19]
-            self.lines.append(f"{stamp} {r.get('app')}#{r.get('instance')}{mark}{r.get('message')}")
-
-
-def _cells(row: dict[str, Any]) -> list[str]:
-    cpu = row.get("cpu_percent")
-    return [
-        str(row["id"]),
-        str(row["name"]),
-        str(row["instance"]),
-        str(row["pid"] or "-"),
-        str(row["status"]),
-        str(row["restarts"]),
-        "-" if cpu is None else f"{cpu}%",
-        human_bytes(row.get("memory_bytes")),
-        human_uptime(row.get("uptime_s")),
-    ]
-
-
-def _line(cells: list[str]) -> str:
-    return " ".join(c[: w - 1].ljust(w) for c, w in zip(cells, WIDTHS, strict=True)).rstrip()
-
-
-def render(state: MonitState, width: int, height: int) -> list[tuple[str, str]]:
-    """The screen as (text, style) lines; style is header, selected, a status name or ''."""
-    title = f"runtime monit · {len(state.rows)} processes · ↑/↓ select · q quit"
-    out: list[tuple[str, str]] = [(title, "header"), (_line(list(HEADER)), "header")]
-    for i, row in enumerate(state.rows):
-        style = "selected" if i == state.selected else str(row["status"]).split()[0]
-        out.append((_line(_cells(row)), style))
-    if state.error:
-        out.append((f"! {state.error}", "errored"))
-    out.append((f"── logs: {state.app or '-'} " + "─" * width, "header"))
-    room = max(0, height - len(out))
-    out.extend((line, "") for line in list(state.lines)[-room:] if room)
-    return [(text[: max(0, width - 1)], style) for text, style in out[:height]]
+    named = {
+        -1: "",
+        curses.KEY_UP: "up",
+        curses.KEY_DOWN: "down",
+        curses.KEY_RESIZE: "resize",
+        27: "escape",
+    }
+    if key in named:
+        return named[key]
+    return chr(key) if 0 <= key < 0x110000 else ""
 
 
 class Monit:
-    """The curses loop: poll, follow, paint, read one key; repeat until q."""
+    """The loop: poll, follow, answer keys, paint; until a quit key."""
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.glyphs = Glyphs()
         self.state = MonitState()
         self.follower: LogFollower | None = None
+        self.pending: PendingCall | None = None
         self.styles: dict[str, int] = {}
+        self.info_due = 0.0
+        self.follow_due = 0.0
 
     def poll(self) -> None:
+        """A fresh `list` (and `show` when due); a failure short of the master being gone
+        goes on the status line."""
         try:
-            self.state.rows = fetch_rows(self.path)
-            self.state.error = None
+            self.state.update_rows(fetch_rows(self.path))
+            self.state.trouble = None
+            if time.monotonic() >= self.info_due:
+                self.refresh_info()
+        except MasterGone:
+            raise
         except ClientError as exc:
-            self.state.error = str(exc)
-        self.state.move(0)
+            self.state.trouble = str(exc)
+
+    def sync_info(self) -> None:
+        """`show` of the selected app as soon as the selection moves to another app."""
+        info = self.state.info
+        if info is not None and info.get("name") != self.state.app:
+            self.refresh_info()
+
+    def refresh_info(self) -> None:
+        app = self.state.app
+        self.state.info = None if app is None else fetch_info(self.path, app)
+        self.info_due = time.monotonic() + INFO_REFRESH_S
 
     def follow(self) -> None:
-        app = self.state.app
-        if self.follower is not None and (self.follower.app != app or self.follower.closed):
+        """Follow the selected process's logs, on a new stream when it changes."""
+        row = self.state.row
+        wanted = None if row is None else int(row["id"])
+        if self.follower is not None and (
+            self.follower.process_id != wanted or self.follower.closed
+        ):
+            if self.follower.process_id != wanted:
+                self.state.logs.clear()
             self.follower.close()
             self.follower = None
-            self.state.lines.clear()
-        if self.follower is None and app is not None and self.state.error is None:
+        if self.follower is None and wanted is not None and time.monotonic() >= self.follow_due:
+            self.follow_due = time.monotonic() + FOLLOW_RETRY_S
             try:
-                self.follower = LogFollower(self.path, app)
-            except (ClientError, OSError) as exc:
-                self.state.error = str(exc)
+                self.follower = LogFollower(self.path, wanted)
+            except ClientError as exc:
+                self.state.trouble = str(exc)
+                return
+            self.state.logs.clear()  # the backlog comes again
         if self.follower is not None:
-            self.state.add_records(self.follower.read())
+            self.state.add_logs(self.follower.read())
 
-    def setup(self, screen: curses.window) -> None:
+    def send(self, action: Action) -> None:
+        try:
+            self.pending = PendingCall(self.path, action)
+        except ClientError as exc:
+            self.state.done(action, str(exc))
+
+    def collect(self) -> None:
+        """The answer to the action in flight, once it is there."""
+        if self.pending is None:
+            return
+        answer = self.pending.result()
+        if answer is None:
+            return
+        self.pending.close()
+        action, self.pending = self.pending.action, None
+        self.state.done(action, answer[1])
+        self.info_due = 0.0  # restarts and instances changed: ask `show` again
+
+    def setup(self, window: curses.window) -> None:
         import curses
 
-        screen.timeout(TICK_MS)
-        screen.keypad(True)
+        window.timeout(TICK_MS)
+        window.keypad(True)
         with contextlib.suppress(curses.error):
             curses.curs_set(0)
         self.styles = {"header": curses.A_BOLD, "selected": curses.A_REVERSE}
-        if curses.has_colors():
+        self.styles["dim"] = self.styles["stopped"] = curses.A_DIM
+        if not curses.has_colors():
+            return
+        with contextlib.suppress(curses.error):
             curses.use_default_colors()
-            for n, (name, color) in enumerate(
-                (
-                    ("online", curses.COLOR_GREEN),
-                    ("errored", curses.COLOR_RED),
-                    ("launching", curses.COLOR_YELLOW),
-                    ("waiting", curses.COLOR_YELLOW),
-                    ("stopping", curses.COLOR_YELLOW),
-                ),
-                start=1,
-            ):
-                curses.init_pair(n, color, -1)
-                self.styles[name] = curses.color_pair(n)
+        for n, (style, (color, bold)) in enumerate(COLORS.items(), start=1):
+            try:
+                curses.init_pair(n, getattr(curses, f"COLOR_{color}"), -1)
+            except curses.error:  # no default colours, or too few pairs: plain text
+                continue
+            self.styles[style] = curses.color_pair(n) | (curses.A_BOLD if bold else 0)
 
-    def paint(self, screen: curses.window) -> None:
+    def paint(self, window: curses.window) -> None:
         import curses
 
-        height, width = screen.getmaxyx()
-        screen.erase()
-        for y, (text, style) in enumerate(render(self.state, width, height)):
+        height, width = window.getmaxyx()
+        window.erase()
+        for cell in screen(self.state, width, height, self.glyphs):
             # the bottom-right cell, or a terminal shrinking under us, raise curses.error
             with contextlib.suppress(curses.error):
-                screen.addstr(y, 0, text, self.styles.get(style, curses.A_NORMAL))
-        screen.refresh()
+                window.addstr(cell.y, cell.x, cell.text, self.styles.get(cell.style, 0))
+        window.refresh()
 
-    def run(self, screen: curses.window) -> int:
+    def run(self, window: curses.window) -> int:
         import curses
 
-        self.setup(screen)
+        self.setup(window)
+        # box drawing where curses writes UTF-8, ASCII where the locale cannot show it
+        utf8 = window.encoding.lower().replace("-", "").replace("_", "") == "utf8"
+        self.glyphs = Glyphs() if utf8 else ASCII
         next_poll = 0.0
         try:
             while True:
                 if time.monotonic() >= next_poll:
                     self.poll()
                     next_poll = time.monotonic() + POLL_S
+                self.sync_info()
                 self.follow()
-                self.paint(screen)
-                key = screen.getch()
-                if key in (ord("q"), ord("Q"), 27):
+                self.collect()
+                self.paint(window)
+                key = key_name(window.getch())
+                if key == "resize":
+                    curses.update_lines_cols()
+                    window.clear()
+                answer = self.state.press(key)
+                if isinstance(answer, Quit):
                     return 0
-                if key in (curses.KEY_UP, ord("k")):
-                    self.state.move(-1)
-                elif key in (curses.KEY_DOWN, ord("j")):
-                    self.state.move(1)
+                if isinstance(answer, Action):
+                    self.send(answer)
         finally:
-            if self.follower is not None:
-                self.follower.close()
+            for stream in (self.follower, self.pending):
+                if stream is not None:
+                    stream.close()
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def run_monit(path: str) -> int:
-    """Fail with one line before touching the terminal if the runtime is not there."""
+    """Refuse without a terminal (exit 2) and fail with one line before drawing if the
+    runtime is not there; a runtime gone meanwhile ends it with one line, exit 1."""
     import curses
 
-    fetch_rows(path)
+    _check_terminal()
+    try:
+        fetch_rows(path)
+    except MasterGone as exc:  # not there to begin with: say why, as the other verbs do
+        raise exc.reason from None
+    _follow_resizes()
+    os.environ.setdefault("ESCDELAY", ESC_DELAY_MS)
+    signal.signal(signal.SIGTERM, _interrupt)  # so the terminal is given back on a kill
     try:
         return curses.wrapper(Monit(path).run)
     except KeyboardInterrupt:
         return 0
-    except OSError as exc:
-        raise ClientError(f"lost the runtime: {exc}") from None
+    except curses.error as exc:
+        raise UsageError(f"monit cannot drive this terminal ({_term()}): {exc}") from None
+
+
+def _term() -> str:
+    return f"TERM={os.environ.get('TERM', '')!r}"
+
+
+def _follow_resizes() -> None:
+    """Drop LINES and COLUMNS when the terminal tells its size: with them in the
+    environment (tmux sets them; `docker exec -e COLUMNS=...` is the usual cure for its
+    0x0 start) curses keeps that size and ignores every resize."""
+    try:
+        size = os.get_terminal_size(sys.stdout.fileno())
+    except OSError:
+        return
+    if size.columns and size.lines:
+        os.environ.pop("LINES", None)
+        os.environ.pop("COLUMNS", None)
+
+
+def _check_terminal() -> None:
+    """A terminal curses knows and can move the cursor on (not TERM=dumb), or exit 2."""
+    import curses
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("monit needs a terminal (docker exec -it ...); use list or logs -f")
+    try:
+        curses.setupterm()
+    except curses.error as exc:
+        raise UsageError(f"monit cannot drive this terminal ({_term()}): {exc}") from None
+    if not curses.tigetstr("cup"):
+        raise UsageError(f"monit cannot move the cursor on this terminal ({_term()})")
