@@ -22,6 +22,7 @@ Segment = tuple[str, str]  # (text, style)
 Line = tuple[Segment, ...]
 HINTS = "{arrows} select  r restart  R reload  s stop  S start  +/- scale  ? help  q quit"
 STATUS_SHORT = {"waiting restart": "waiting"}
+CPU_FLOOR_PERCENT = 5.0  # an idle process's 0.3 % stays a low bar, not a full one
 KNOWN_METRICS = ("loop_delay_p50_ms", "loop_delay_p99_ms", "active_handles")
 
 
@@ -193,8 +194,9 @@ def metrics_lines(state: MonitState, width: int, glyphs: Glyphs) -> list[Line]:
     cpu_text = "-" if cpu_now is None else f"{cpu_now:.1f}%"
     mem_text = human_bytes(mem_now)
     spark_w = max(0, width - 6 - max(len(cpu_text), len(mem_text)) - 1)
-    cpu_top = max([100.0, *(v for v in cpu if v is not None)])
-    mem_top = max([1.0, *(v for v in mem if v is not None)])
+    # headroom over the peak, as the dashboard draws them: a flat line is not a full bar
+    cpu_top = max([CPU_FLOOR_PERCENT, *(v for v in cpu if v is not None)]) * 1.2
+    mem_top = max([1.0, *(v for v in mem if v is not None)]) * 1.15
     found = row.get("app_metrics")
     metrics: dict[str, Any] = found if isinstance(found, dict) else {}
     lines: list[Line] = [

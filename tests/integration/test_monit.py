@@ -12,6 +12,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.chromium import HAVE_CHROMIUM
 from tests.integration.conftest import ROOT, Master, write_ecosystem
+from tests.integration.terminal_shot import HAVE_CHROMIUM, capture
 
 pytestmark = pytest.mark.skipif(
     shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)"
@@ -322,18 +323,22 @@ def test_render_monit_screenshot(
     run_master: Callable[..., Master], tmp_path: Path, tmux: Tmux
 ) -> None:
     """Render monit at 80x24 over a few busy apps after 30 s of history (for docs/monit.png)."""
-    from tests.integration.terminal_shot import capture
-
     apps = [
         {"name": "api", "code": CPU_BURNER, "instances": 2},
         {"name": "cache", "code": GROWER},
         {"name": "jobs"},
     ]
-    _master, ctl = start(run_master, tmp_path, apps)
-    tmux.start(monit_command(ctl))
-    tmux.wait_for(lambda s: "handled batch" in s, "the api log")
-    time.sleep(30)  # thirty samples of CPU and memory history
-    png = capture("t", tmux.base)
+    # a short project directory with a version, so the metadata pane reads like a real app
+    project = Path(tempfile.mkdtemp(prefix="shop-", dir="/tmp"))
+    try:
+        (project / "pyproject.toml").write_text('[project]\nname = "shop"\nversion = "2.3.1"\n')
+        _master, ctl = start(run_master, project, apps)
+        tmux.start(monit_command(ctl))
+        tmux.wait_for(lambda s: "handled batch" in s, "the api log")
+        time.sleep(30)  # thirty samples of CPU and memory history
+        png = capture("t", tmux.base)
+    finally:
+        shutil.rmtree(project, ignore_errors=True)
     out = Path(os.environ["RUNTIME_MONIT_SCREENSHOT"])
     (out if out.is_absolute() else ROOT / out).write_bytes(png)
     assert png.startswith(b"\x89PNG")
