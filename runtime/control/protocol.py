@@ -51,7 +51,7 @@ ROOT_RUN_DIR = "/run"  # root's sockets go under /run/runtime when it is writabl
 MAX_LINE = 1 << 20
 
 VERBS = ("ping", "list", "show", "logs", "stop", "start", "restart", "reload", "delete", "scale")
-CLIENT_VERBS = (*VERBS, "monit")  # monit is the client's own: list and logs in a loop
+CLIENT_VERBS = (*VERBS, "monit")  # monit is the client's own: list, show, logs and actions
 ALIASES = {"ls": "list", "l": "list", "status": "list", "ps": "list"}
 
 
