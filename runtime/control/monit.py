@@ -111,7 +111,8 @@ class Monit:
         self.info_due = time.monotonic() + INFO_REFRESH_S
 
     def follow(self) -> None:
-        """Follow the selected process's logs, on a new stream when it changes."""
+        """Follow the selected process's logs, on a new stream when it changes (a stream
+        that failed or ended is tried again after FOLLOW_RETRY_S)."""
         row = self.state.row
         wanted = None if row is None else int(row["id"])
         if self.follower is not None and (
@@ -119,14 +120,17 @@ class Monit:
         ):
             if self.follower.process_id != wanted:
                 self.state.logs.clear()
+                self.follow_due = 0.0
+            else:
+                self.follow_due = time.monotonic() + FOLLOW_RETRY_S
             self.follower.close()
             self.follower = None
         if self.follower is None and wanted is not None and time.monotonic() >= self.follow_due:
-            self.follow_due = time.monotonic() + FOLLOW_RETRY_S
             try:
                 self.follower = LogFollower(self.path, wanted)
             except ClientError as exc:
                 self.state.trouble = str(exc)
+                self.follow_due = time.monotonic() + FOLLOW_RETRY_S
                 return
             self.state.logs.clear()  # the backlog comes again
         if self.follower is not None:

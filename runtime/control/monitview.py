@@ -148,36 +148,57 @@ def metric_value(value: Any, unit: str = "") -> str:
     return str(value)
 
 
+MIN_NAME_CELLS = 8
+DROPPED_FIRST = ("restarts", "cpu")  # what a narrow process pane gives up for the name
+
+
+def process_columns(rows: Sequence[dict[str, Any]], width: int) -> dict[str, int]:
+    """Each shown column's width: id, name, status, cpu, mem, ↺, the name taking the rest;
+    ↺ and then cpu go when the name would get fewer than MIN_NAME_CELLS."""
+    columns = {
+        "id": max([2, *(len(str(r["id"])) for r in rows)]),
+        "name": 0,
+        "status": 9,
+        "cpu": 4,
+        "mem": 6,
+        "restarts": max([2, *(len(str(r["restarts"])) for r in rows)]),
+    }
+    drops = list(DROPPED_FIRST)
+    while True:
+        rest = width - sum(columns.values()) - (len(columns) - 1)
+        if rest >= MIN_NAME_CELLS or not drops:
+            columns["name"] = max(1, rest)
+            return columns
+        del columns[drops.pop(0)]
+
+
 def process_lines(
     rows: Sequence[dict[str, Any]], selected: int, width: int, height: int, restarts: str = "↺"
 ) -> list[Line]:
     """The header and the rows that fit, scrolled so that the selected one shows."""
-    ids = [str(r["id"]) for r in rows]
-    id_w = max([2, *map(len, ids)])
-    re_w = max([2, *(len(str(r["restarts"])) for r in rows)])
-    name_w = max(1, width - (id_w + 9 + 4 + 6 + re_w + 5))
+    columns = process_columns(rows, width)
 
-    def line(cells: Sequence[str]) -> str:
-        widths = (id_w, name_w, 9, 4, 6, re_w)
+    def line(cells: dict[str, str]) -> str:
         return " ".join(
-            (clip(c, w).ljust(w) if i in (1, 2) else c.rjust(w))
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            clip(cells[k], w).ljust(w) if k in ("name", "status") else cells[k].rjust(w)
+            for k, w in columns.items()
         )
 
-    out: list[Line] = [((line(("id", "name", "status", "cpu", "mem", restarts)), "header"),)]
+    header = {"id": "id", "name": "name", "status": "status", "cpu": "cpu", "mem": "mem"}
+    out: list[Line] = [((line({**header, "restarts": restarts}), "header"),)]
     room = max(0, height - 1)
     first = max(0, min(selected - room + 1, len(rows) - room)) if room else 0
     for i, r in enumerate(rows[first : first + room], start=first):
         status = str(r["status"])
         cpu = r.get("cpu_percent")
-        cells = (
-            str(r["id"]),
-            str(r["name"]),
-            STATUS_SHORT.get(status, status),
-            "-" if cpu is None else f"{cpu:.0f}%",
-            compact_bytes(r.get("memory_bytes")),
-            str(r["restarts"]),
-        )
+        cells = {
+            "id": str(r["id"]),
+            "name": str(r["name"]),
+            "status": STATUS_SHORT.get(status, status),
+            "cpu": "-" if cpu is None else f"{cpu:.0f}%",
+            "mem": compact_bytes(r.get("memory_bytes")),
+            "restarts": str(r["restarts"]),
+        }
         out.append(((line(cells), "selected" if i == selected else status.split()[0]),))
     return out
 

@@ -18,6 +18,7 @@ from runtime.control.monitview import (
     clip_left,
     compact_bytes,
     metric_value,
+    process_columns,
     screen,
     sparkline,
     text_width,
@@ -316,3 +317,20 @@ def test_monit_decisions_are_pure(module: str) -> None:
     path = Path(__file__).resolve().parents[2] / "runtime" / "control" / f"{module}.py"
     roots = imported_roots(ast.parse(path.read_text(encoding="utf-8")))
     assert roots & (FORBIDDEN | {"curses"}) == set()
+
+
+@pytest.mark.parametrize(
+    ("width", "shown"),
+    [
+        (38, ["id", "name", "status", "cpu", "mem", "restarts"]),
+        (33, ["id", "name", "status", "cpu", "mem"]),
+        (28, ["id", "name", "status", "mem"]),
+    ],
+    ids=["80-columns", "70-columns", "60-columns"],
+)
+def test_narrow_process_pane_gives_up_restarts_then_cpu(width: int, shown: list[str]) -> None:
+    """The name keeps at least eight cells: the ↺ column goes first, then cpu."""
+    columns = process_columns([row(0, "web")], width)
+    assert list(columns) == shown
+    assert sum(columns.values()) + len(columns) - 1 == width
+    assert columns["name"] >= 8
