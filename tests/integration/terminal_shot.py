@@ -5,7 +5,7 @@ kept), turns it into an HTML page of coloured spans (`ansi_to_html`) and has hea
 Chromium render it (`render_png`). For a tmux server on its own socket, pass
 `tmux=("tmux", "-S", path)`. From a shell:
 
-    python -m tests.integration.terminal_shot TARGET OUT.png [--socket PATH]
+    python -m tests.integration.terminal_shot TARGET OUT.png [--socket PATH] [--trim]
 """
 
 from __future__ import annotations
@@ -220,10 +220,19 @@ def _tmux(tmux: Sequence[str], *args: str) -> str:
     return done.stdout.decode(errors="replace")
 
 
-def capture(target: str, tmux: Sequence[str] = ("tmux",), title: str = "terminal") -> bytes:
-    """The tmux pane `target` (`session`, `session:window.pane`) as PNG bytes."""
+def capture(
+    target: str, tmux: Sequence[str] = ("tmux",), title: str = "terminal", trim: bool = False
+) -> bytes:
+    """The tmux pane `target` (`session`, `session:window.pane`) as PNG bytes; with `trim`,
+    without the blank rows under the last line of text (a `list` in a tall pane)."""
     width, height = pane_size(target, tmux)
-    return render_png(ansi_to_html(capture_ansi(target, tmux), width, height, title))
+    text = capture_ansi(target, tmux)
+    if trim:
+        lines = text.split("\n")
+        while lines and not SGR.sub("", lines[-1]).strip():
+            lines.pop()
+        text, height = "\n".join(lines), max(1, len(lines))
+    return render_png(ansi_to_html(text, width, height, title))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -231,9 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("target", help="tmux target pane, e.g. monit or monit:0.0")
     parser.add_argument("out", type=Path, help="the PNG to write")
     parser.add_argument("--socket", "-S", help="the tmux server's socket (tmux -S)")
+    parser.add_argument("--trim", action="store_true", help="drop the blank rows at the end")
     ns = parser.parse_args(argv)
     tmux = ("tmux", "-S", ns.socket) if ns.socket else ("tmux",)
-    ns.out.write_bytes(capture(ns.target, tmux))
+    ns.out.write_bytes(capture(ns.target, tmux, trim=ns.trim))
     return 0
 
 

@@ -74,8 +74,11 @@ def test_capture_renders_a_tmux_pane(tmp_path: Path) -> None:
                 break
             time.sleep(0.1)
         png = capture("shot", tmux)
+        trimmed = capture("shot", tmux, trim=True)
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=10, check=False)
     width, height = png_size(png)
     assert 80 * 7 < width < 80 * 10 + 40  # 8.4 px a cell at 14 px, plus the padding
     assert 24 * 14 < height < 24 * 20 + 40
+    assert png_size(trimmed)[0] == width
+    assert png_size(trimmed)[1] < 60  # one row of text and the padding
