@@ -33,9 +33,9 @@ IDLE_KEYS = frozenset({"", "resize"})  # no key this tick, or a resize: nothing 
 KEY_HELP = (
     ("↑ ↓  k j", "select a process"),
     ("r", "restart its app"),
-    ("R  l", "reload its app (zero-downtime)"),
+    ("R  l", "reload its app, no downtime"),
     ("s  S", "stop / start its app"),
-    ("+  -", "one more / one fewer instance"),
+    ("+  -", "add / remove an instance"),
     ("y  n", "confirm / cancel an action"),
     ("?", "these keys (any key closes)"),
     ("q  Ctrl-C", "quit"),

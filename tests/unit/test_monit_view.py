@@ -261,6 +261,8 @@ def test_help_replaces_the_log_pane() -> None:
     text = "\n".join(grid(screen(state(help=True), 80, 24), 80, 24))
     assert "─ keys ─" in text
     assert "restart its app" in text
+    assert "reload its app, no downtime" in text  # every line fits at 80x24
+    assert "these keys (any key closes)" in text
     assert "confirm / cancel" in text
     assert "listening on :8000" not in text
 
