@@ -16,6 +16,7 @@ from runtime.observe.view import AppView, MasterView
 from runtime.policy.scale import parse_scale
 
 LIST_MAX_AGE_S = 0.5
+CPU_WINDOW_S = 0.2  # the shortest CPU measurement `list` shows
 DEFAULT_LOG_LINES = 15  # `logs` without --lines (at most the ring's MAX_TAIL_LINES are sent)
 MAX_MESSAGE_CHARS = 64 * 1024  # x 12 bytes for an escaped astral character: under MAX_LINE
 
@@ -71,8 +72,15 @@ class ControlHandler:
             return result  # type: ignore[no-any-return]
         return {"ok": True, "result": result}
 
-    def rows(self) -> list[dict[str, Any]]:
+    async def rows(self) -> list[dict[str, Any]]:
+        """The process rows; a worker sampled for the first time is measured again
+        CPU_WINDOW_S later, so `list` shows its CPU instead of `-`."""
         sampler = self.sup.sample(LIST_MAX_AGE_S)
+        slots = [slot for app in self.sup.apps.values() for slot in app.slots.values()]
+        workers = [s.worker.pid for s in slots if s.worker is not None and s.worker.alive]
+        if any(sampler.cpu.get(pid) is None for pid in workers):
+            await asyncio.sleep(CPU_WINDOW_S)
+            sampler = self.sup.sample(CPU_WINDOW_S / 2)
         load = self.sup.read_load()
         return process_rows(self.sup.apps.values(), sampler, self.sup.loop.time(), load)
 
@@ -80,25 +88,25 @@ class ControlHandler:
         return {"pid": os.getpid(), "version": __version__, "apps": sorted(self.sup.apps)}
 
     async def do_list(self, _target: str | None, _args: dict[str, Any]) -> list[dict[str, Any]]:
-        return self.rows()
+        return await self.rows()
 
     async def do_show(self, target: str | None, _args: dict[str, Any]) -> dict[str, Any]:
         if target == "all":
             raise ControlError("show takes one app name or id")
         app, _slots = resolve(self.sup, target).picks[0]
-        info = describe_app(app, self.rows(), self.sup.log_format)
+        info = describe_app(app, await self.rows(), self.sup.log_format)
         info["load"] = app_load(self.sup.read_load(), app)
         return info
 
     async def do_stop(self, target: str | None, _args: dict[str, Any]) -> list[dict[str, Any]]:
         sel = resolve(self.sup, target)
         await asyncio.gather(*(app.stop_slots(slots) for app, slots in sel.picks))
-        return self.rows()
+        return await self.rows()
 
     async def do_start(self, target: str | None, _args: dict[str, Any]) -> list[dict[str, Any]]:
         for app, slots in resolve(self.sup, target).picks:
             app.start_slots(slots)
-        return self.rows()
+        return await self.rows()
 
     def _respec(self, sel: Selection, args: dict[str, Any]) -> None:
         """`--env NAME` / `--update-env`: re-read the selected apps first (pm2's restart)."""
@@ -119,7 +127,7 @@ class ControlHandler:
         sel = resolve(self.sup, target)
         self._respec(sel, args)
         await asyncio.gather(*(app.restart_slots(slots) for app, slots in sel.picks))
-        return self.rows()
+        return await self.rows()
 
     async def do_reload(self, target: str | None, args: dict[str, Any]) -> dict[str, Any]:
         sel = resolve(self.sup, target)
@@ -127,7 +135,7 @@ class ControlHandler:
         results = await asyncio.gather(*(app.reload(slots) for app, slots in sel.picks))
         if not all(results):
             return {"ok": False, "error": "reload failed: the old workers keep serving (see logs)"}
-        return {"ok": True, "result": self.rows()}
+        return {"ok": True, "result": await self.rows()}
 
     async def do_delete(self, target: str | None, _args: dict[str, Any]) -> list[dict[str, Any]]:
         sel = resolve(self.sup, target)
@@ -137,7 +145,7 @@ class ControlHandler:
             else:
                 for index in slots:
                     await app.delete_slot(index)
-        return self.rows()
+        return await self.rows()
 
     async def do_scale(self, target: str | None, args: dict[str, Any]) -> list[dict[str, Any]]:
         if target is None or target not in self.sup.apps:
@@ -147,7 +155,7 @@ class ControlHandler:
         except ValueError as exc:
             raise ControlError(str(exc)) from None
         await self.sup.apps[target].scale(request)
-        return self.rows()
+        return await self.rows()
 
     async def do_logs(self, target: str | None, args: dict[str, Any]) -> Any:
         name, instance = None, None

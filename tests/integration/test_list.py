@@ -168,3 +168,9 @@ def test_version_is_the_running_codes_until_a_restart(tmp_path: Path, run_master
             break
         time.sleep(0.1)
     assert api["version"] == "1.5.0"
+
+
+def test_the_first_list_shows_cpu(tmp_path: Path, run_master: Any) -> None:
+    """A master that samples nothing by itself still gives `list` every worker's CPU."""
+    _m, ctl = start(run_master, tmp_path)
+    assert all(r["cpu_percent"] is not None for r in rows(ctl))

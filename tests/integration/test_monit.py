@@ -342,3 +342,36 @@ def test_render_monit_screenshot(
     out = Path(os.environ["RUNTIME_MONIT_SCREENSHOT"])
     (out if out.is_absolute() else ROOT / out).write_bytes(png)
     assert png.startswith(b"\x89PNG")
+
+
+@pytest.mark.skipif(
+    not os.environ.get("RUNTIME_LIST_SCREENSHOT") or not HAVE_CHROMIUM,
+    reason="set RUNTIME_LIST_SCREENSHOT=PATH (and install chromium) to render it",
+)
+@pytest.mark.timeout(120)
+def test_render_list_screenshot(
+    run_master: Callable[..., Master], tmp_path: Path, tmux: Tmux
+) -> None:
+    """Render `list` on a 120-column terminal over a few busy apps (for docs/list.png)."""
+    apps = [
+        {"name": "api", "code": CPU_BURNER, "instances": 2, "exec_mode": "cluster"},
+        {"name": "cache", "code": GROWER, "watch": True},
+        {"name": "jobs"},
+    ]
+    project = Path(tempfile.mkdtemp(prefix="shop-", dir="/tmp"))
+    try:
+        (project / "pyproject.toml").write_text('[project]\nname = "shop"\nversion = "2.3.1"\n')
+        _master, ctl = start(run_master, project, apps)
+        time.sleep(5)  # a few CPU samples
+        command = shlex.join(
+            ["env", "-u", "COLUMNS", "-u", "LINES", f"PYTHONPATH={ROOT}", sys.executable, "-m", "runtime", "list",
+             "--control", str(ctl)]
+        )  # fmt: skip
+        tmux.start(f"{command}; sleep 60", width=120, height=12)
+        tmux.wait_for(lambda s: "└" in s, "the table")
+        png = capture("t", tmux.base, trim=True)
+    finally:
+        shutil.rmtree(project, ignore_errors=True)
+    out = Path(os.environ["RUNTIME_LIST_SCREENSHOT"])
+    (out if out.is_absolute() else ROOT / out).write_bytes(png)
+    assert png.startswith(b"\x89PNG")
