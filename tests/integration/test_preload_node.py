@@ -3,7 +3,8 @@
 The test is the master (tests/integration/preload_cluster.py): one SO_REUSEPORT listener per
 instance on 127.0.0.1:<port>, placed at fd 3, RUNTIME_PORTS=<port>=3, PORT=<port> and
 NODE_OPTIONS=--require node.cjs. Express, Koa and Fastify come from the npm registry into
-a session-scoped directory; without the registry those cases skip.
+a session-scoped directory (the `node` and `npm_dir` fixtures, in conftest.py); without the
+registry those cases skip.
 """
 
 from __future__ import annotations
@@ -30,57 +31,6 @@ from tests.integration.preload_cluster import (
 )
 
 __all__ = ["cluster", "listeners"]  # fixtures, imported for the tests below
-
-NPM_PACKAGES = ("express", "koa", "fastify")
-NPM_TIMEOUT_S = 45.0  # inside pytest-timeout's 60 s, which counts the fixture's set-up
-
-
-@pytest.fixture(scope="session")
-def node() -> str:
-    """The `node` executable, version 18 or later (skip without it)."""
-    path = shutil.which("node")
-    if path is None:
-        pytest.skip("`node` is not on PATH")
-    major = subprocess.run(
-        [path, "-p", "process.versions.node.split('.')[0]"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout
-    if int(major or 0) < 18:
-        pytest.skip(f"node {major.strip()} is older than 18")
-    return path
-
-
-@pytest.fixture(scope="session")
-def npm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory with express, koa and fastify installed from the registry (skip if offline)."""
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip("`npm` is not on PATH")
-    where = tmp_path_factory.mktemp("npm")
-    (where / "package.json").write_text('{"private": true}\n')
-    try:
-        done = subprocess.run(
-            [
-                npm,
-                "install",
-                "--no-audit",
-                "--no-fund",
-                "--fetch-retries=1",
-                "--fetch-timeout=15000",
-                *NPM_PACKAGES,
-            ],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            timeout=NPM_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.skip(f"npm install did not finish in {NPM_TIMEOUT_S:.0f} s (registry unreachable?)")
-    if done.returncode != 0:
-        pytest.skip(f"npm cannot install {', '.join(NPM_PACKAGES)}: {done.stderr.strip()[-300:]}")
-    return where
 
 
 @pytest.fixture
