@@ -24,6 +24,19 @@
  * free; the app node under npm gets fd 3 and this preload (NODE_OPTIONS) again. LISTEN_PID is
  * not checked: under npm it is npm's pid.
  *
+ * Stopping. The runtime stops a worker with its app's kill_signal (SIGINT for node, as pm2).
+ * Node's default action for SIGINT and SIGTERM ends the process at once, resetting the
+ * connections it has accepted and not answered yet, so a rolling reload would fail a few
+ * requests of an app that sets no handler. Once a process serves on an inherited fd, a
+ * SIGINT or SIGTERM that the app has no listener of its own for therefore drains first:
+ * every server on an inherited fd stops accepting (server.close(); the connections still
+ * queued on the listener are served by the other workers, which share it), responses say
+ * `Connection: close`, idle keep-alive connections are closed, and once the last connection
+ * has ended the listener is removed and the same signal is raised again, so the process
+ * dies of it as it would have. A second signal raises it at once; the runtime's
+ * kill_timeout bounds the drain. An app with its own listener for that signal is left to
+ * it.
+ *
  * Checks. Before use, /proc/self/fd and /proc/net/tcp{,6} must show the fd as a TCP socket
  * listening on that port; otherwise one line on stderr and the normal bind.
  *
@@ -46,6 +59,8 @@ const TAG = 'runtime preload:';
 const TCP_LISTEN_STATE = '0A'; // the `st` column of /proc/net/tcp for a listening socket
 const EADDRINUSE_UV = -98; // the errno libuv reports for EADDRINUSE on Linux
 const FIRST_FD = 3; // LISTEN_FDS start here
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM']; // the kill_signal values whose default is to die
+const IDLE_CLOSE_MS = 50; // while draining: how often idle keep-alive connections are closed
 
 /** `3000=3,3000=4` as Map {3000 => [3, 4]}; a malformed entry is reported and skipped. */
 function parsePorts(text) {
@@ -176,10 +191,52 @@ function withFds(options, fds) {
   return { ...options, stdio: slots };
 }
 
+/**
+ * Drain `servers` (the ones on inherited fds) on a stop signal the app does not handle,
+ * then die of that signal (see "Stopping" above); installed once, at the first adoption.
+ */
+function drainOnStop(servers) {
+  let draining = false;
+  const handlers = new Map();
+  const die = (sig) => {
+    for (const [name, handler] of handlers) process.removeListener(name, handler);
+    process.kill(process.pid, sig); // no listener left: the default action, as without us
+  };
+  const drain = (sig) => {
+    if (process.listenerCount(sig) > 1) return; // the app's own listener decides
+    if (draining) return die(sig);
+    draining = true;
+    const idle = setInterval(() => {
+      for (const server of servers) server.closeIdleConnections?.();
+    }, IDLE_CLOSE_MS);
+    let open = servers.size;
+    const closed = () => {
+      open -= 1;
+      if (open > 0) return;
+      clearInterval(idle);
+      die(sig);
+    };
+    if (open === 0) return closed();
+    for (const server of [...servers]) server.close(closed); // cb fires once its connections end
+  };
+  for (const name of STOP_SIGNALS) {
+    handlers.set(name, () => drain(name));
+    process.on(name, handlers.get(name));
+  }
+  return (server) => {
+    servers.add(server);
+    server.once('close', () => servers.delete(server));
+    server.prependListener('request', (req, res) => {
+      if (draining) res.setHeader('Connection', 'close'); // no new request on it after this one
+    });
+  };
+}
+
 function install(ports) {
   const originalListen = net.Server.prototype.listen;
   const originalSpawn = childProcess.ChildProcess.prototype.spawn;
   const held = new Set(); // fds handed to a server of this process (libuv owns them now)
+  let drained = null; // adds a server to the ones drained on a stop signal, once installed
 
   childProcess.ChildProcess.prototype.spawn = function spawn(options) {
     const fds = held.size === 0 && options ? inheritedFds(ports) : [];
@@ -201,6 +258,8 @@ function install(ports) {
     const rest = want.backlog !== undefined ? [want.backlog] : [];
     const result = originalListen.call(this, handle, ...rest, ...(cb ? [cb] : []));
     held.add(fd);
+    drained = drained || drainOnStop(new Set());
+    drained(this);
     return result;
   };
 }

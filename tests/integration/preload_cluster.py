@@ -15,6 +15,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -223,6 +224,35 @@ def get(port: int, host: str = "127.0.0.1", tls: bool = False) -> str:
         conn.close()
 
 
+class SlowRequest:
+    """GET `path` on a fresh connection, on its own thread: its status and body, or the error."""
+
+    def __init__(self, port: int, path: str = "/slow", timeout_s: float = 20.0) -> None:
+        self.result: tuple[int, str] | None = None
+        self.error: BaseException | None = None
+        self._timeout_s = timeout_s
+        self._thread = threading.Thread(target=self._run, args=(port, path), daemon=True)
+        self._thread.start()
+
+    def _run(self, port: int, path: str) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=self._timeout_s)
+        try:
+            conn.request("GET", path, headers={"Connection": "close"})
+            response = conn.getresponse()
+            self.result = (response.status, response.read().decode().strip())
+        except (OSError, http.client.HTTPException) as exc:
+            self.error = exc
+        finally:
+            conn.close()
+
+    def wait(self) -> tuple[int, str]:
+        """The answer; fails the test if the request failed or is still open."""
+        self._thread.join(self._timeout_s + 5)
+        assert self.error is None, f"the request failed: {self.error!r}"
+        assert self.result is not None, "the request did not finish"
+        return self.result
+
+
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     """A mini master whose instances are all stopped (TERM, then KILL) at the end."""
@@ -241,6 +271,13 @@ def listeners() -> Iterator[list[socket.socket]]:
     yield pair
     for sock in pair:
         sock.close()
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """One listener on a free 127.0.0.1 port, for a single instance."""
+    with reuseport_listener() as sock:
+        yield sock
 
 
 def listener_backlogs(port: int) -> list[int] | None:

@@ -9,11 +9,14 @@ registry those cases skip.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -22,15 +25,18 @@ from tests.integration.preload_cluster import (
     APPS,
     NODE_PRELOAD,
     Cluster,
+    SlowRequest,
     cluster,
     free_port,
+    get,
+    listener,
     listener_backlogs,
     listeners,
     reuseport_listener,
     wait_exit,
 )
 
-__all__ = ["cluster", "listeners"]  # fixtures, imported for the tests below
+__all__ = ["cluster", "listener", "listeners"]  # fixtures, imported for the tests below
 
 
 @pytest.fixture
@@ -275,3 +281,54 @@ def test_backlog_is_nodes_own(cluster: Cluster, node: str) -> None:
         if backlogs is None:
             pytest.skip("`ss` is not available")
         assert backlogs == [511]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_stop_signal_drains_an_app_without_a_handler(
+    cluster: Cluster, node: str, listener: socket.socket, sig: signal.Signals
+) -> None:
+    """An app with no handler for the stop signal answers its in-flight request, then dies of that signal."""
+    port = start_pair(cluster, [node, "slow_app.js"], [listener])
+    instance = cluster.instances[0]
+    cluster.wait_serving(port, count=1)
+    slow = SlowRequest(port)
+    instance.wait_line("slow request started")
+    instance.proc.send_signal(sig)
+    assert slow.wait() == (200, str(instance.proc.pid))
+    assert wait_exit(instance) == -sig
+
+
+def test_drain_closes_idle_keep_alive_connections(
+    cluster: Cluster, node: str, listener: socket.socket
+) -> None:
+    """While draining, an idle keep-alive connection is closed, so it does not hold the stop until kill_timeout."""
+    port = start_pair(cluster, [node, "slow_app.js"], [listener])
+    instance = cluster.instances[0]
+    cluster.wait_serving(port, count=1)
+    idle = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    idle.request("GET", "/")
+    assert idle.getresponse().read().decode().strip() == str(instance.proc.pid)
+    started = time.monotonic()
+    instance.proc.send_signal(signal.SIGINT)
+    assert wait_exit(instance) == -signal.SIGINT
+    assert time.monotonic() - started < 2.0
+    idle.close()
+
+
+def test_app_with_its_own_stop_handler_is_left_to_it(
+    cluster: Cluster, node: str, listener: socket.socket
+) -> None:
+    """An app that handles SIGINT itself keeps running after SIGINT: the drain does not take over."""
+    app = (
+        "const s = require('http').createServer((q, r) => r.end(`${process.pid}\\n`));"
+        "process.on('SIGINT', () => console.log('app got SIGINT'));"
+        "s.listen(process.env.PORT, () => console.log('listening'));"
+    )
+    port = start_pair(cluster, [node, "-e", app], [listener])
+    instance = cluster.instances[0]
+    cluster.wait_serving(port, count=1)
+    instance.proc.send_signal(signal.SIGINT)
+    instance.wait_line("app got SIGINT")
+    time.sleep(0.3)
+    assert instance.proc.poll() is None
+    assert get(port) == str(instance.proc.pid)
