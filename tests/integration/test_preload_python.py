@@ -11,8 +11,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,16 +22,21 @@ import pytest
 from tests.integration.preload_cluster import (
     PYTHON_PRELOAD,
     ROOT,
+    START_TIMEOUT_S,
     Cluster,
+    Instance,
+    SlowRequest,
     cluster,
     free_port,
+    get,
+    listener,
     listener_backlogs,
     listeners,
     reuseport_listener,
     wait_exit,
 )
 
-__all__ = ["cluster", "listeners"]  # fixtures, imported for the tests below
+__all__ = ["cluster", "listener", "listeners"]  # fixtures, imported for the tests below
 
 PY = sys.executable
 
@@ -327,3 +334,90 @@ def test_imported_by_package_name_it_does_nothing(cluster: Cluster) -> None:
         instance = cluster.start([PY, "-c", code], env, fds=[listener])
         assert wait_exit(instance) == 0, instance.output()
     assert instance.output().splitlines() == ["None socket.bind"]
+
+
+def first_with_line(instances: list[Instance], marker: str) -> Instance:
+    """The first of `instances` to print `marker` (waiting for one, bounded)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for instance in instances:
+            if marker in instance.output():
+                return instance
+        time.sleep(0.05)
+    pytest.fail(f"no instance printed {marker!r}")
+
+
+@pytest.mark.parametrize("threaded", [False, True], ids=["HTTPServer", "ThreadingHTTPServer"])
+def test_sigterm_drains_an_app_without_a_handler(
+    cluster: Cluster, listener: socket.socket, threaded: bool
+) -> None:
+    """An app with no SIGTERM handler answers its in-flight request, then dies of SIGTERM."""
+    port = listener.getsockname()[1]
+    argv = [PY, "http_server_app.py", *(["--threading"] if threaded else [])]
+    instance = cluster.start(argv, preload_env(port), fds=[listener])
+    cluster.wait_serving(port, count=1)
+    slow = SlowRequest(port)
+    instance.wait_line("slow request started")
+    instance.proc.send_signal(signal.SIGTERM)
+    assert slow.wait() == (200, str(instance.proc.pid))
+    assert wait_exit(instance) == -signal.SIGTERM
+
+
+def test_draining_worker_leaves_the_queue_to_the_others(cluster: Cluster) -> None:
+    """While one instance drains its slow request, new connections on the shared listener go to the other."""
+    with reuseport_listener() as shared:
+        port = shared.getsockname()[1]
+        first, second = (
+            cluster.start(
+                [PY, "http_server_app.py", "--threading"], preload_env(port), fds=[shared]
+            )
+            for _ in range(2)
+        )
+        cluster.wait_serving(port)
+        slow = SlowRequest(port)
+        draining = first_with_line([first, second], "slow request started")
+        draining.proc.send_signal(signal.SIGTERM)
+        other = second if draining is first else first
+        assert {get(port) for _ in range(10)} == {str(other.proc.pid)}
+        assert slow.wait()[1] == str(draining.proc.pid)
+        assert wait_exit(draining) == -signal.SIGTERM
+
+
+def test_drain_ends_when_an_idle_connection_stays_open(
+    cluster: Cluster, listener: socket.socket
+) -> None:
+    """A client that connects and sends nothing holds the drain at most DRAIN_LIMIT_S, then SIGTERM ends it."""
+    port = listener.getsockname()[1]
+    instance = cluster.start(
+        [PY, "http_server_app.py", "--threading"], preload_env(port), fds=[listener]
+    )
+    cluster.wait_serving(port, count=1)
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        time.sleep(0.2)  # accepted by the server's thread, which waits for a request line
+        started = time.monotonic()
+        instance.proc.send_signal(signal.SIGTERM)
+        assert wait_exit(instance) == -signal.SIGTERM
+    assert time.monotonic() - started < 6.0
+
+
+def test_app_with_its_own_sigterm_handler_is_left_to_it(
+    cluster: Cluster, listener: socket.socket
+) -> None:
+    """An app that set its own SIGTERM handler before binding keeps it: the preload installs none."""
+    app = (
+        "import http.server, os, signal\n"
+        "def handle(*args):\n"
+        "    print('app got SIGTERM', flush=True)\n"
+        "    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the next one ends the test\n"
+        "signal.signal(signal.SIGTERM, handle)\n"
+        "s = http.server.HTTPServer(('', int(os.environ['PORT'])), http.server.BaseHTTPRequestHandler)\n"
+        "print('handler kept:', signal.getsignal(signal.SIGTERM).__name__, flush=True)\n"
+        "s.serve_forever()\n"
+    )
+    port = listener.getsockname()[1]
+    instance = cluster.start([PY, "-c", app], preload_env(port), fds=[listener])
+    assert instance.wait_line("handler kept:") == "handler kept: handle"
+    instance.proc.send_signal(signal.SIGTERM)
+    instance.wait_line("app got SIGTERM")
+    time.sleep(0.3)
+    assert instance.proc.poll() is None

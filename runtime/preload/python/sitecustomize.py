@@ -28,6 +28,22 @@ What bind() does, for an AF_INET/AF_INET6 SOCK_STREAM socket whose port is liste
   object turns IPv6 addresses into garbage), so it is bound to 127.0.0.1 on an ephemeral
   port, with one line on stderr: it conflicts with no instance and serves nothing.
 
+Stopping: the runtime stops a Python worker with SIGTERM (its kill_signal), whose default
+action ends the process at once and resets the connections it accepted and has not
+answered yet, so a rolling reload of a server with no handler would fail a few requests.
+At its first adoption, from the main thread, a process whose SIGTERM handler is still
+SIG_DFL gets one of ours (an app that sets its own, before or after, keeps its own). On
+SIGTERM it stops accepting: each fd of an adopted listener in this process is dup2()ed
+over by a placeholder listener on 127.0.0.1 that no client knows, so the process accepts
+nothing more and the master's socket, with its queue, stays with the other workers. Then
+a thread waits until this process has no connection left on the adopted ports
+(/proc/self/fd against /proc/net/tcp{,6}), at most DRAIN_LIMIT_S (an idle keep-alive
+client looks the same as a request in flight), and the handler, called again on the
+main thread, restores SIG_DFL and raises SIGTERM: the process dies of it as it would have.
+A second SIGTERM does that at once. An asyncio server on the placeholder may spin
+(its epoll still holds the master's socket) until then; asyncio servers with handlers
+(aiohttp, uvicorn) are not affected. SIGINT keeps Python's KeyboardInterrupt.
+
 Chaining: after the hook is installed, the sitecustomize that this directory shadows (the
 next one on sys.path, if any) is imported, once; usercustomize is not affected. Imported
 under another name (runtime.preload.python.sitecustomize, by a tool that walks the
@@ -72,6 +88,10 @@ if TYPE_CHECKING:
 
 TAG = "runtime preload:"
 PARK_ADDRESS_V4 = ("127.0.0.1", 0)  # where an IPv4 socket goes when the port is IPv6-only
+PLACEHOLDER_ADDRESS = ("127.0.0.1", 0)  # what a draining process "listens" on instead
+TCP_LISTEN_STATE = "0A"  # the `st` column of /proc/net/tcp for a listening socket
+DRAIN_POLL_S = 0.02
+DRAIN_LIMIT_S = 3.0  # under the default kill_timeout (5 s), so the process dies of SIGTERM
 
 
 def _warn(message: str) -> None:
@@ -148,6 +168,106 @@ def _adopt(sock: socket.socket, fd: int) -> int:
     return os.fstat(fd).st_ino
 
 
+def _socket_inodes() -> set[str]:
+    """The inodes of this process's sockets, as /proc/net/tcp writes them."""
+    inodes = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue  # the listing's own fd, closed by now
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:[") : -1])
+    return inodes
+
+
+def serving(ports: set[int]) -> bool:
+    """Whether this process still holds a connection (not a listener) on one of `ports`."""
+    inodes = _socket_inodes()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="latin-1") as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue  # no IPv6 in this kernel
+        for line in lines:
+            cols = line.split()  # sl local remote st queues tr retrnsmt uid timeout inode
+            if (
+                len(cols) > 9
+                and cols[9] in inodes
+                and cols[3] != TCP_LISTEN_STATE
+                and int(cols[1].rpartition(":")[2], 16) in ports
+            ):
+                return True
+    return False
+
+
+def stop_accepting(adopted: set[int]) -> None:
+    """Put a placeholder listener over every fd of this process that holds an adopted one."""
+    import socket
+    import stat
+
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            info = os.fstat(fd)
+        except OSError:
+            continue
+        if not stat.S_ISSOCK(info.st_mode) or info.st_ino not in adopted:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as placeholder:
+            placeholder.bind(PLACEHOLDER_ADDRESS)
+            placeholder.listen(1)
+            os.set_blocking(placeholder.fileno(), os.get_blocking(fd))
+            os.dup2(placeholder.fileno(), fd, inheritable=os.get_inheritable(fd))
+
+
+class Drain:
+    """The SIGTERM handler of a process that adopted a listener (see "Stopping" above)."""
+
+    def __init__(self, adopted: set[int], ports: set[int]) -> None:
+        self.adopted = adopted  # listener inodes, filled in as the process adopts them
+        self.ports = ports
+        self.draining = False
+
+    def install(self) -> None:
+        """Handle SIGTERM, unless the app already does or this is not the main thread."""
+        import signal
+
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        try:  # noqa: SIM105 - contextlib stays unimported in the user's worker
+            signal.signal(signal.SIGTERM, self.handle)
+        except ValueError:
+            pass  # bind() outside the main thread (Django's autoreloader): left as it was
+
+    def handle(self, signum: int, frame: object) -> None:
+        """First SIGTERM: stop accepting and wait for the connections; then: die of it."""
+        import signal
+
+        if self.draining:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.draining = True
+        stop_accepting(self.adopted)
+        import threading
+
+        threading.Thread(target=self._wait, args=(signum,), daemon=True).start()
+
+    def _wait(self, signum: int) -> None:
+        import signal
+        import threading
+        import time
+
+        deadline = time.monotonic() + DRAIN_LIMIT_S
+        while serving(self.ports) and time.monotonic() < deadline:
+            time.sleep(DRAIN_POLL_S)
+        main = threading.main_thread().ident
+        if main is not None:
+            signal.pthread_kill(main, signum)  # the main thread: its syscall is interrupted
+
+
 def install(ports: dict[int, list[int]]) -> None:
     """Wrap socket.socket.bind and .listen so listed ports use the inherited listeners."""
     import socket
@@ -155,6 +275,7 @@ def install(ports: dict[int, list[int]]) -> None:
     original_bind = socket.socket.bind
     original_listen = socket.socket.listen
     adopted: set[int] = set()  # inodes of the master's listeners this process adopted
+    drain = Drain(adopted, set())
 
     def bind(self: socket.socket, address: Any) -> None:
         """Adopt the master's listener for a listed port; bind as asked otherwise."""
@@ -164,7 +285,11 @@ def install(ports: dict[int, list[int]]) -> None:
         if fd is None and self.family == socket.AF_INET6:
             fd = found.get(socket.AF_INET)
         if fd is not None:
+            first = not adopted
             adopted.add(_adopt(self, fd))
+            drain.ports.add(address[1])
+            if first:
+                drain.install()
         elif found:
             _warn(
                 f"port {port} is pre-bound for IPv6 only; this IPv4 socket binds "

@@ -1,12 +1,18 @@
-"""An unmodified http.server app: binds ("", $PORT) itself and answers its pid (--threading: ThreadingHTTPServer)."""
+"""An unmodified http.server app: binds ("", $PORT) itself and answers its pid (--threading:
+ThreadingHTTPServer); GET /slow answers after SLOW_MS (default 1500) and logs when it starts.
+No signal handlers."""
 
 import http.server
 import os
 import sys
+import time
 
 
 class Pid(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
+        if self.path == "/slow":
+            print("slow request started", flush=True)
+            time.sleep(int(os.environ.get("SLOW_MS", "1500")) / 1000)
         body = f"{os.getpid()}\n".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
