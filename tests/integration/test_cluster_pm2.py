@@ -436,3 +436,26 @@ def test_kill_signal_key_sets_one_apps_stop_signal(
     assert (exits["int"]["code"], exits["int"]["signal"]) == (0, None)
     assert "got SIGINT" in output(m, "int")
     assert "got SIGINT" not in output(m, "term")
+
+
+def test_npm_start_in_cluster_mode_shares_the_port(
+    node: str, tmp_path: Path, run_master: StartMaster
+) -> None:
+    """`npm start` as the app's script (node under npm, IPC channel and all): both instances serve the port."""
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("`npm` is not on PATH")
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    shutil.copy(APPS / "http_app.js", app_dir / "http_app.js")
+    (app_dir / "package.json").write_text(
+        '{"private": true, "scripts": {"start": "node http_app.js"}}\n'
+    )
+    port = free_port()
+    app = cluster_app("web", npm, port, args=["start"], interpreter="none", cwd=str(app_dir))
+    m = start(run_master, tmp_path, [app])
+    m.wait_event("worker_ready", count=2, timeout=START_TIMEOUT_S)
+    pids = wait_pids(m, port)
+    assert not pids & started_pids(m), "npm itself must not serve"
+    assert_spread(port)
+    assert_no_port_error(m)
