@@ -29,13 +29,14 @@
  * connections it has accepted and not answered yet, so a rolling reload would fail a few
  * requests of an app that sets no handler. Once a process serves on an inherited fd, a
  * SIGINT or SIGTERM that the app has no listener of its own for therefore drains first:
- * every server on an inherited fd stops accepting (server.close(); the connections still
- * queued on the listener are served by the other workers, which share it), responses say
- * `Connection: close`, idle keep-alive connections are closed, and once the last connection
- * has ended the listener is removed and the same signal is raised again, so the process
- * dies of it as it would have. A second signal raises it at once; the runtime's
- * kill_timeout bounds the drain. An app with its own listener for that signal is left to
- * it.
+ * every server on an inherited fd stops accepting (net.Server's close(); the connections
+ * still queued on the listener are served by the other workers, which share it), responses
+ * say `Connection: close` (a busy keep-alive client reconnects, to another worker, after its
+ * next answer), keep-alive connections still idle after IDLE_GRACE_MS are closed, and once
+ * the last connection has ended the listener is removed and the same signal is raised
+ * again, so the process dies of it as it would have. A second signal raises it at once;
+ * the runtime's kill_timeout bounds the drain. An app with its own listener for that
+ * signal is left to it.
  *
  * Checks. Before use, /proc/self/fd and /proc/net/tcp{,6} must show the fd as a TCP socket
  * listening on that port; otherwise one line on stderr and the normal bind.
@@ -60,7 +61,8 @@ const TCP_LISTEN_STATE = '0A'; // the `st` column of /proc/net/tcp for a listeni
 const EADDRINUSE_UV = -98; // the errno libuv reports for EADDRINUSE on Linux
 const FIRST_FD = 3; // LISTEN_FDS start here
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM']; // the kill_signal values whose default is to die
-const IDLE_CLOSE_MS = 50; // while draining: how often idle keep-alive connections are closed
+const IDLE_GRACE_MS = 500; // draining: a keep-alive connection idle this long is a quiet client
+const IDLE_CLOSE_MS = 50; // then: how often idle keep-alive connections are closed
 
 /** `3000=3,3000=4` as Map {3000 => [3, 4]}; a malformed entry is reported and skipped. */
 function parsePorts(text) {
@@ -198,7 +200,12 @@ function withFds(options, fds) {
 function drainOnStop(servers) {
   let draining = false;
   const handlers = new Map();
+  const timers = [];
+  const closeIdle = () => {
+    for (const server of servers) server.closeIdleConnections?.();
+  };
   const die = (sig) => {
+    timers.forEach(clearTimeout);
     for (const [name, handler] of handlers) process.removeListener(name, handler);
     process.kill(process.pid, sig); // no listener left: the default action, as without us
   };
@@ -206,18 +213,16 @@ function drainOnStop(servers) {
     if (process.listenerCount(sig) > 1) return; // the app's own listener decides
     if (draining) return die(sig);
     draining = true;
-    const idle = setInterval(() => {
-      for (const server of servers) server.closeIdleConnections?.();
-    }, IDLE_CLOSE_MS);
     let open = servers.size;
     const closed = () => {
       open -= 1;
-      if (open > 0) return;
-      clearInterval(idle);
-      die(sig);
+      if (open <= 0) die(sig);
     };
-    if (open === 0) return closed();
-    for (const server of [...servers]) server.close(closed); // cb fires once its connections end
+    if (open === 0) return die(sig);
+    // net's close, not http's: it stops accepting without closing idle keep-alive
+    // connections at once, whose client may be sending its next request right now
+    for (const server of [...servers]) net.Server.prototype.close.call(server, closed);
+    timers.push(setTimeout(() => timers.push(setInterval(closeIdle, IDLE_CLOSE_MS)), IDLE_GRACE_MS));
   };
   for (const name of STOP_SIGNALS) {
     handlers.set(name, () => drain(name));

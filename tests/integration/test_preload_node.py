@@ -315,6 +315,28 @@ def test_drain_closes_idle_keep_alive_connections(
     idle.close()
 
 
+def test_drain_answers_the_next_request_of_a_keep_alive_client(
+    cluster: Cluster, node: str, listener: socket.socket
+) -> None:
+    """A keep-alive client between two requests when the drain starts gets its next answer, with `Connection: close`."""
+    port = start_pair(cluster, [node, "slow_app.js"], [listener])
+    instance = cluster.instances[0]
+    cluster.wait_serving(port, count=1)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/")
+        conn.getresponse().read()
+        instance.proc.send_signal(signal.SIGINT)
+        time.sleep(0.1)  # the connection sits idle as the drain starts
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        assert (response.status, response.getheader("Connection")) == (200, "close")
+        assert response.read().decode().strip() == str(instance.proc.pid)
+    finally:
+        conn.close()
+    assert wait_exit(instance) == -signal.SIGINT
+
+
 def test_app_with_its_own_stop_handler_is_left_to_it(
     cluster: Cluster, node: str, listener: socket.socket
 ) -> None:
