@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ _VENV_PY = ROOT / ".venv" / "bin" / "python"
 PY = str(_VENV_PY) if _VENV_PY.exists() else sys.executable
 FAST_SERVER = str(APPS / "fast_server.py")
 HELLO_JS = str(APPS / "hello.js")
+UNMODIFIED_JS = str(APPS / "hello_unmodified.js")  # listen(process.env.PORT), nothing else
 PM2_DIR = OUT / "pm2"
 
 # wrk: tally response bodies per thread, print them as `tally <body> <n>` at the end.
@@ -151,12 +152,21 @@ def sysctl(name: str) -> str:
 
 class Master:
     """`python -m runtime eco.json --log-format json` with stdout records kept (each with
-    `_t`, the monotonic time it was read)."""
+    `_t`, the monotonic time it was read).
 
-    def __init__(self, eco: Path, cwd: Path) -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+    `eco` may be a script instead, for the direct form, with `args` such as `-i 2`.
+    """
+
+    def __init__(
+        self,
+        eco: Path | str,
+        cwd: Path,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
         self.proc = subprocess.Popen(
-            [PY, "-m", "runtime", str(eco), "--log-format", "json"],
+            [PY, "-m", "runtime", str(eco), *args, "--log-format", "json"],
             cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
@@ -280,6 +290,66 @@ def runtime_cluster(
         yield m
     finally:
         m.stop()
+
+
+@contextlib.contextmanager
+def runtime_direct(
+    workdir: Path, script: str, port: int, sharing: str, instances: int = 2
+) -> Iterator[Master]:
+    """`python -m runtime SCRIPT -i N --socket-sharing MODE` with PORT set: the direct form,
+    as `pm2-runtime start SCRIPT -i N` (cluster inferred from -i, listen `:$PORT`)."""
+    args = ["-i", str(instances), "--socket-sharing", sharing]
+    args += ["--control", str(workdir / "ctl.sock")]  # one per master: same script twice
+    m = Master(script, workdir, args, env={"PORT": str(port)})
+    try:
+        m.wait_event("worker_ready", count=instances, timeout=30)
+        wait_serving(port)
+        yield m
+    finally:
+        m.stop()
+
+
+@contextlib.contextmanager
+def pm2_runtime(
+    workdir: Path, bin_dir: Path, start_args: Sequence[str], port: int
+) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
+    """`pm2-runtime start ARGS` with its own PM2_HOME and PORT, once it serves `port` with
+    every worker up; yields the process and the environment for `pm2` verbs against it."""
+    env = dict(os.environ, PM2_HOME=str(workdir / "home"), PORT=str(port), HOST="127.0.0.1")
+    proc = subprocess.Popen(
+        [str(bin_dir / "pm2-runtime"), "start", *start_args],
+        env=env,
+        cwd=workdir,
+        stdout=(workdir / "pm2.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_serving(port, 30)
+        deadline = time.monotonic() + 20
+        while len(tree(proc.pid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        yield proc, env
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_for_quiet(max_load: float | None, timeout_s: float = 600.0) -> float:
+    """Poll the 1-minute load average until it is below `max_load` (other jobs share the
+    machine), at most `timeout_s`; the load it measured at the end."""
+    load = os.getloadavg()[0]
+    deadline = time.monotonic() + timeout_s
+    while max_load is not None and load >= max_load and time.monotonic() < deadline:
+        log(f"load {load:.2f} >= {max_load}: waiting")
+        time.sleep(10)
+        load = os.getloadavg()[0]
+    return load
 
 
 @contextlib.contextmanager

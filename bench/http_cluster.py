@@ -22,6 +22,14 @@ Three measurements, every ratio taken within the same run, loopback only:
    instance, with a Lua `response()` callback), max/min ratio, under keep-alive and under
    `Connection: close`, for every set-up above.
 
+With `--unmodified` (issue #11) only the Node comparison runs, on
+`bench/apps/hello_unmodified.js`, the lesson's unmodified `http.createServer(...)
+.listen(process.env.PORT)`: `pm2-runtime start hello_unmodified.js -i 2` against
+`python -m runtime hello_unmodified.js -i 2` (cluster inferred from `-i`; the node preload
+makes its listen(PORT) serve on the pre-bound socket), in both sharing modes; the figures
+go to their own RESULTS.md section. `--max-load 1.5` first waits (up to 10 min) for the
+1-minute load average to drop below 1.5.
+
 CPU split: the machine has 2 cores shared by wrk, the servers, the masters and whatever
 else runs; each run reports the cores each party used (see `CpuSplit`).
 """
@@ -127,6 +135,28 @@ def pm2_setup(name: str, workdir: Path, bin_dir: Path) -> Iterator[Setup]:
             proc.wait()
 
 
+@contextmanager
+def runtime_direct_setup(name: str, workdir: Path, sharing: str) -> Iterator[Setup]:
+    """The direct form `python -m runtime hello_unmodified.js -i 2` (no LISTEN_FDS in the app)."""
+    port = c.free_port()
+    d = workdir / name.replace(" ", "_")
+    d.mkdir()
+    with c.runtime_direct(d, c.UNMODIFIED_JS, port, sharing, 2) as m:
+        pid = m.proc.pid
+        yield Setup(name, port, c.pids_of_tree(pid, include_root=False), lambda: [pid])
+
+
+@contextmanager
+def pm2_direct_setup(name: str, workdir: Path, bin_dir: Path) -> Iterator[Setup]:
+    """`pm2-runtime start hello_unmodified.js -i 2` (node's cluster module, round-robin)."""
+    port = c.free_port()
+    d = workdir / "pm2-direct"
+    d.mkdir()
+    with c.pm2_runtime(d, bin_dir, [c.UNMODIFIED_JS, "-i", "2"], port) as (proc, _env):
+        pid = proc.pid
+        yield Setup(name, port, c.pids_of_tree(pid, include_root=False), lambda: [pid])
+
+
 def load(
     setup: Setup,
     args: argparse.Namespace,
@@ -217,6 +247,85 @@ def fairness_table(results: list[tuple[str, str, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def spread_table(runs: dict[str, list[dict[str, Any]]], base: str) -> str:
+    """Median and spread (min-max over the rounds) of req/s, ratio to `base` and p99."""
+    lines = [
+        f"| set-up | req/s median (min-max) | ratio to {base}: median of rounds (min-max) | p99 ms median (min-max) | cores used (median): servers, master, wrk, other |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for name, rs in runs.items():
+        rps = [x["rps"] for x in rs]
+        p99 = [x["p99_ms"] for x in rs]
+        ratios = [a["rps"] / b["rps"] for a, b in zip(rs, runs[base], strict=True) if b["rps"]]
+        cores: dict[str, list[float]] = {}
+        for x in rs:
+            for k, v in x["cores"].items():
+                cores.setdefault(k, []).append(v)
+        lines.append(
+            f"| {name} | {med(rps):.0f} ({min(rps):.0f}-{max(rps):.0f}) | "
+            f"{med(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f}) | "
+            f"{med(p99):.2f} ({min(p99):.2f}-{max(p99):.2f}) | "
+            + ", ".join(f"{k} {med(v):.2f}" for k, v in cores.items())
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def unmodified_main(args: argparse.Namespace, pm2: Path | None) -> None:
+    """`--unmodified`: pm2-runtime -i 2 against the runtime's -i 2, on the unmodified app."""
+    if pm2 is None or shutil.which("node") is None:
+        sys.exit("--unmodified compares against pm2: it needs node and npm")
+    t0 = time.monotonic()
+    info = machine()
+    c.log(info)
+    base = "pm2-runtime -i 2"
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp, ExitStack() as stack:
+        work = Path(tmp)
+        setups = [
+            stack.enter_context(pm2_direct_setup(base, work, pm2)),
+            stack.enter_context(
+                runtime_direct_setup("runtime -i 2 (reuseport)", work, "reuseport")
+            ),
+            stack.enter_context(runtime_direct_setup("runtime -i 2, shared", work, "shared")),
+        ]
+        runs = rounds(setups, args)
+        fair = [
+            (s.name, "close" if close else "keep-alive", load(s, args, close=close, tally=True))
+            for s in setups
+            for close in (False, True)
+        ]
+    cmd = " ".join(["bench/http_cluster.py", *(a for a in sys.argv[1:] if a != "--write")])
+    wrk_line = (
+        f"wrk -t {args.threads} -c {args.conns} -d {int(args.seconds)}s --latency --timeout 2s"
+    )
+    body = "\n".join(
+        [
+            f"Produced by `.venv/bin/python {cmd}` ({time.monotonic() - t0:.0f} s) on {info}; "
+            f"load average after it {os.getloadavg()[0]:.2f}, "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+            "",
+            f"The same unmodified `bench/apps/hello_unmodified.js` (node {c.node_version()}; "
+            "`http.createServer(...).listen(process.env.PORT)`, no LISTEN_FDS, no ready "
+            "message, no signal handler) under `pm2-runtime start hello_unmodified.js -i 2` "
+            "(pm2 from npm in bench/out/pm2) and under `python -m runtime hello_unmodified.js "
+            "-i 2` (`--socket-sharing shared` for the last row). Each run: "
+            f"`{wrk_line} http://127.0.0.1:PORT/` against one set-up, the set-ups side by side "
+            f"on their own ports, {args.rounds} interleaved rounds (order rotated each round).",
+            "",
+            spread_table(runs, base),
+            "",
+            f"Fairness, same run (`{wrk_line} -s bench/out/tally.lua`, the body names the "
+            "instance; the Lua tally slows wrk, so these req/s are not comparable with the "
+            "table above):",
+            "",
+            fairness_table(fair),
+        ]
+    )
+    print("\n## Cluster throughput, unmodified Node app (#11)\n\n" + body)
+    if args.write:
+        c.write_section("Cluster throughput, unmodified Node app (#11)", body)
+
+
 def machine() -> str:
     return (
         f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), Linux {platform.release()}, "
@@ -234,12 +343,22 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="wrk threads (1-2 on 2 cores)")
     ap.add_argument("--conns", type=int, default=64, help="wrk connections")
     ap.add_argument("--no-pm2", action="store_true")
+    ap.add_argument(
+        "--unmodified",
+        action="store_true",
+        help="only pm2-runtime -i 2 vs runtime -i 2 on the unmodified hello_unmodified.js (#11)",
+    )
+    ap.add_argument("--max-load", type=float, default=None, help="first wait for a lower load")
     ap.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     args = ap.parse_args()
     args.rounds = args.rounds or (2 if args.quick else 5)
     args.seconds = args.seconds or (2 if args.quick else 4)
     c.ensure_wrk()
     pm2 = None if args.no_pm2 else c.ensure_pm2()
+    c.wait_for_quiet(args.max_load)
+    if args.unmodified:
+        unmodified_main(args, pm2)
+        return
     node = shutil.which("node")
     t0 = time.monotonic()
     info = machine()

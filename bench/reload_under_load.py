@@ -18,6 +18,14 @@ pm2-runtime beside it: the same hello.js in cluster mode (`instances: 2`,
 `wait_ready`), reloaded with `pm2 reload all` with `PM2_HOME` pointing at the
 pm2-runtime's home (pm2-runtime itself has no reload signal), as many times as fit in
 the same run (a `pm2 reload` of 2 instances takes seconds, so fewer than 20 fit).
+
+`--unmodified` (issue #11): the app is `bench/apps/hello_unmodified.js`, the lesson's
+unmodified `http.createServer(...).listen(process.env.PORT)` with no ready message and no
+signal handler, under `python -m runtime hello_unmodified.js -i 2` (the direct form; the
+node preload serves its listen(PORT) on the pre-bound socket and drains it on SIGINT) and
+under `pm2-runtime start hello_unmodified.js -i 2`. Without a ready message a replacement
+counts as ready after `min_uptime` (1 s) here, and on 'listening' under pm2; runs default
+to 60 s so that 20 reloads fit. Its figures go to their own RESULTS.md section.
 """
 
 from __future__ import annotations
@@ -135,7 +143,12 @@ def runtime_run(work: Path, script: str, sharing: str, args: argparse.Namespace)
     outcomes: Counter[str] = Counter()
     durations: list[float] = []
     windows: list[tuple[float, float]] = []
-    with c.runtime_cluster(d, script, port, sharing, 2, **c.app_extra(script)) as m:
+    cluster = (
+        c.runtime_direct(d, script, port, sharing, 2)
+        if args.unmodified
+        else c.runtime_cluster(d, script, port, sharing, 2, **c.app_extra(script))
+    )
+    with cluster as m:
 
         def reloader(wrk: subprocess.Popen[str]) -> None:
             t0 = time.monotonic()
@@ -156,6 +169,39 @@ def runtime_run(work: Path, script: str, sharing: str, args: argparse.Namespace)
         res["stopped"] = Counter(
             f"{r.get('code', '?')}/{r.get('signal', '-')}" for r in m.events("worker_stopped")
         )
+    res.update(reloads=outcomes, reload_s=durations)
+    return res
+
+
+def pm2_direct_run(work: Path, bin_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """`pm2-runtime start hello_unmodified.js -i 2`, reloaded with `pm2 reload all`."""
+    port = c.free_port()
+    d = work / "pm2-direct"
+    d.mkdir()
+    outcomes: Counter[str] = Counter()
+    durations: list[float] = []
+    windows: list[tuple[float, float]] = []
+    with c.pm2_runtime(d, bin_dir, [c.UNMODIFIED_JS, "-i", "2"], port) as (_proc, env):
+
+        def reloader(wrk: subprocess.Popen[str]) -> None:
+            t0 = time.monotonic()
+            for at in reload_schedule(args.seconds, args.reloads):
+                time.sleep(max(0.0, t0 + at - time.monotonic()))
+                if time.monotonic() - t0 > args.seconds - 3 or wrk.poll() is not None:
+                    outcomes["not sent (no time left)"] += 1
+                    continue
+                start = time.monotonic()
+                done = subprocess.run(
+                    [str(bin_dir / "pm2"), "reload", "all"],
+                    env=env,
+                    capture_output=True,
+                    timeout=60,
+                )
+                durations.append(time.monotonic() - start)
+                windows.append((start, time.monotonic()))
+                outcomes["reload ok" if done.returncode == 0 else f"exit {done.returncode}"] += 1
+
+        res = loaded_run(port, args, reloader, windows)
     res.update(reloads=outcomes, reload_s=durations)
     return res
 
@@ -288,14 +334,21 @@ def main() -> None:
     ap.add_argument("--apps", default="fast,node", help="comma list of fast,node")
     ap.add_argument("--modes", default="shared,reuseport")
     ap.add_argument("--no-pm2", action="store_true")
+    ap.add_argument(
+        "--unmodified",
+        action="store_true",
+        help="the unmodified hello_unmodified.js under `-i 2` and pm2-runtime -i 2 (#11)",
+    )
+    ap.add_argument("--max-load", type=float, default=None, help="first wait for a lower load")
     ap.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     args = ap.parse_args()
-    args.seconds = args.seconds or (5 if args.quick else 30)
+    args.seconds = args.seconds or (5 if args.quick else 60 if args.unmodified else 30)
     args.reloads = (3 if args.quick else 20) if args.reloads is None else args.reloads
     c.ensure_wrk()
-    apps = [a for a in args.apps.split(",") if a]
+    apps = ["node"] if args.unmodified else [a for a in args.apps.split(",") if a]
     pm2 = None if args.no_pm2 or "node" not in apps else c.ensure_pm2()
-    scripts = {"fast": c.FAST_SERVER, "node": c.HELLO_JS}
+    scripts = {"fast": c.FAST_SERVER, "node": c.UNMODIFIED_JS if args.unmodified else c.HELLO_JS}
+    c.wait_for_quiet(args.max_load)
     info = (
         f"{os.cpu_count()} cores, Linux {platform.release()}, node {c.node_version() or 'absent'}, "
         f"load average before the run {os.getloadavg()[0]:.1f}, "
@@ -317,25 +370,35 @@ def main() -> None:
                 for kind, samples in res["probe_samples"].items():
                     details.append(f"- {name}: probe {kind}: " + "; ".join(samples))
         if pm2 is not None:
-            name = "pm2-runtime + `pm2 reload all`, hello.js"
+            name = f"pm2-runtime + `pm2 reload all`, {Path(scripts['node']).name}"
             c.log(f"== {name}")
-            res = pm2_run(work, pm2, args)
+            res = pm2_direct_run(work, pm2, args) if args.unmodified else pm2_run(work, pm2, args)
             c.log("   " + summarize(name, res))
             rows.append(summarize(name, res))
             for kind, samples in res["probe_samples"].items():
                 details.append(f"- {name}: probe {kind}: " + "; ".join(samples))
-    cmd = " ".join(["bench/reload_under_load.py", *sys.argv[1:]])
+    cmd = " ".join(["bench/reload_under_load.py", *(a for a in sys.argv[1:] if a != "--write")])
+    apps_line = (
+        "Both run the unmodified `bench/apps/hello_unmodified.js` with 2 instances and no "
+        "ready message: `python -m runtime hello_unmodified.js -i 2` (a replacement is ready "
+        "after min_uptime, 1 s; its old worker gets SIGINT, which the node preload turns into "
+        "a drain) and `pm2-runtime start hello_unmodified.js -i 2` (ready on 'listening')."
+        if args.unmodified
+        else "Apps run 2 instances with `wait_ready` (READY=1 / `process.send('ready')`)."
+    )
     body = [
-        f"Produced by `.venv/bin/python {cmd}` ({time.monotonic() - t0:.0f} s) on {info}.",
+        f"Produced by `.venv/bin/python {cmd}` ({time.monotonic() - t0:.0f} s) on {info}; "
+        f"load average after it {os.getloadavg()[0]:.2f}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
         f"Each row: one `wrk -t 1 -c {args.conns} -d {int(args.seconds)}s --latency --timeout 2s "
         f"http://127.0.0.1:PORT/` run (keep-alive) with {args.reloads} reloads scheduled evenly "
         "from 1 s to the last 3 s (runtime: SIGHUP to the master, next one after "
         "`reload_done`/`reload_failed`; pm2: `pm2 reload all`, which blocks until done, so "
         "fewer fit), plus a probe opening a fresh connection every 5 ms for one "
-        "`Connection: close` request (no complete answer within 2 s = hanging). Apps run 2 "
-        "instances with `wait_ready` (READY=1 / `process.send('ready')`). **Caveat:** 2 "
-        "cores shared by wrk, the probe, the servers, the master and other jobs.",
+        "`Connection: close` request (no complete answer within 2 s = hanging). "
+        f"{apps_line} **Caveat:** 2 cores shared by wrk, the probe, the servers, the master "
+        "and other jobs.",
         "",
         "| set-up | reloads | reload took | wrk requests | wrk socket errors connect/read/write/timeout | wrk non-2xx | probes | probe failures | probe non-2xx | probe hanging | probe problems during a reload / outside |",
         "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
@@ -351,9 +414,12 @@ def main() -> None:
             *details,
         ]
     text = "\n".join(body)
-    print("\n## Reload under load\n\n" + text)
+    title = (
+        "Reload under load, unmodified Node app (#11)" if args.unmodified else "Reload under load"
+    )
+    print(f"\n## {title}\n\n" + text)
     if args.write:
-        c.write_section("Reload under load", text)
+        c.write_section(title, text)
 
 
 if __name__ == "__main__":
