@@ -3,8 +3,8 @@
 Unmodified servers (tests/apps/unmodified/) share the master's pre-bound port through the
 preloads; pm2's `process.send('ready')`, `'shutdown'` message and SIGINT stop signal; pm2's
 mode choice (`instances` without `exec_mode`, `-i N`); a fork-mode reload; the EADDRINUSE
-hint for an app the preload cannot reach. Express, Koa and Fastify come from npm (the `npm_dir` fixture);
-without node, npm or a Python framework those cases skip.
+hint for an app the preload cannot reach. Express, Koa and Fastify come from npm (the
+`npm_dir` fixture); without node, npm or a Python framework those cases skip.
 """
 
 from __future__ import annotations
@@ -114,21 +114,20 @@ def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def wait_pids(master: Master, port: int, count: int = 2) -> set[str]:
+def wait_pids(port: int, count: int = 2) -> set[str]:
     """Request until `count` different pids have answered on `port` (bounded)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
     pids: set[str] = set()
-
-    def answered() -> bool:
+    while len(pids) < count:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{len(pids)} of {count} pids answered on port {port}: {pids}")
         try:
             status, body = get(port, timeout=2)
         except (OSError, http.client.HTTPException):
             time.sleep(0.05)
-            return False
+            continue
         if status == 200:
             pids.add(body.strip())
-        return len(pids) >= count
-
-    master.wait_for(answered, START_TIMEOUT_S, f"{count} pids answering on {port}")
     return pids
 
 
@@ -191,7 +190,7 @@ def test_unmodified_server_shares_the_port(
     port = free_port()
     m = start(run_master, tmp_path, [cluster_app("web", script, port, cwd=str(script.parent))])
     m.wait_event("worker_ready", count=2, timeout=START_TIMEOUT_S)
-    assert wait_pids(m, port) == started_pids(m)
+    assert wait_pids(port) == started_pids(m)
     counts = assert_spread(port)
     assert set(counts) == started_pids(m)
     assert_no_port_error(m)
@@ -211,7 +210,7 @@ def test_rolling_reload_fails_no_request(
     m = start(run_master, tmp_path, [cluster_app("web", script, port)])
     m.wait_event("worker_ready", count=2, timeout=START_TIMEOUT_S)
     old = started_pids(m)
-    wait_pids(m, port)
+    wait_pids(port)
     with Load(port) as load:
         time.sleep(0.3)
         if how == "SIGHUP":
@@ -318,7 +317,7 @@ def test_instances_without_exec_mode_runs_cluster(
     assert "exec_mode: cluster (inferred: instances is given, as in pm2)" in check.stdout
     m = start(run_master, tmp_path, [app])
     m.wait_event("worker_ready", count=2, timeout=START_TIMEOUT_S)
-    assert wait_pids(m, port) == started_pids(m)
+    assert wait_pids(port) == started_pids(m)
     assert_spread(port)
     assert_no_port_error(m)
 
@@ -328,7 +327,7 @@ def test_direct_form_i_2_runs_cluster(node: str, tmp_path: Path, run_master: Sta
     port = free_port()
     m = run_master(str(APPS / "http_app.js"), "-i", "2", env={"PORT": str(port)})
     m.wait_event("worker_ready", count=2, timeout=START_TIMEOUT_S)
-    assert wait_pids(m, port) == started_pids(m)
+    assert wait_pids(port) == started_pids(m)
     assert_spread(port)
     assert_no_port_error(m)
 
@@ -339,7 +338,7 @@ def test_direct_form_x_fork_overrides_i(node: str, tmp_path: Path, run_master: S
     m = run_master(str(APPS / "http_app.js"), "-i", "2", "-x", "fork", env={"PORT": str(port)})
     m.wait_event("worker_exited", timeout=START_TIMEOUT_S)
     assert "EADDRINUSE" in output(m)
-    assert len(wait_pids(m, port, count=1)) == 1
+    assert len(wait_pids(port, count=1)) == 1
     assert m.events("hint") == []  # the hint is for cluster workers on a pre-bound port
 
 
@@ -455,7 +454,7 @@ def test_npm_start_in_cluster_mode_shares_the_port(
     app = cluster_app("web", npm, port, args=["start"], interpreter="none", cwd=str(app_dir))
     m = start(run_master, tmp_path, [app])
     m.wait_event("worker_ready", count=2, timeout=START_TIMEOUT_S)
-    pids = wait_pids(m, port)
+    pids = wait_pids(port)
     assert not pids & started_pids(m), "npm itself must not serve"
     assert_spread(port)
     assert_no_port_error(m)
