@@ -186,12 +186,25 @@ def load(
 
 
 def rounds(setups: list[Setup], args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    """`args.rounds` interleaved rounds; with `--max-other X`, a round in which other jobs
+    on the machine took more than X cores during any run is measured again (at most
+    `args.rounds` times in all); how many were is in `args.discarded`."""
     out: dict[str, list[dict[str, Any]]] = {s.name: [] for s in setups}
-    for r in range(args.rounds):
+    args.discarded = []
+    r = 0
+    while r < args.rounds:
         c.log(f" round {r + 1}/{args.rounds}")
         k = r % len(setups)
-        for s in setups[k:] + setups[:k]:
-            out[s.name].append(load(s, args))
+        runs = {s.name: load(s, args) for s in setups[k:] + setups[:k]}
+        other = max(x["cores"]["other"] for x in runs.values())
+        if args.max_other is not None and other > args.max_other:
+            args.discarded.append(other)
+            if len(args.discarded) <= args.rounds:
+                c.log(f"  other jobs took {other:.2f} cores: round measured again")
+                continue
+        for name, x in runs.items():
+            out[name].append(x)
+        r += 1
     return out
 
 
@@ -310,7 +323,19 @@ def unmodified_main(args: argparse.Namespace, pm2: Path | None) -> None:
             "(pm2 from npm in bench/out/pm2) and under `python -m runtime hello_unmodified.js "
             "-i 2` (`--socket-sharing shared` for the last row). Each run: "
             f"`{wrk_line} http://127.0.0.1:PORT/` against one set-up, the set-ups side by side "
-            f"on their own ports, {args.rounds} interleaved rounds (order rotated each round).",
+            f"on their own ports, {args.rounds} interleaved rounds (order rotated each round)"
+            + (
+                f"; rounds in which other jobs on the machine took more than {args.max_other} "
+                f"cores were measured again: {len(args.discarded)} of them"
+                + (
+                    f" (other: {', '.join(f'{x:.2f}' for x in args.discarded)})"
+                    if args.discarded
+                    else ""
+                )
+                if args.max_other is not None
+                else ""
+            )
+            + ".",
             "",
             spread_table(runs, base),
             "",
@@ -349,6 +374,12 @@ def main() -> None:
         help="only pm2-runtime -i 2 vs runtime -i 2 on the unmodified hello_unmodified.js (#11)",
     )
     ap.add_argument("--max-load", type=float, default=None, help="first wait for a lower load")
+    ap.add_argument(
+        "--max-other",
+        type=float,
+        default=None,
+        help="measure a round again when other jobs took more cores than this during it",
+    )
     ap.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     args = ap.parse_args()
     args.rounds = args.rounds or (2 if args.quick else 5)
