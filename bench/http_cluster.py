@@ -188,9 +188,9 @@ def load(
 def rounds(setups: list[Setup], args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
     """`args.rounds` interleaved rounds; with `--max-other X`, a round in which other jobs
     on the machine took more than X cores during any run is measured again (at most
-    `args.rounds` times in all); how many were is in `args.discarded`."""
+    `args.rounds` times in all): `args.discarded` and `args.kept_busy` say how busy those were."""
     out: dict[str, list[dict[str, Any]]] = {s.name: [] for s in setups}
-    args.discarded = []
+    args.discarded, args.kept_busy = [], []
     r = 0
     while r < args.rounds:
         c.log(f" round {r + 1}/{args.rounds}")
@@ -198,10 +198,11 @@ def rounds(setups: list[Setup], args: argparse.Namespace) -> dict[str, list[dict
         runs = {s.name: load(s, args) for s in setups[k:] + setups[:k]}
         other = max(x["cores"]["other"] for x in runs.values())
         if args.max_other is not None and other > args.max_other:
-            args.discarded.append(other)
-            if len(args.discarded) <= args.rounds:
+            if len(args.discarded) < args.rounds:
+                args.discarded.append(other)
                 c.log(f"  other jobs took {other:.2f} cores: round measured again")
                 continue
+            args.kept_busy.append(other)
         for name, x in runs.items():
             out[name].append(x)
         r += 1
@@ -325,11 +326,17 @@ def unmodified_main(args: argparse.Namespace, pm2: Path | None) -> None:
             f"`{wrk_line} http://127.0.0.1:PORT/` against one set-up, the set-ups side by side "
             f"on their own ports, {args.rounds} interleaved rounds (order rotated each round)"
             + (
-                f"; rounds in which other jobs on the machine took more than {args.max_other} "
-                f"cores were measured again: {len(args.discarded)} of them"
+                f"; a round in which other jobs on the machine took more than {args.max_other} "
+                f"cores was measured again, {len(args.discarded)} times"
                 + (
                     f" (other: {', '.join(f'{x:.2f}' for x in args.discarded)})"
                     if args.discarded
+                    else ""
+                )
+                + (
+                    f", and {len(args.kept_busy)} busy rounds were kept after that "
+                    f"(other: {', '.join(f'{x:.2f}' for x in args.kept_busy)})"
+                    if args.kept_busy
                     else ""
                 )
                 if args.max_other is not None
