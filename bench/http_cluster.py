@@ -262,13 +262,19 @@ def fairness_table(results: list[tuple[str, str, dict[str, Any]]]) -> str:
 
 
 def spread_table(runs: dict[str, list[dict[str, Any]]], base: str) -> str:
-    """Median and spread (min-max over the rounds) of req/s, ratio to `base` and p99."""
+    """Median and spread (min-max over the rounds) of req/s, ratio to `base` and p99, and
+    req/s per core the servers and their master used (less sensitive to other jobs)."""
     lines = [
-        f"| set-up | req/s median (min-max) | ratio to {base}: median of rounds (min-max) | p99 ms median (min-max) | cores used (median): servers, master, wrk, other |",
-        "| --- | ---: | ---: | ---: | --- |",
+        f"| set-up | req/s median (min-max) | ratio to {base}: median of rounds (min-max) | p99 ms median (min-max) | req/s per server+master core, median | cores used (median): servers, master, wrk, other |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for name, rs in runs.items():
         rps = [x["rps"] for x in rs]
+        per_core = [
+            x["rps"] / used
+            for x in rs
+            if (used := x["cores"].get("servers", 0.0) + x["cores"].get("master", 0.0))
+        ]
         p99 = [x["p99_ms"] for x in rs]
         ratios = [a["rps"] / b["rps"] for a, b in zip(rs, runs[base], strict=True) if b["rps"]]
         cores: dict[str, list[float]] = {}
@@ -278,7 +284,7 @@ def spread_table(runs: dict[str, list[dict[str, Any]]], base: str) -> str:
         lines.append(
             f"| {name} | {med(rps):.0f} ({min(rps):.0f}-{max(rps):.0f}) | "
             f"{med(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f}) | "
-            f"{med(p99):.2f} ({min(p99):.2f}-{max(p99):.2f}) | "
+            f"{med(p99):.2f} ({min(p99):.2f}-{max(p99):.2f}) | {med(per_core):.0f} | "
             + ", ".join(f"{k} {med(v):.2f}" for k, v in cores.items())
             + " |"
         )
