@@ -237,6 +237,20 @@ function drainOnStop(servers) {
   };
 }
 
+/**
+ * Tell the master a server serves on its socket, as pm2's cluster mode takes a worker's
+ * 'listening' as its cue: without `wait_ready`, that is when the worker counts as up.
+ * Only over the runtime's IPC channel; never throws into the app.
+ */
+function announceListening() {
+  if (typeof process.send !== 'function' || !process.connected) return;
+  try {
+    process.send({ type: 'runtime:listening' });
+  } catch (_) {
+    // the channel closed meanwhile: the master's min_uptime applies instead
+  }
+}
+
 function install(ports) {
   const originalListen = net.Server.prototype.listen;
   const originalSpawn = childProcess.ChildProcess.prototype.spawn;
@@ -265,6 +279,7 @@ function install(ports) {
     held.add(fd);
     drained = drained || drainOnStop(new Set());
     drained(this);
+    this.once('listening', announceListening);
     return result;
   };
 }

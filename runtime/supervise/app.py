@@ -219,9 +219,12 @@ class App:
     # ----- exits and restarts --------------------------------------------------------
 
     def _on_message(self, worker: Worker, message: object) -> None:
-        """A message a node worker sent with `process.send` (pm2's `'ready'`)."""
+        """A message a node worker sent with `process.send` (pm2's `'ready'`), or the
+        preload's word that a server listens on the worker's inherited socket."""
         if message == "ready":
             worker.mark_notified()
+        elif isinstance(message, dict) and message.get("type") == "runtime:listening":
+            worker.mark_listening()
 
     def _on_exit(self, worker: Worker, status: ExitStatus) -> None:
         """Called by the reaper: drain the pipes first, so no line is logged after the exit."""

@@ -14,7 +14,9 @@ PROBE_TIMEOUT_S = 1.0
 
 
 async def wait_ready(spec: AppSpec, worker: Worker, listeners: AppListeners | None) -> bool:
-    """READY=1 when `wait_ready`, then the `health` path, else `min_uptime` alive.
+    """READY=1 when `wait_ready`, then the `health` path, else `min_uptime` alive, or less
+    once the node preload says a server listens on the worker's socket (pm2's cluster mode
+    takes 'listening' as its cue too).
 
     READY=1 and the health path must come within `listen_timeout`; False otherwise, or
     as soon as the worker exits.
@@ -26,8 +28,11 @@ async def wait_ready(spec: AppSpec, worker: Worker, listeners: AppListeners | No
         return await _probe_until_healthy(spec, spec.health, worker, listeners, timeout_s)
     if spec.wait_ready:
         return worker.alive
-    exited, _ = await asyncio.wait([worker.exited], timeout=spec.min_uptime_ms / 1000)
-    return not exited
+    futures: list[asyncio.Future[Any]] = [worker.listening, worker.exited]
+    await asyncio.wait(
+        futures, timeout=spec.min_uptime_ms / 1000, return_when=asyncio.FIRST_COMPLETED
+    )
+    return worker.alive
 
 
 async def _notified_within(worker: Worker, timeout_s: float) -> bool:

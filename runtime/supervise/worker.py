@@ -31,6 +31,9 @@ class Worker:
     notified: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )  # READY=1 on NOTIFY_SOCKET, or process.send('ready')
+    listening: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )  # the node preload saw a server listen on an inherited socket
     stopping: bool = False
     status_text: str | None = None
     restart_pending: bool = False
@@ -51,6 +54,10 @@ class Worker:
     def mark_notified(self) -> None:
         if not self.notified.done():
             self.notified.set_result(None)
+
+    def mark_listening(self) -> None:
+        if not self.listening.done():
+            self.listening.set_result(None)
 
 
 def adopt_worker(

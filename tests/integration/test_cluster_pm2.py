@@ -249,6 +249,19 @@ def test_process_send_ready_is_online_long_before_listen_timeout(
     assert m.events("ready_timeout") == []
 
 
+def test_a_listening_node_server_is_up_before_min_uptime(
+    node: str, tmp_path: Path, run_master: StartMaster
+) -> None:
+    """Without wait_ready, an unmodified node server counts as up once it listens (pm2's cue),
+    not after min_uptime (10 s here)."""
+    port = free_port()
+    app = cluster_app("web", APPS / SERVERS["node-http"][0], port, min_uptime=10000)
+    m = start(run_master, tmp_path, [app])
+    ready = m.wait_event("worker_ready", count=2, timeout=9)
+    started = {r["pid"]: stamp_s(r) for r in m.events("worker_started")}
+    assert all(stamp_s(r) - started[r["pid"]] < 5 for r in ready)
+
+
 @pytest.mark.parametrize("stop", ["reload", "SIGTERM to the master"])
 def test_sigint_only_app_finishes_its_in_flight_request(
     node: str, tmp_path: Path, run_master: StartMaster, stop: str
