@@ -94,8 +94,10 @@ KEYS: tuple[Key, ...] = (
         "`exec_mode` still wins)", default=False, parse=v.parse_bool, field=None),
     Key("preload", "bool", "in cluster mode, node (`NODE_OPTIONS`) and Python (`PYTHONPATH`) "
         "workers get the runtime's preload, so `listen(PORT)` / `bind((host, PORT))` on a "
-        "pre-bound port adopts the inherited socket instead of failing with EADDRINUSE; false "
-        "leaves the worker's environment alone (the app must use `LISTEN_FDS`)", default=True,
+        "pre-bound port adopts the inherited socket instead of failing with EADDRINUSE; node "
+        "workers get it in fork mode too. It also reports loop delay and handles to `show` "
+        "(docs/metrics.md). False leaves the worker's environment alone (the app must use "
+        "`LISTEN_FDS`)", default=True,
         parse=v.parse_bool),
     Key("env", "mapping", "the app's environment overlay; values become strings (bools "
         "`true`/`false`, objects as JSON, null `\"\"`)", default_doc="`{}`"),
