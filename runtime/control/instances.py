@@ -21,8 +21,13 @@ def number(value: object) -> str:
             return f"{value:.3g}"
         return f"{value:.3f}".rstrip("0").rstrip(".")
     if isinstance(value, str):
-        return value if value and not any(c in value for c in ' ="') else json.dumps(value)
+        return quoted(value)
     return str(value)
+
+
+def quoted(text: str) -> str:
+    """Text as it is, or JSON-quoted when it is empty or has a space, `=` or `"`."""
+    return text if text and not any(c in text for c in ' ="') else json.dumps(text)
 
 
 def process_line(row: dict[str, Any]) -> str:
@@ -56,7 +61,8 @@ def loop_line(metrics: dict[str, Any]) -> str | None:
 
 def custom_lines(metrics: dict[str, Any], indent: str) -> list[str]:
     """The app's own metrics as `name=value` pairs, wrapped at LINE_CHARS."""
-    pairs = [f"{k}={number(v)}" for k, v in metrics.items() if k not in (*LOOP_KEYS, AGE_KEY)]
+    skip = (*LOOP_KEYS, AGE_KEY)
+    pairs = [f"{quoted(k)}={number(v)}" for k, v in metrics.items() if k not in skip]
     lines: list[str] = []
     for pair in pairs:
         if lines and len(lines[-1]) + 2 + len(pair) <= LINE_CHARS:

@@ -73,6 +73,27 @@ def node_exe() -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def pm2_io_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scratch directory with @pm2/io installed from the registry (skip if offline)."""
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("`npm` is not on PATH")
+    where = tmp_path_factory.mktemp("pm2io")
+    (where / "package.json").write_text('{"private": true}\n')
+    try:
+        done = subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--fetch-retries=1",
+             "--fetch-timeout=15000", "@pm2/io"],
+            cwd=where, capture_output=True, text=True, timeout=45,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.skip("npm install @pm2/io took too long (offline?)")
+    if done.returncode != 0:
+        pytest.skip(f"npm install @pm2/io failed: {done.stderr.strip()[-200:]}")
+    return where
+
+
 def start(
     run_master: Callable[..., Master], tmp_path: Path, apps: list[dict[str, Any]]
 ) -> tuple[Master, str]:
@@ -154,6 +175,36 @@ def test_node_cluster_workers_report_loop_and_custom_metrics(
     assert "loop delay p50" in text
     assert "queue_depth=7" in text
     assert "Mode=warm" in text
+
+
+def test_pm2_io_metric_shows_unchanged(
+    tmp_path: Path, run_master: Callable[..., Master], node_exe: str, pm2_io_dir: Path
+) -> None:
+    """An app using the real @pm2/io: `io.metric({name}).set(v)` shows in show --json, with
+    @pm2/io's own metrics beside it, and the preload's loop figures win their keys."""
+    (pm2_io_dir / "pm2app.js").write_text(
+        "const io = require('@pm2/io');\n"
+        "io.metric({ name: 'Realtime users' }).set(42);\n"
+        "require('http').createServer((q, s) => s.end('ok')).listen(process.env.PORT);\n"
+    )
+    port = free_port()
+    app = {
+        "name": "pm2app",
+        "script": str(pm2_io_dir / "pm2app.js"),
+        "cwd": str(pm2_io_dir),
+        "instances": 1,
+        "listen": [f"127.0.0.1:{port}"],
+        "env": {"PORT": str(port)},
+    }
+    _, ctl = start(run_master, tmp_path, [app])
+    rows = wait_metrics(
+        ctl,
+        "pm2app",
+        lambda r: "Realtime users" in r["app_metrics"] and "Heap Size" in r["app_metrics"],
+    )
+    metrics = rows[0]["app_metrics"]
+    assert metrics["Realtime users"] == 42
+    assert metrics.keys() >= LOOP_KEYS
 
 
 def test_node_fork_worker_reports_and_its_child_does_not(

@@ -27,6 +27,7 @@ def test_instances_text_shows_process_loop_and_app_metrics() -> None:
     metrics = {
         "queue_depth": 3,
         "mode": "very degraded",
+        "Realtime users": 42,
         "loop_delay_p50_ms": 0.4,
         "loop_delay_p99_ms": 12.125,
         "active_handles": 5,
@@ -42,7 +43,7 @@ def test_instances_text_shows_process_loop_and_app_metrics() -> None:
         "  live metrics:",
         "    #0 pid 4121 online: cpu 1.5%  rss 41.2mb  fds 23  connections 2  age 5m",
         "       loop delay p50 0.4 ms  p99 12.125 ms  handles 5  requests 0  (reported 0.8 s ago)",
-        '       queue_depth=3  mode="very degraded"',
+        '       queue_depth=3  mode="very degraded"  "Realtime users"=42',
         "    #1 pid 4122 online: cpu -  rss 41.2mb  fds -  connections -  age 5m",
         "       no app metrics reported",
         "    #2 pid - stopped",
