@@ -145,7 +145,7 @@ def test_big_reports_are_split_under_the_datagram_size(
 
 
 @pytest.mark.parametrize(("q", "expected"), [(50, 5.0), (99, 10.0), (1, 1.0), (100, 10.0)])
-def test_percentile_is_nearest_rank(q: float, expected: float) -> None:
+def test_percentile_is_nearest_rank(q: int, expected: float) -> None:
     """p50 of 1..10 is 5, p99 is the largest: a one-off stall shows in p99."""
     assert load().percentile([float(i) for i in range(1, 11)], q) == expected
 

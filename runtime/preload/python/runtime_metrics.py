@@ -27,8 +27,6 @@ previous send (a daemon threading.Timer, started only then). A full queue drops 
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import socket
 import time
@@ -80,7 +78,14 @@ def _send(lines: list[str]) -> None:
 
 
 def _encode(name: str, data: dict[str, object]) -> str:
+    import json  # only once the app reports its own metrics: the loop line needs none
+
     return f"{name}={json.dumps(data, separators=(',', ':'), allow_nan=False)}"
+
+
+def _loop_line(data: dict[str, float | int]) -> str:
+    """The loop figures (numbers only) as an X_RUNTIME_LOOP line."""
+    return "X_RUNTIME_LOOP={" + ",".join(f'"{k}":{v!r}' for k, v in data.items()) + "}"
 
 
 def _custom_lines(budget: int) -> list[str]:
@@ -113,7 +118,7 @@ def _value(value: object) -> Value | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
-        return value if math.isfinite(value) else None
+        return value if abs(value) < float("inf") else None  # not NaN, not infinite
     if isinstance(value, str):
         return value[:MAX_TEXT_CHARS]
     return None
@@ -148,9 +153,9 @@ def set(name: str, value: float | str | None) -> None:  # the documented name (s
         pass
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    """The nearest-rank percentile `q` (0..100) of a sorted, non-empty list."""
-    rank = max(1, math.ceil(len(sorted_values) * q / 100))
+def percentile(sorted_values: list[float], q: int) -> float:
+    """The nearest-rank percentile `q` (1..100) of a sorted, non-empty list."""
+    rank = max(1, (len(sorted_values) * q + 99) // 100)  # ceil(n * q / 100)
     return sorted_values[rank - 1]
 
 
@@ -205,12 +210,12 @@ class _LoopWatch:
         import asyncio
 
         delays, self.delays_s = sorted(self.delays_s), []
-        data: dict[str, object] = {"active_handles": len(asyncio.all_tasks(self.loop))}
+        data: dict[str, float | int] = {"active_handles": len(asyncio.all_tasks(self.loop))}
         if delays:
             data["loop_delay_p50_ms"] = round(percentile(delays, 50) * 1000, 3)
             data["loop_delay_p99_ms"] = round(percentile(delays, 99) * 1000, 3)
-        loop_line = _encode("X_RUNTIME_LOOP", data)
-        custom = _custom_lines(MAX_DATAGRAM_BYTES - len(loop_line) - 1)
+        loop_line = _loop_line(data)
+        custom = _custom_lines(MAX_DATAGRAM_BYTES - len(loop_line) - 1) if _custom else []
         _send([loop_line, *custom[:1]])
         for line in custom[1:]:
             _send([line])
