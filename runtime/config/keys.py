@@ -96,8 +96,10 @@ KEYS: tuple[Key, ...] = (
         "workers get the runtime's preload, so `listen(PORT)` / `bind((host, PORT))` on a "
         "pre-bound port adopts the inherited socket instead of failing with EADDRINUSE, and "
         "a stop signal the app does not handle drains in-flight requests before the worker "
-        "dies (node: SIGINT, SIGTERM; Python: SIGTERM, at most 3 s); false leaves the "
-        "worker's environment alone (the app must use `LISTEN_FDS`)", default=True,
+        "dies (node: SIGINT, SIGTERM; Python: SIGTERM, at most 3 s); node workers get it in "
+        "fork mode too. It also reports loop delay and handles to `show` (docs/metrics.md). "
+        "False leaves the worker's environment alone (the app must use `LISTEN_FDS`)",
+        default=True,
         parse=v.parse_bool),
     Key("env", "mapping", "the app's environment overlay; values become strings (bools "
         "`true`/`false`, objects as JSON, null `\"\"`)", default_doc="`{}`"),

@@ -16,6 +16,7 @@ from typing import Any
 
 from runtime.argv import Parser
 from runtime.control.connection import TIMEOUT_S, ClientError, Connection, call, find_socket
+from runtime.control.instances import instances_text
 from runtime.control.listing import list_lines, list_look
 from runtime.control.protocol import ALIASES, request
 from runtime.control.render import format_record, show_text, sort_rows
@@ -132,7 +133,7 @@ def main(argv: Sequence[str]) -> int:
             f"pong: runtime {result['version']} pid {result['pid']} ({', '.join(result['apps'])})"
         )
     elif ns.verb == "show":
-        print(show_text(result))
+        print("\n".join([show_text(result), *instances_text(result["processes"])]))
     else:
         rows = [r for r in result if isinstance(r, dict)] if isinstance(result, list) else []
         _print_list(sort_rows(rows, getattr(ns, "sort", "id")))

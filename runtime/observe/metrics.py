@@ -22,6 +22,7 @@ class TreeSample:
     cpu_seconds: float
     processes: int
     at: float  # time.monotonic()
+    fds: int | None = None  # open file descriptors of the root process alone
 
 
 def _read_proc(path: str) -> bytes | None:
@@ -115,6 +116,17 @@ def _usage(pid: int) -> tuple[int, float] | None:
         return None
 
 
+def _fds(pid: int) -> int | None:
+    """Open fds of one process (a listing of /proc/PID/fd), None if it cannot be read."""
+    import psutil
+
+    proc = _PROCS.get(pid)
+    try:
+        return None if proc is None else proc.num_fds()
+    except psutil.Error:
+        return None
+
+
 def forget_gone(alive: set[int]) -> None:
     """Drop cached process handles of pids no longer sampled."""
     for pid in [p for p in _PROCS if p not in alive]:
@@ -131,6 +143,7 @@ def sample_tree(root: int, now: float, seen: set[int] | None = None) -> TreeSamp
         cpu_seconds=sum(cpu for _rss, cpu in usages),
         processes=len(usages),
         at=now,
+        fds=_fds(root),
     )
 
 

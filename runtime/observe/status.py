@@ -23,6 +23,9 @@ def process_rows(
     With `load`, each row also has its accept queue (`backlog`: the slot's own in reuseport
     mode, the app's shared one otherwise) and how long that queue has waited on the worker
     (`accept_idle_s`); `connections` are the ones its process tree holds on the app's ports.
+    `fds` counts the worker process's open fds; `app_metrics` is what the worker reports
+    about itself (runtime.observe.appmetrics: loop delay, handles, its own metrics), {} if
+    nothing.
     """
     rows: list[dict[str, Any]] = []
     for app in apps:
@@ -48,6 +51,8 @@ def process_rows(
                 "watching": bool(app.spec.watch),
                 "status_text": worker.status_text if worker else None,
                 "connections": sampler.connections.get(worker.pid) if worker else None,
+                "fds": sample.fds if sample else None,
+                "app_metrics": worker.app_metrics.view(now) if worker else {},
             }
             if load is not None:
                 row["backlog"] = _slot_backlog(load, app, slot.index)

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from runtime.config.spec import AppSpec
 from runtime.logs.ring import LogRing
+from runtime.observe.appmetrics import AppMetrics
 from runtime.observe.load import LoadSampler
 from runtime.observe.metrics import Sampler
 from runtime.policy.lifecycle import AppStatus
@@ -41,6 +42,9 @@ class WorkerView(Protocol):
 
     @property
     def version(self) -> str | None: ...  # the app's version when it started
+
+    @property
+    def app_metrics(self) -> AppMetrics: ...  # what it reports about itself
 
 
 class SlotView(Protocol):

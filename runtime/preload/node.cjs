@@ -49,6 +49,21 @@
  *   master's backlog on that socket.
  * - spawnSync/execSync children, and a fork() whose 'ipc' channel takes fd 3, get no fds.
  * - Linux only (/proc); a port given as a service name is not recognised.
+ *
+ * Metrics (any exec_mode: the runtime requires this file for every node worker that has its
+ * IPC channel, RUNTIME_PORTS or not). With RUNTIME_IPC=1 (the channel leads to the runtime),
+ * every REPORT_MS an unref'd timer sends
+ *   {type: 'runtime:loop', data: {loop_delay_p50_ms, loop_delay_p99_ms, active_handles,
+ *                                 active_requests}}
+ * with process.send: the event-loop delay over the last interval (perf_hooks'
+ * monitorEventLoopDelay at DELAY_RESOLUTION_MS, minus that resolution, reset each time),
+ * process.getActiveResourcesInfo() less the requests (ref'd handles and timers; else
+ * _getActiveHandles()) and _getActiveRequests(). RUNTIME_IPC is deleted from process.env at
+ * once, so a child the app forks (whose channel leads to the app) never reports to it. Under
+ * a package manager (npm, npx, yarn, pnpm, corepack) nothing is sent: the app is its child
+ * and has no channel to the runtime. At most one report is in flight; a closed channel, a
+ * send error or a missing API skips the report, never throws into the app. The app's own
+ * metrics go straight from the app (docs/metrics.md).
  */
 'use strict';
 
@@ -243,7 +258,7 @@ function drainOnStop(servers) {
  * Only over the runtime's IPC channel; never throws into the app.
  */
 function announceListening() {
-  if (typeof process.send !== 'function' || !process.connected) return;
+  if (!TO_RUNTIME || typeof process.send !== 'function' || !process.connected) return;
   try {
     process.send({ type: 'runtime:listening' });
   } catch (_) {
@@ -284,5 +299,72 @@ function install(ports) {
   };
 }
 
+const REPORT_MS = 1000;
+const DELAY_RESOLUTION_MS = 50; // its timer costs ~1 ms of CPU a second here (10 ms, the default: 6)
+const IPC_ENV = 'RUNTIME_IPC';
+const LAUNCHER = /^(npm|npx|yarn|yarnpkg|pnpm|pnpx|corepack)(-cli)?(\.c?js)?$/;
+
+/** The loop's figures since the last call (see "Metrics" above); resets the histogram. */
+function loopFigures(delay) {
+  const data = {};
+  if (delay !== null && delay.count > 0) {
+    const ms = (q) => {
+      const late = Math.max(0, delay.percentile(q) / 1e6 - DELAY_RESOLUTION_MS);
+      return Math.round(late * 1000) / 1000;
+    };
+    data.loop_delay_p50_ms = ms(50);
+    data.loop_delay_p99_ms = ms(99);
+  }
+  if (delay !== null) delay.reset();
+  const requests =
+    typeof process._getActiveRequests === 'function'
+      ? process._getActiveRequests().length
+      : undefined;
+  if (typeof process.getActiveResourcesInfo === 'function') {
+    data.active_handles = Math.max(0, process.getActiveResourcesInfo().length - (requests || 0));
+  } else if (typeof process._getActiveHandles === 'function') {
+    data.active_handles = process._getActiveHandles().length;
+  }
+  if (requests !== undefined) data.active_requests = requests;
+  return data;
+}
+
+/** Report the loop's figures to the runtime every REPORT_MS, if this process is its worker. */
+function reportMetrics() {
+  const flag = process.env[IPC_ENV];
+  delete process.env[IPC_ENV];
+  const main = (process.argv[1] || '').split('/').pop();
+  if (flag !== '1' || typeof process.send !== 'function' || LAUNCHER.test(main)) return;
+  let delay = null;
+  try {
+    delay = require('node:perf_hooks').monitorEventLoopDelay({ resolution: DELAY_RESOLUTION_MS });
+    delay.enable();
+  } catch {
+    delay = null; // an older node: handles only
+  }
+  let sending = false;
+  const done = () => {
+    sending = false;
+  };
+  const timer = setInterval(() => {
+    if (sending || !process.connected) return;
+    try {
+      const data = loopFigures(delay);
+      sending = true;
+      process.send({ type: 'runtime:loop', data }, done); // an error goes to done, not to the app
+    } catch {
+      sending = false;
+    }
+  }, REPORT_MS);
+  timer.unref();
+}
+
+// read before reportMetrics deletes it: whether process.send reaches the runtime
+const TO_RUNTIME = process.env[IPC_ENV] === '1';
 const ports = parsePorts(process.env.RUNTIME_PORTS || '');
 if (ports.size > 0) install(ports);
+try {
+  reportMetrics();
+} catch {
+  // metrics are never worth breaking the app for
+}

@@ -5,11 +5,13 @@ Node opens an IPC channel on the fd named by `NODE_CHANNEL_FD` at start; with
 master keeps the other end of a socketpair and reads it on its loop (no thread):
 
 - `'ready'` (what `process.send('ready')` sends) marks the worker ready under `wait_ready`;
-- other values are handed on as they are (an object with a `type`, as pm2's custom
-  metrics send them), and node's own `{"cmd": "NODE_..."}` messages are dropped;
+- other values are handed on as they are (an object with a `type`: the preload's
+  `runtime:loop` report, pm2's `axm:monitor` custom metrics, `runtime:metrics`; see
+  runtime.observe.appmetrics), and node's own `{"cmd": "NODE_..."}` messages are dropped;
 - the master writes `'shutdown'` for `shutdown_with_message`.
 
-A line longer than MAX_MESSAGE_BYTES is dropped whole, and each wakeup reads at most
+A line longer than MAX_MESSAGE_BYTES is dropped whole, as is one that is not JSON or
+nests too deep for the decoder, and each wakeup reads at most
 READ_SIZE bytes, so a worker that floods the channel cannot hold the loop. Node keeps the channel
 out of its event loop's reckoning unless the app listens for messages, so an app that
 never uses it exits as it would without it.
@@ -29,6 +31,10 @@ if TYPE_CHECKING:  # asyncio is imported once the loop runs; this module is used
 
 CHANNEL_ENV = "NODE_CHANNEL_FD"
 SERIALIZATION_ENV = "NODE_CHANNEL_SERIALIZATION_MODE"
+# "1": this process's channel leads to the runtime. The node preload reports its metrics
+# there and takes the variable out of its environment, as node does NODE_CHANNEL_FD, so no
+# child of the app (whose channel leads to the app) reports to its parent.
+RUNTIME_CHANNEL_ENV = "RUNTIME_IPC"
 MAX_MESSAGE_BYTES = 64 * 1024
 READ_SIZE = 64 * 1024
 
@@ -97,7 +103,7 @@ class Channel:
     def _deliver(self, line: bytes) -> None:
         try:
             message = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # 64 KiB of `[` is too deep for the decoder
             return
         if isinstance(message, dict) and str(message.get("cmd", "")).startswith("NODE_"):
             return  # node's own handle-passing and cluster messages

@@ -5,7 +5,9 @@ One AF_UNIX SOCK_DGRAM socket with SO_PASSCRED, read from the master's event loo
 kernel's SCM_CREDENTIALS, never from the message, so a worker cannot speak for another;
 the supervisor routes by that pid (an unknown pid may be a worker's descendant: mapping
 it is the supervisor's call). Payloads are newline-separated `KEY=VALUE` lines
-(`READY=1`, `STATUS=...`, `STOPPING=1`, `MAINPID=...`, any other key is passed through);
+(`READY=1`, `STATUS=...`, `STOPPING=1`, `MAINPID=...`, any other key is passed through:
+`X_RUNTIME_LOOP=<json>` and `X_RUNTIME_METRICS=<json>` carry a worker's metrics, decoded
+and bounded by runtime.observe.appmetrics; systemd ignores unknown variables);
 malformed datagrams and lines are dropped, never raised. The kernel queues at most
 `net.unix.max_dgram_qlen` (often 10) datagrams: a blocking sender waits for the master
 to drain them, a non-blocking one gets EAGAIN, so the reader drains all it can per wakeup.

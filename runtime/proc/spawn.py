@@ -19,7 +19,13 @@ from dataclasses import dataclass
 
 from runtime.config.spec import AppSpec, RunAs
 from runtime.errors import SD_LISTEN_FDS_START
-from runtime.proc.ipc import CHANNEL_ENV, SERIALIZATION_ENV, close_child_end, make_channel
+from runtime.proc.ipc import (
+    CHANNEL_ENV,
+    RUNTIME_CHANNEL_ENV,
+    SERIALIZATION_ENV,
+    close_child_end,
+    make_channel,
+)
 from runtime.proc.libc import set_parent_death_signal
 from runtime.proc.listeners import AppListeners
 from runtime.proc.pipes import make_pipe
@@ -147,7 +153,7 @@ def worker_environment(spec: AppSpec, slot: int, wenv: WorkerEnv) -> dict[str, s
             env[spec.increment_var] = str(int(base) + slot)
         except ValueError:
             env[spec.increment_var] = base
-    for key in (*RUNTIME_KEYS, PORTS_ENV, CHANNEL_ENV, SERIALIZATION_ENV):
+    for key in (*RUNTIME_KEYS, PORTS_ENV, CHANNEL_ENV, SERIALIZATION_ENV, RUNTIME_CHANNEL_ENV):
         env.pop(key, None)
     env.update(listen_env(len(wenv.listen_fds), wenv.listen_names))  # LISTEN_PID: in the child
     if wenv.notify_socket:
@@ -155,18 +161,25 @@ def worker_environment(spec: AppSpec, slot: int, wenv: WorkerEnv) -> dict[str, s
     if spec.node:  # the IPC channel goes right after the listeners
         env[CHANNEL_ENV] = str(SD_LISTEN_FDS_START + len(wenv.listen_fds))
         env[SERIALIZATION_ENV] = "json"
+        env[RUNTIME_CHANNEL_ENV] = "1"
     if spec.exec_mode == "cluster" and spec.preload and any(wenv.listen_ports):
         env.update(preload_env(env, wenv.listen_ports))
+    elif spec.node and spec.preload:  # no port to adopt: the node preload reports metrics
+        env["NODE_OPTIONS"] = node_options(env)
     return env
+
+
+def node_options(env: Mapping[str, str]) -> str:
+    """The user's NODE_OPTIONS with the node preload required after them."""
+    return f'{env.get("NODE_OPTIONS", "")} --require "{NODE_PRELOAD}"'.strip()
 
 
 def preload_env(env: Mapping[str, str], ports: Sequence[int]) -> dict[str, str]:
     """`RUNTIME_PORTS` and the two preloads (runtime/preload/): a worker's `listen(PORT)`
     or `bind((host, PORT))` on a pre-bound port adopts the inherited socket."""
     listed = ",".join(f"{port}={SD_LISTEN_FDS_START + i}" for i, port in enumerate(ports) if port)
-    node_options = f'{env.get("NODE_OPTIONS", "")} --require "{NODE_PRELOAD}"'.strip()
     python_path = os.pathsep.join(p for p in (PYTHON_PRELOAD, env.get("PYTHONPATH")) if p)
-    return {PORTS_ENV: listed, "NODE_OPTIONS": node_options, "PYTHONPATH": python_path}
+    return {PORTS_ENV: listed, "NODE_OPTIONS": node_options(env), "PYTHONPATH": python_path}
 
 
 @dataclass(frozen=True, slots=True)

@@ -219,12 +219,15 @@ class App:
     # ----- exits and restarts --------------------------------------------------------
 
     def _on_message(self, worker: Worker, message: object) -> None:
-        """A message a node worker sent with `process.send` (pm2's `'ready'`), or the
-        preload's word that a server listens on the worker's inherited socket."""
+        """A message a node worker sent with `process.send`: pm2's `'ready'`, the preload's
+        word that a server listens on the worker's inherited socket, or a metrics report
+        (the preload's, @pm2/io's `axm:monitor`, the plain `runtime:metrics`)."""
         if message == "ready":
             worker.mark_notified()
         elif isinstance(message, dict) and message.get("type") == "runtime:listening":
             worker.mark_listening()
+        else:
+            worker.app_metrics.take_message(message, worker.pid, self.ctx.loop.time())
 
     def _on_exit(self, worker: Worker, status: ExitStatus) -> None:
         """Called by the reaper: drain the pipes first, so no line is logged after the exit."""
@@ -232,6 +235,7 @@ class App:
         worker.logs.close()
         if worker.channel is not None:
             worker.channel.close()
+        worker.app_metrics.clear()
         uptime_s = self.ctx.loop.time() - worker.started_at
         requested = worker.stopping or self.ctx.shutting_down()
         level = "info" if requested or status.clean else "warning"

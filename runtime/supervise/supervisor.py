@@ -512,6 +512,7 @@ class Supervisor:
             self.log.info("worker_stopping", app=worker.app, instance=worker.slot, pid=worker.pid)
         if fields.get("READY") == "1":
             worker.mark_notified()
+        worker.app_metrics.take_notify(fields, pid, self.loop.time())  # X_RUNTIME_LOOP, ...
 
     def _find_worker(self, pid: int) -> Worker | None:
         """The worker that sent a datagram: by pid, or the nearest worker ancestor."""

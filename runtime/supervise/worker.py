@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from runtime.config.spec import AppSpec
 from runtime.logs.sink import LogSink, WorkerLogs
+from runtime.observe.appmetrics import AppMetrics
 from runtime.observe.identity import app_version
 from runtime.proc.ipc import Channel
 from runtime.proc.reaper import ExitStatus, Reaper
@@ -39,6 +40,7 @@ class Worker:
     restart_pending: bool = False
     channel: Channel | None = None  # node's IPC channel (process.send)
     version: str | None = None  # the app's version when this worker started (observe.identity)
+    app_metrics: AppMetrics = field(default_factory=AppMetrics)  # its latest own report
 
     def __str__(self) -> str:
         return f"{self.app}#{self.slot} pid {self.pid}"

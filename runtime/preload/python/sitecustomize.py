@@ -6,8 +6,9 @@ itself (`HTTPServer(("", PORT), ...)`) would get EADDRINUSE; with this module, i
 takes the inherited listener instead.
 
 Contract (the master sets it for each worker of a cluster-mode app):
-- PYTHONPATH starts with this directory, which holds nothing but this file: any other module
-  here would shadow one of the app's.
+- PYTHONPATH starts with this directory, which holds nothing but this file and
+  runtime_metrics.py (the metrics helper apps import): any other module here would shadow
+  one of the app's.
 - RUNTIME_PORTS=PORT=FD[,PORT=FD...], e.g. `3000=3` or `3000=3,3000=4,8443=5` (two fds on
   one port are an IPv4 and an IPv6 listener; Unix-socket listeners are not listed).
   Unset or empty: nothing is patched and `socket` is not imported.
@@ -72,6 +73,15 @@ Limits:
   every worker holds, as it holds the socket's O_NONBLOCK flag.
 - uvloop listens through libuv, not socket.listen, so its listen(2) replaces the master's
   backlog with the app's (uvicorn: 2048; create_server's default: 100).
+
+Metrics: with NOTIFY_SOCKET set (every worker of the runtime), a finder sits first on
+sys.meta_path until `asyncio` is imported (a string comparison per import until then), and
+then wraps asyncio's `_set_running_loop`: asyncio's own loops call it as
+`asyncio.events._set_running_loop`, and uvloop calls `asyncio._set_running_loop`, which it
+looks up once when uvloop is imported (after asyncio, whose import it triggers). So a loop
+of either kind that starts running in the main thread is handed to runtime_metrics, which
+measures its delay and reports it on NOTIFY_SOCKET (its docstring says how). A failure
+anywhere in this leaves the app as it was: no metrics, no exception.
 """
 
 from __future__ import annotations
@@ -82,6 +92,7 @@ import sys
 TYPE_CHECKING = False  # not typing's: this runs in the user's worker, whose modules we leave be
 
 if TYPE_CHECKING:
+    import asyncio
     import socket
     from types import ModuleType
     from typing import Any
@@ -327,6 +338,87 @@ def chain() -> ModuleType | None:
     return module
 
 
+_asyncio_hooked = False
+
+
+def _loop_started(loop: asyncio.AbstractEventLoop) -> None:
+    """Hand a loop that starts running in the main thread to runtime_metrics; never raises."""
+    try:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            import runtime_metrics  # type: ignore[import-not-found]  # next to this file
+
+            runtime_metrics.watch_loop(loop)
+    except Exception:  # metrics are never worth breaking the app for
+        pass
+
+
+def hook_asyncio(module: Any) -> None:
+    """Wrap `module` (asyncio)'s _set_running_loop so each loop that starts is seen."""
+    global _asyncio_hooked
+    if _asyncio_hooked:
+        return
+    events = module.events
+    original = events._set_running_loop
+
+    def _set_running_loop(loop: asyncio.AbstractEventLoop | None) -> None:
+        original(loop)
+        if loop is not None:
+            _loop_started(loop)
+
+    events._set_running_loop = module._set_running_loop = _set_running_loop
+    _asyncio_hooked = True
+
+
+class AsyncioFinder:
+    """First on sys.meta_path until asyncio is imported; hooks it once it has run."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "asyncio":
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find is not None else None
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        run = getattr(loader, "exec_module", None)
+        if run is None:
+            return spec
+
+        def exec_module(module: ModuleType) -> None:
+            if "exec_module" in vars(loader):
+                del loader.exec_module  # the loader's own method again
+            run(module)
+            try:  # noqa: SIM105 - contextlib stays unimported in the user's worker
+                hook_asyncio(module)
+            except Exception:  # an asyncio of another shape: no loop metrics
+                pass
+
+        try:  # noqa: SIM105 - contextlib stays unimported in the user's worker
+            loader.exec_module = exec_module
+        except (AttributeError, TypeError):
+            pass  # a loader that takes no attributes: no loop metrics
+        return spec
+
+
+def install_metrics() -> None:
+    """Hook asyncio now if it is loaded, else when it is imported (see "Metrics" above)."""
+    loaded = sys.modules.get("asyncio")
+    try:
+        if loaded is not None:
+            hook_asyncio(loaded)
+        else:
+            sys.meta_path.insert(0, AsyncioFinder())
+    except Exception:
+        pass
+
+
 # Only as site's `sitecustomize`: imported as runtime.preload.python.sitecustomize (a tool
 # walking the package, say) it patches and chains nothing.
 chained: ModuleType | None = None  # the sitecustomize this one shadows, once it has run
@@ -334,4 +426,6 @@ if __name__ == "sitecustomize":
     PORTS = parse_ports(os.environ.get("RUNTIME_PORTS", ""))
     if PORTS:
         install(PORTS)
+    if os.environ.get("NOTIFY_SOCKET"):
+        install_metrics()
     chained = chain()  # sys.modules["sitecustomize"] stays this module

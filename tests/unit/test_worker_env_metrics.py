@@ -1,0 +1,83 @@
+"""Which workers get the node preload and the RUNTIME_IPC flag (runtime.proc.spawn), and the
+IPC channel's reader under hostile lines (runtime.proc.ipc)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from runtime.config.load import direct_app
+from runtime.config.spec import AppSpec
+from runtime.proc.ipc import RUNTIME_CHANNEL_ENV, Channel
+from runtime.proc.spawn import NODE_PRELOAD, PORTS_ENV, WorkerEnv, worker_environment
+
+
+def spec(tmp_path: Path, script: str, **keys: object) -> AppSpec:
+    (tmp_path / script).write_text("")
+    return direct_app(script, keys, cwd=str(tmp_path), environ={"PATH": "/usr/bin:/bin"}).apps[0]
+
+
+@pytest.fixture
+def node_on_path() -> None:
+    if shutil.which("node", path="/usr/bin:/bin") is None:
+        pytest.skip("node is not in /usr/bin or /bin")
+
+
+@pytest.mark.usefixtures("node_on_path")
+def test_node_fork_worker_gets_the_preload_for_its_metrics(tmp_path: Path) -> None:
+    """A fork-mode node worker has its IPC channel, RUNTIME_IPC=1 and the preload (no ports)."""
+    env = worker_environment(
+        spec(tmp_path, "server.js"),
+        0,
+        WorkerEnv(base={"NODE_OPTIONS": "--max-old-space-size=64"}, notify_socket=None),
+    )
+    assert env[RUNTIME_CHANNEL_ENV] == "1"
+    assert env["NODE_OPTIONS"] == f'--max-old-space-size=64 --require "{NODE_PRELOAD}"'
+    assert PORTS_ENV not in env
+    assert "PYTHONPATH" not in env
+
+
+@pytest.mark.usefixtures("node_on_path")
+def test_preload_false_leaves_node_options_alone(tmp_path: Path) -> None:
+    """`preload: false`: the channel (and RUNTIME_IPC) stay, NODE_OPTIONS is the user's."""
+    env = worker_environment(
+        spec(tmp_path, "server.js", preload=False), 0, WorkerEnv(base={}, notify_socket=None)
+    )
+    assert env[RUNTIME_CHANNEL_ENV] == "1"
+    assert "NODE_OPTIONS" not in env
+
+
+def test_python_fork_worker_is_left_alone(tmp_path: Path) -> None:
+    """A fork-mode Python worker gets no IPC flag and no preload; a stray RUNTIME_IPC is dropped."""
+    env = worker_environment(
+        spec(tmp_path, "app.py"), 0, WorkerEnv(base={RUNTIME_CHANNEL_ENV: "1"}, notify_socket=None)
+    )
+    assert RUNTIME_CHANNEL_ENV not in env
+    assert "NODE_OPTIONS" not in env
+    assert "PYTHONPATH" not in env
+
+
+def test_channel_drops_lines_too_deep_to_decode() -> None:
+    """64 KiB of `[` is dropped like bad JSON, and the next message still arrives."""
+
+    async def main() -> list[object]:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours.setblocking(False)
+        got: list[object] = []
+        channel = Channel(ours, got.append)
+        channel.start(asyncio.get_running_loop())
+        try:
+            theirs.sendall(b"[" * 60_000 + b"\n" + b'{"type":"runtime:metrics","data":{"a":1}}\n')
+            async with asyncio.timeout(5):
+                while not got:
+                    await asyncio.sleep(0.01)
+        finally:
+            channel.close()
+            theirs.close()
+        return got
+
+    assert asyncio.run(main(), debug=True) == [{"type": "runtime:metrics", "data": {"a": 1}}]
