@@ -336,7 +336,8 @@ class Supervisor:
             return
         from runtime.observe.web import WebServer  # only with --web
 
-        self._web = WebServer(self, self.options.web, self.options.web_token)
+        handler = ControlHandler(self)  # the dashboard's buttons run the control verbs
+        self._web = WebServer(self, self.options.web, self.options.web_token, act=handler.act)
         await self._web.start()
 
     async def _close_control(self) -> None:
