@@ -26,7 +26,6 @@ from runtime.policy.scale import parse_scale
 PREFIX = "/api/"
 APPS_PREFIX = "/api/apps/"
 VERBS = ("restart", "reload", "stop", "start", "scale")
-MAX_BODY_BYTES = 1024  # a body is read (so closing does not reset the reply) and ignored
 
 
 class Act(Protocol):

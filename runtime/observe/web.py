@@ -1,11 +1,11 @@
 """`--web [HOST:]PORT`: /health, /status, /metrics and a live dashboard, served by the master.
 
 A deliberately small HTTP/1.1 server on asyncio streams (stdlib only, no thread, no
-keep-alive): one GET or HEAD per connection. Every resource is bounded, so whoever can
-reach the port cannot deny `/health` (the platform's probe):
+keep-alive): one request per connection, GET or HEAD (POST for `/api`). Every resource
+is bounded, so whoever can reach the port cannot deny `/health` (the platform's probe):
 
-- a request (line and headers, at most MAX_REQUEST_BYTES) must arrive within
-  REQUEST_TIMEOUT_S of the connection;
+- a request (line and headers, at most 16 KiB, and a body of at most 1 KiB:
+  `runtime.observe.messages`) must arrive within REQUEST_TIMEOUT_S of the connection;
 - at most MAX_PENDING connections may be still sending their request: one more evicts
   the oldest of them instead of being refused, so idle connections and slowloris
   clients make room for a probe rather than keep it out;
@@ -37,20 +37,24 @@ import contextlib
 import hmac
 import os
 import socket
-from dataclasses import dataclass
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
 
 from runtime import __version__
 from runtime.errors import RuntimeUserError
 from runtime.logs import events
-from runtime.logs.formats import dumps_line
 from runtime.observe import api
 from runtime.observe.dashboard import CSP, PAGE
 from runtime.observe.health import app_state, health, runtime_state
 from runtime.observe.history import History
 from runtime.observe.host import Host
+from runtime.observe.messages import (
+    BadRequest,
+    Request,
+    json_body,
+    read_request,
+    response_head,
+    sse,
+)
 from runtime.observe.status import app_load, autoscale_range, process_rows
 from runtime.observe.view import MasterView
 from runtime.observe.webspec import parse_web_spec
@@ -59,8 +63,6 @@ if TYPE_CHECKING:
     from runtime.observe.prom import Metrics
 
 MAX_LINE_BYTES = 8192
-MAX_HEADERS = 64
-MAX_REQUEST_BYTES = 16 * 1024  # request line and headers together
 REQUEST_TIMEOUT_S = 3.0  # from accept to the blank line that ends the headers
 WRITE_TIMEOUT_S = 10.0  # a client that stops reading is dropped, not buffered for
 MAX_PENDING = 128  # connections still sending their request; one more evicts the oldest
@@ -80,85 +82,6 @@ __all__ = ["WebError", "WebServer", "health"]
 
 class WebError(RuntimeUserError):
     """The web server cannot start (address in use, unknown host): one line, exit 1."""
-
-
-# ----- HTTP --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    raw_query: str = ""
-
-
-class BadRequest(Exception):
-    """A request we will not parse further: answered 400 (or `code`)."""
-
-    def __init__(self, code: int = 400, message: str = "bad request") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-async def read_request(reader: asyncio.StreamReader) -> Request | None:
-    """The request line and headers, MAX_REQUEST_BYTES at most, and a body of at most
-    api.MAX_BODY_BYTES, read and dropped (closing on unread bytes would reset the reply)."""
-    line = await reader.readline()
-    if not line:
-        return None
-    parts = line.decode("latin-1").split()
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise BadRequest
-    headers: dict[str, str] = {}
-    size = len(line)
-    for _ in range(MAX_HEADERS):
-        raw = await reader.readline()
-        size += len(raw)
-        if size > MAX_REQUEST_BYTES:
-            raise BadRequest
-        if raw in (b"\r\n", b"\n", b""):
-            break
-        name, sep, value = raw.decode("latin-1").partition(":")
-        if not sep:
-            raise BadRequest
-        headers[name.strip().lower()] = value.strip()
-    else:
-        raise BadRequest
-    await _skip_body(reader, headers)
-    url = urlsplit(parts[1])
-    return Request(parts[0].upper(), url.path or "/", parse_qs(url.query), headers, url.query)
-
-
-async def _skip_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> None:
-    if "transfer-encoding" in headers:
-        raise BadRequest(400, "bad request: a chunked body is not read, send none")
-    length = headers.get("content-length", "0").strip() or "0"
-    if not length.isdigit():
-        raise BadRequest
-    if int(length) > api.MAX_BODY_BYTES:
-        raise BadRequest(413, f"request body over {api.MAX_BODY_BYTES} bytes")
-    if int(length):
-        await reader.readexactly(int(length))
-
-
-def response_head(code: int, content_type: str, length: int | None, extra: str = "") -> bytes:
-    reason = HTTPStatus(code).phrase
-    head = f"HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\n"
-    if length is not None:
-        head += f"Content-Length: {length}\r\n"
-    head += "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-    return (head + extra + "Connection: close\r\n\r\n").encode("latin-1")
-
-
-def json_body(value: Any) -> bytes:
-    return dumps_line(value)
-
-
-def sse(event: str, data: Any) -> bytes:
-    return b"event: " + event.encode() + b"\ndata: " + dumps_line(data) + b"\n"
 
 
 def _create_socket(host: str, port: int) -> socket.socket:
