@@ -478,6 +478,49 @@ def test_dashboard_draws_history_on_first_paint(
     assert browser.errors() == []
 
 
+ROW = (
+    "{id: 9, name: 'x', mode: 'fork', instance: 0, pid: 1, status: 'online', ready: true,"
+    " uptime_s: 1, restarts: 0, backlog: null, connections: 0, cpu_percent: 1.5,"
+    " memory_bytes: 1024"
+)
+METRICS_JS = """(() => {
+  renderTable([%s]);
+  const t = document.getElementById('procs-table'), r = document.querySelector('#procs tr');
+  return [t.className, r.querySelector('td.fds').textContent,
+          r.querySelector('td.appm').textContent, r.querySelector('td.appm').className,
+          getComputedStyle(r.querySelector('td.appm')).display];
+})()"""
+
+
+def test_dashboard_shows_fds_and_app_metrics_only_when_rows_carry_them(
+    run_master: Callable[..., Master], tmp_path: Path, browser: Browser
+) -> None:
+    """Rows with `fds` and `app_metrics` (loop delay, handles, the app's own) get those
+    columns, a stale report is marked; rows without them hide both columns."""
+    _master, port = start_master(run_master, tmp_path, [{"name": "web", **py(TICKER)}])
+    open_dashboard(browser, port)
+    metrics = (
+        "fds: 17, app_metrics: {loop_delay_p50_ms: 0.41, loop_delay_p99_ms: 12.3,"
+        " active_handles: 5, active_requests: 0, 'Realtime users': 42, age_s: 0.6}}"
+    )
+    shown = browser.evaluate(METRICS_JS % f"{ROW}, {metrics}")
+    assert shown == [
+        "",
+        "17",
+        "loop 0.4 / 12.3 ms \u00b7 handles 5 \u00b7 requests 0 \u00b7 Realtime users 42",
+        "appm",
+        "table-cell",
+    ]
+    stale = browser.evaluate(
+        METRICS_JS % f"{ROW}, fds: 3, app_metrics: {{active_handles: 2, age_s: 9}}}}"
+    )
+    assert stale[2:4] == ["handles 2 \u00b7 silent for 9 s", "appm stale"]
+    hidden = browser.evaluate(METRICS_JS % f"{ROW}, fds: null, app_metrics: {{}}}}")
+    assert hidden[0] == "no-fds no-metrics"
+    assert hidden[4] == "none"
+    assert browser.errors() == []
+
+
 EVENTS_JS = (
     "JSON.stringify([...document.querySelectorAll('#logs .event')]"
     ".map(l => [l.dataset.event, l.dataset.app, Number(l.dataset.pid)]))"

@@ -224,21 +224,29 @@ function renderApps(apps) {
 
 // ----- processes ---------------------------------------------------------------------
 
+const METRIC_LABELS = { active_handles: "handles", active_requests: "requests" };
+const STALE_S = 5;  // a report older than this: the worker stopped reporting
+function num(v) {
+  return typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(1)) : dash(v);
+}
 function metricsText(m) {
-  // `app_metrics` as the preload reports it: nested objects one level deep, numbers rounded
-  const parts = [];
-  for (const [k, v] of Object.entries(m || {})) {
-    if (v !== null && typeof v === "object") {
-      for (const [k2, v2] of Object.entries(v)) parts.push([k + " " + k2, v2]);
-    } else parts.push([k, v]);
-  }
-  return parts.map(([k, v]) => [k.replace(/_/g, " "),
-    typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(1)) : dash(v)]);
+  // `app_metrics` (docs/metrics.md): loop delay, handles, requests, then the app's own
+  const parts = [], seen = new Set(["age_s", "loop_delay_p50_ms", "loop_delay_p99_ms"]);
+  if (m.loop_delay_p50_ms !== undefined || m.loop_delay_p99_ms !== undefined)
+    parts.push(["loop", num(m.loop_delay_p50_ms) + " / " + num(m.loop_delay_p99_ms) + " ms"]);
+  for (const [k, label] of Object.entries(METRIC_LABELS))
+    if (m[k] !== undefined) { parts.push([label, num(m[k])]); seen.add(k); }
+  for (const [k, v] of Object.entries(m)) if (!seen.has(k)) parts.push([k, num(v)]);
+  if (typeof m.age_s === "number" && m.age_s > STALE_S)
+    parts.push(["silent for", Math.round(m.age_s) + " s"]);
+  return parts;
 }
 function metricsCell(p) {
   const td = el("td", { class: "appm" });
-  const parts = metricsText(p.app_metrics);
+  const m = p.app_metrics && typeof p.app_metrics === "object" ? p.app_metrics : {};
+  const parts = metricsText(m);
   td.title = parts.map(([k, v]) => k + ": " + v).join("\n");
+  if (typeof m.age_s === "number" && m.age_s > STALE_S) td.classList.add("stale");
   parts.forEach(([k, v], i) => {
     if (i) td.append(" \u00b7 ");
     td.append(k + " ", el("b", {}, v));
