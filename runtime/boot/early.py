@@ -56,6 +56,7 @@ class Early:
     notify_dir: str | None = None
     workers: dict[str, list[Forked]] = field(default_factory=dict)  # per app
     announced: bool = False  # runtime_started/worker_started already written (runtime.boot.relay)
+    announcements: list[dict[str, object]] = field(default_factory=list)  # those, for the ring
     pending: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)  # pid: partial lines
     # lines already forwarded (source, stream, timestamp, block), for the log ring: the
     # newest FORWARDED_MAX_BYTES of them (`remember`), handed over once (`take_forwarded`)

@@ -67,13 +67,20 @@ class Relay:
     def announce(self) -> None:
         """`runtime_started` and one `worker_started` per worker, as the supervisor would."""
         ts = utc_timestamp()
-        event = self.formatter.event
         names = [spec.name for spec in self.eco.apps]
-        out = [event(ts, "info", "runtime_started", None, None, os.getpid(), {"apps": names})]
+        said: list[tuple[str, str | None, int | None, int, dict[str, object]]] = [
+            ("runtime_started", None, None, os.getpid(), {"apps": names})
+        ]
         for app, forked in self.early.workers.items():
-            for f in forked:
-                out.append(event(ts, "info", "worker_started", app, f.slot, f.pid, {"restarts": 0}))
-        self._write(out)
+            said += [("worker_started", app, f.slot, f.pid, {"restarts": 0}) for f in forked]
+        self._write([self.formatter.event(ts, "info", *s) for s in said])
+        for name, app_name, instance, pid, fields in said:
+            where: dict[str, object] = {} if app_name is None else {"app": app_name}
+            if instance is not None:
+                where["instance"] = instance
+            self.early.announcements.append(
+                {"timestamp": ts, "level": "info", **where, "pid": pid, "event": name, **fields}
+            )
         self.early.announced = True
 
     def run_until(self, done_fd: int) -> None:

@@ -3,6 +3,8 @@
 `os.cpu_count()` is the host's core count; pm2 uses it and over-forks in
 containers limited with `--cpus` (pm2 issue #4347). We take the smallest of the
 affinity mask and the cgroup v2 `cpu.max` / v1 `cpu.cfs_quota_us` quota.
+`own_cgroup_dirs` finds other controllers' directories too (the dashboard reads the
+memory limit there).
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import os
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 PROC_SELF_CGROUP = "/proc/self/cgroup"
+# where cgroup v1 mounts a controller's hierarchy under the root (cpu is often co-mounted)
+V1_MOUNTS = {"cpu": ("cpu", "cpu,cpuacct"), "memory": ("memory",)}
 
 
-def _read(path: str) -> str | None:
+def read_text(path: str) -> str | None:
     try:
         with open(path, encoding="utf-8") as f:
             return f.read().strip()
@@ -33,7 +37,7 @@ def _quota_cpus(quota: str, period: str) -> int | None:
 
 
 def _v2_limit(directory: str) -> int | None:
-    text = _read(os.path.join(directory, "cpu.max"))
+    text = read_text(os.path.join(directory, "cpu.max"))
     if text is None or len(text.split()) != 2:
         return None
     quota, period = text.split()
@@ -41,27 +45,29 @@ def _v2_limit(directory: str) -> int | None:
 
 
 def _v1_limit(directory: str) -> int | None:
-    quota = _read(os.path.join(directory, "cpu.cfs_quota_us"))
-    period = _read(os.path.join(directory, "cpu.cfs_period_us"))
+    quota = read_text(os.path.join(directory, "cpu.cfs_quota_us"))
+    period = read_text(os.path.join(directory, "cpu.cfs_period_us"))
     if quota is None or period is None:
         return None
     return _quota_cpus(quota, period)
 
 
-def _own_cgroup_dirs(root: str, proc_self_cgroup: str) -> list[str]:
-    """The directories that may hold our limits: the root, our cgroup and its parents."""
+def own_cgroup_dirs(root: str, proc_self_cgroup: str, controller: str = "cpu") -> list[str]:
+    """The directories that may hold our `controller` limits (v2 and v1): the root, our
+    cgroup and its parents."""
     join = os.path.join
     root = os.path.normpath(root)
-    dirs = [root, join(root, "cpu"), join(root, "cpu,cpuacct")]
-    text = _read(proc_self_cgroup) or ""
+    mounts = [join(root, name) for name in V1_MOUNTS[controller]]
+    dirs = [root, *mounts]
+    text = read_text(proc_self_cgroup) or ""
     for line in text.splitlines():
         parts = line.split(":", 2)
         if len(parts) != 3 or not parts[2].startswith("/"):
             continue
         controllers = parts[1].split(",")
         bases = [root] if parts[1] == "" else []
-        if "cpu" in controllers:
-            bases = [join(root, "cpu"), join(root, "cpu,cpuacct"), join(root, parts[1])]
+        if controller in controllers:
+            bases = [*mounts, join(root, parts[1])]
         relative = parts[2].strip("/")
         for base in bases:
             node = os.path.normpath(join(base, relative)) if relative else base
@@ -77,7 +83,7 @@ def cgroup_cpu_limit(
     """The tightest CPU quota of our cgroups (v2 or v1) in whole CPUs, or None if unlimited."""
     limits = [
         limit
-        for directory in _own_cgroup_dirs(cgroup_root, proc_self_cgroup)
+        for directory in own_cgroup_dirs(cgroup_root, proc_self_cgroup)
         for limit in (_v2_limit(directory), _v1_limit(directory))
         if limit is not None
     ]

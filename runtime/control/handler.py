@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime import __version__
-from runtime.control.protocol import VERBS, ControlError
+from runtime.control.protocol import VERBS, ControlError, request
 from runtime.errors import RuntimeUserError
 from runtime.observe.status import app_load, describe_app, process_rows
 from runtime.observe.view import AppView, MasterView
@@ -71,6 +71,17 @@ class ControlHandler:
         if hasattr(result, "__aiter__"):
             return result  # type: ignore[no-any-return]
         return {"ok": True, "result": result}
+
+    async def act(self, cmd: str, target: str, args: dict[str, Any]) -> dict[str, Any]:
+        """One verb for the dashboard's API (`runtime.observe.api`): the reply, with a
+        refusal as `{"ok": false, "error": ...}` instead of a ControlError."""
+        try:
+            reply = await self(request(cmd, target, **args))
+        except ControlError as exc:
+            return {"ok": False, "error": str(exc)}
+        if not isinstance(reply, dict):
+            raise TypeError(f"{cmd} streams its reply: not a web API verb")
+        return reply
 
     async def rows(self) -> list[dict[str, Any]]:
         """The process rows; a worker sampled for the first time is measured again

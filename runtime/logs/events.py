@@ -5,7 +5,9 @@ the keys in the documented order (timestamp, level, app, instance, pid, event, t
 event's fields), then a renderer for the sink's format: structlog's JSONRenderer with
 the same compact serializer the worker-line fast path uses (`formats.dumps`), or the
 pretty, pm2 and raw formatters. Rendered lines go to the `LogSink`, the single writer of
-stdout, so events and worker lines never interleave within a line.
+stdout, so events and worker lines never interleave within a line. Just before rendering,
+each event is also handed as a dict to the sink's `event_tap` when one is set (the log
+ring keeps the last ones for the dashboard).
 
 Call sites log with context in keys, bound once where it is known:
 
@@ -71,6 +73,19 @@ class FormatRenderer:
         return self.formatter.event(ts, level, event, app, instance, pid, fields)
 
 
+class EventTap:
+    """Passes each ordered event dict to `sink.event_tap` (when set), then on unchanged."""
+
+    def __init__(self, sink: LogSink) -> None:
+        self._sink = sink
+
+    def __call__(self, _logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+        tap = self._sink.event_tap
+        if tap is not None:
+            tap(event_dict)
+        return event_dict
+
+
 def _serialize(value: object, **_kw: object) -> str:
     return dumps(value)
 
@@ -102,8 +117,10 @@ def configure(sink: LogSink, *, level: str = "info", cache: bool = True) -> None
 
     `cache=False` in tests, so `structlog.testing.capture_logs()` can take over.
     """
+    chain = processors(sink.fmt, sink.formatter)
+    chain.insert(-1, EventTap(sink))  # after the key order, before the renderer
     structlog.configure(
-        processors=processors(sink.fmt, sink.formatter),
+        processors=chain,
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
         logger_factory=lambda *_args: SinkLogger(sink),
         cache_logger_on_first_use=cache,

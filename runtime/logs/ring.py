@@ -8,6 +8,11 @@ bytes header, timestamp and deque slot: about 190 bytes measured with tracemallo
 oldest blocks go once the total passes `max_bytes`, and there are never more than
 `max_blocks`. So the ring holds at most `max_bytes` (2 MiB by default) plus one block,
 whether the workers print long lines or a flood of 2-byte ones.
+
+The master's own events (`worker_started`, `restart_scheduled`...) are kept apart, for
+the dashboard's log pane: the last MAX_EVENTS of them, each value cut to
+MAX_EVENT_VALUE_CHARS, and sent only to followers that ask for them (`events=True`), so
+`logs` keeps showing worker lines alone.
 """
 
 from __future__ import annotations
@@ -15,16 +20,20 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.logs.formats import Source
+from runtime.logs.formats import Source, dumps
 
 DEFAULT_MAX_BYTES = 2 << 20
 BLOCK_OVERHEAD_BYTES = 256  # what one block costs beyond its data (measured: ~190)
 DEFAULT_MAX_BLOCKS = DEFAULT_MAX_BYTES // BLOCK_OVERHEAD_BYTES
 MAX_TAIL_LINES = 10_000
 FOLLOW_QUEUE = 10_000
+MAX_EVENTS = 1000
+MAX_EVENT_VALUE_CHARS = 1024
+MAX_EVENT_FIELDS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +80,8 @@ class LogRing:
         self._size = 0
         # each follower's queue and what it follows: (app or None for all, instance or None)
         self._followers: dict[asyncio.Queue[dict[str, Any]], tuple[str | None, int | None]] = {}
+        self._event_followers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
         self.dropped = 0
 
     def add(self, src: Source, stream: str, ts: str, data: bytes) -> None:
@@ -85,6 +96,22 @@ class LogRing:
             self._size -= len(blocks.popleft().data) + BLOCK_OVERHEAD_BYTES
         if self._followers:
             self._publish(block)
+
+    def add_event(self, event: Mapping[str, Any]) -> None:
+        """Keep one of the master's events (the log sink's event tap), bounded in size."""
+        record = _event_record(event)
+        self._events.append(record)
+        for queue in self._event_followers:
+            try:
+                queue.put_nowait(record)
+            except asyncio.QueueFull:
+                self.dropped += 1
+
+    def events(self, last: int) -> list[dict[str, Any]]:
+        """The last `last` events, oldest first."""
+        if last <= 0:
+            return []
+        return list(itertools.islice(self._events, max(0, len(self._events) - last), None))
 
     def __len__(self) -> int:
         """The number of blocks held."""
@@ -129,15 +156,32 @@ class LogRing:
         return found[::-1]
 
     def subscribe(
-        self, app: str | None = None, instance: int | None = None
+        self, app: str | None = None, instance: int | None = None, *, events: bool = False
     ) -> asyncio.Queue[dict[str, Any]]:
-        """A queue of the new records of every app, one app, or one instance of it."""
+        """A queue of the new records of every app, one app, or one instance of it; with
+        `events`, the master's events too, in the order they happen."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(FOLLOW_QUEUE)
         self._followers[queue] = (app, instance)
+        if events:
+            self._event_followers.add(queue)
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         self._followers.pop(queue, None)
+        self._event_followers.discard(queue)
+
+
+def _event_record(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON-ready copy of an event: scalars kept, anything else as its JSON text, every
+    string cut to MAX_EVENT_VALUE_CHARS, at most MAX_EVENT_FIELDS keys."""
+    record: dict[str, Any] = {}
+    for key, value in itertools.islice(event.items(), MAX_EVENT_FIELDS):
+        if value is None or isinstance(value, bool | int | float):
+            record[str(key)] = value
+            continue
+        text = value if isinstance(value, str) else dumps(value)
+        record[str(key)] = text[:MAX_EVENT_VALUE_CHARS]
+    return record
 
 
 def _selected(block: Block, app: str | None, instance: int | None) -> bool:

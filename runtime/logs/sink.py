@@ -35,7 +35,8 @@ import stat
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from runtime.logs.formats import (
     STDERR,
@@ -76,6 +77,8 @@ class LogSink:
         self.low_water = high_water // 4
         self.paused = False
         self.tap: Callable[[Source, str, str, bytes], None] | None = None  # the log ring
+        # the master's events as dicts, before rendering (runtime.logs.events): the log ring
+        self.event_tap: Callable[[Mapping[str, Any]], None] | None = None
         self.lost_bytes = 0
         self.lost_lines = 0
         self._cut = False  # the head chunk was partly written: a line is half out

@@ -1,11 +1,11 @@
 """`--web [HOST:]PORT`: /health, /status, /metrics and a live dashboard, served by the master.
 
 A deliberately small HTTP/1.1 server on asyncio streams (stdlib only, no thread, no
-keep-alive): one GET or HEAD per connection. Every resource is bounded, so whoever can
-reach the port cannot deny `/health` (the platform's probe):
+keep-alive): one request per connection, GET or HEAD (POST for `/api`). Every resource
+is bounded, so whoever can reach the port cannot deny `/health` (the platform's probe):
 
-- a request (line and headers, at most MAX_REQUEST_BYTES) must arrive within
-  REQUEST_TIMEOUT_S of the connection;
+- a request (line and headers, at most 16 KiB, and a body of at most 1 KiB:
+  `runtime.observe.messages`) must arrive within REQUEST_TIMEOUT_S of the connection;
 - at most MAX_PENDING connections may be still sending their request: one more evicts
   the oldest of them instead of being refused, so idle connections and slowloris
   clients make room for a probe rather than keep it out;
@@ -14,16 +14,20 @@ reach the port cannot deny `/health` (the platform's probe):
   and `/events` streams at MAX_STREAMS: past those, 503 `too many connections`.
 
 - `/health` is 200 `{"status": "ok"}` while every slot of every app is online and
-  ready; otherwise 503 with the worst reason (`draining` after SIGTERM, `errored`,
-  `stopped`, `down` (crashed, waiting to restart), `starting`, `reloading` when an app
-  in a rolling reload has nothing ready) and the reason per app. Never needs the token.
-- `/status` is JSON: the rows of `list --json` plus the runtime and its apps.
+  ready; otherwise 503 with the worst reason (`runtime.observe.health`). Never needs
+  the token.
+- `/status` is JSON: the rows of `list --json`, the apps with their state, the runtime
+  and the host (`runtime.observe.host`).
 - `/metrics` is the Prometheus text format (`runtime.observe.prom`).
-- `/` is the dashboard page; `/events` streams it status snapshots every second and
-  worker log lines as Server-Sent Events.
+- `/` is the dashboard page; `/events` streams it Server-Sent Events: `history` (the
+  last minute of sparkline points, `runtime.observe.history`) and `backlog` (the last
+  worker lines and runtime events) on connect, then a `status` snapshot every second
+  and `logs` as lines and events come.
+- `POST /api/apps/<name>/<verb>` runs a control verb (`runtime.observe.api`).
 
 With a token, everything but `/health` needs `Authorization: Bearer <token>` or
-`?token=<token>` (the page passes its own query token on to `/events`).
+`?token=<token>` (the page passes its own query token on to `/events`); the API takes
+the header only.
 """
 
 from __future__ import annotations
@@ -33,28 +37,32 @@ import contextlib
 import hmac
 import os
 import socket
-from collections.abc import Iterable
-from dataclasses import dataclass
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
 
 from runtime import __version__
 from runtime.errors import RuntimeUserError
 from runtime.logs import events
-from runtime.logs.formats import dumps_line
+from runtime.observe import api
 from runtime.observe.dashboard import CSP, PAGE
+from runtime.observe.health import app_state, health, runtime_state
+from runtime.observe.history import History
+from runtime.observe.host import Host
+from runtime.observe.messages import (
+    BadRequest,
+    Request,
+    json_body,
+    read_request,
+    response_head,
+    sse,
+)
 from runtime.observe.status import app_load, autoscale_range, process_rows
-from runtime.observe.view import AppView, MasterView, SlotView
+from runtime.observe.view import MasterView
 from runtime.observe.webspec import parse_web_spec
-from runtime.policy.lifecycle import AppStatus
 
 if TYPE_CHECKING:
     from runtime.observe.prom import Metrics
 
 MAX_LINE_BYTES = 8192
-MAX_HEADERS = 64
-MAX_REQUEST_BYTES = 16 * 1024  # request line and headers together
 REQUEST_TIMEOUT_S = 3.0  # from accept to the blank line that ends the headers
 WRITE_TIMEOUT_S = 10.0  # a client that stops reading is dropped, not buffered for
 MAX_PENDING = 128  # connections still sending their request; one more evicts the oldest
@@ -64,118 +72,16 @@ CLOSE_TIMEOUT_S = 2.0
 SNAPSHOT_EVERY_S = 1.0
 SAMPLE_MAX_AGE_S = 0.5  # every client polling within this window shares one psutil sample
 LOG_TAIL_LINES = 200
+EVENT_TAIL = 100  # runtime events sent with the backlog on connect
 LOG_BATCH_WAIT_S = 0.05  # gather lines this long before sending them as one event
 LOG_BATCH_MAX = 500
 BACKLOG = 128
-# worst first: the reason /health gives when several apps are unwell
-REASONS = ("draining", "errored", "stopped", "down", "starting", "reloading")
 ROUTES = ("/", "/status", "/metrics", "/events")
+__all__ = ["WebError", "WebServer", "health"]
 
 
 class WebError(RuntimeUserError):
     """The web server cannot start (address in use, unknown host): one line, exit 1."""
-
-
-# ----- health ------------------------------------------------------------------------
-
-
-def _slot_ready(slot: SlotView) -> bool:
-    # ONLINE is set only once the worker is ready (READY=1, health path or min_uptime),
-    # including a READY=1 that came after listen_timeout.
-    worker = slot.worker
-    return slot.status is AppStatus.ONLINE and worker is not None and worker.alive
-
-
-def app_problem(app: AppView) -> str | None:
-    """Why this app does not count as up, or None when it does.
-
-    Instances stopped through the control API are left out: an operator who stops a
-    background worker by hand has not made the container unhealthy.
-    """
-    slots = [s for s in app.slots.values() if not s.manual_stop]
-    if any(s.status is AppStatus.ERRORED for s in slots):
-        return "errored"
-    unready = [s for s in slots if not _slot_ready(s)]
-    if not unready:
-        return None
-    if app.reloading:
-        return None if len(unready) < len(slots) else "reloading"
-    statuses = {s.status for s in unready}
-    if statuses & {AppStatus.STOPPED, AppStatus.STOPPING}:
-        return "stopped"
-    if AppStatus.WAITING_RESTART in statuses:
-        return "down"
-    return "starting"
-
-
-def health(apps: Iterable[AppView], draining: bool) -> tuple[int, dict[str, Any]]:
-    """The /health status code and body."""
-    if draining:
-        return 503, {"status": "draining"}
-    problems = {app.spec.name: p for app in apps if (p := app_problem(app)) is not None}
-    if not problems:
-        return 200, {"status": "ok"}
-    worst = min(problems.values(), key=REASONS.index)
-    return 503, {"status": worst, "apps": problems}
-
-
-# ----- HTTP --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-
-
-class BadRequest(Exception):
-    """A request we will not parse further: answered 400."""
-
-
-async def read_request(reader: asyncio.StreamReader) -> Request | None:
-    """The request line and headers, MAX_REQUEST_BYTES at most (a body is never read)."""
-    line = await reader.readline()
-    if not line:
-        return None
-    parts = line.decode("latin-1").split()
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise BadRequest
-    headers: dict[str, str] = {}
-    size = len(line)
-    for _ in range(MAX_HEADERS):
-        raw = await reader.readline()
-        size += len(raw)
-        if size > MAX_REQUEST_BYTES:
-            raise BadRequest
-        if raw in (b"\r\n", b"\n", b""):
-            break
-        name, sep, value = raw.decode("latin-1").partition(":")
-        if not sep:
-            raise BadRequest
-        headers[name.strip().lower()] = value.strip()
-    else:
-        raise BadRequest
-    url = urlsplit(parts[1])
-    return Request(parts[0].upper(), url.path or "/", parse_qs(url.query), headers)
-
-
-def response_head(code: int, content_type: str, length: int | None, extra: str = "") -> bytes:
-    reason = HTTPStatus(code).phrase
-    head = f"HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\n"
-    if length is not None:
-        head += f"Content-Length: {length}\r\n"
-    head += "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-    return (head + extra + "Connection: close\r\n\r\n").encode("latin-1")
-
-
-def json_body(value: Any) -> bytes:
-    return dumps_line(value)
-
-
-def sse(event: str, data: Any) -> bytes:
-    return b"event: " + event.encode() + b"\ndata: " + dumps_line(data) + b"\n"
 
 
 def _create_socket(host: str, port: int) -> socket.socket:
@@ -201,8 +107,11 @@ def _create_socket(host: str, port: int) -> socket.socket:
 class WebServer:
     """Owns the listening socket and one task per open connection (cancelled on close)."""
 
-    def __init__(self, sup: MasterView, spec: str, token: str | None) -> None:
+    def __init__(
+        self, sup: MasterView, spec: str, token: str | None, act: api.Act | None = None
+    ) -> None:
         self.sup = sup
+        self._act = act  # the control verbs, for POST /api (none: every /api path is 404)
         self.host, self.port = parse_web_spec(spec)
         self._token = token.encode() if token else None
         self._server: asyncio.Server | None = None
@@ -214,6 +123,9 @@ class WebServer:
         self.evicted = 0
         self._metrics: Metrics | None = None
         self.started_at = sup.loop.time()
+        self.host_facts = Host(sup.loop)
+        self.history = History()
+        self._recorder: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -224,11 +136,18 @@ class WebServer:
         sock = _create_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
         self._server = await asyncio.start_server(self._accept, sock=sock, limit=MAX_LINE_BYTES)
+        self._recorder = self.sup.loop.create_task(self._record())
+        self._recorder.add_done_callback(self._finished)
         events.logger().info("web_started", url=self.url, auth=self._token is not None)
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        if self._recorder is not None:
+            self._recorder.cancel()
+            await asyncio.wait([self._recorder], timeout=CLOSE_TIMEOUT_S)
+            self._recorder = None
+        self.host_facts.node.close()
         clients = list(self._clients)
         for task in clients:
             task.cancel()
@@ -269,14 +188,17 @@ class WebServer:
             try:
                 async with asyncio.timeout(REQUEST_TIMEOUT_S):
                     req = await read_request(reader)
-            except (BadRequest, ValueError, UnicodeError):
+            except BadRequest as exc:
+                self._reply(writer, exc.code, {"error": exc.message})
+                return
+            except (ValueError, UnicodeError):
                 self._reply(writer, 400, {"error": "bad request"})
                 return
             finally:
                 self._pending.pop(task, None)
             if req is not None:
                 await self._route(req, writer)
-        except (TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()
@@ -313,18 +235,25 @@ class WebServer:
             await writer.drain()
 
     def _authorized(self, req: Request) -> bool:
+        """The token in the Authorization header or the query (no token set: anyone)."""
+        return self._bearer_ok(req, query=True)
+
+    def _bearer_ok(self, req: Request, *, query: bool = False) -> bool:
         if self._token is None:
             return True
         scheme, _, credential = req.headers.get("authorization", "").partition(" ")
         offered = [credential.strip()] if scheme.lower() == "bearer" else []
-        offered += req.query.get("token", [])[:1]
+        if query:
+            offered += req.query.get("token", [])[:1]
         return any(
             hmac.compare_digest(o.encode("utf-8", "surrogateescape"), self._token) for o in offered
         )
 
     async def _respond(self, req: Request, writer: asyncio.StreamWriter) -> None:
         head_only = req.method == "HEAD"
-        if req.method not in ("GET", "HEAD"):
+        if req.path.startswith(api.PREFIX):
+            await self._api(req, writer)
+        elif req.method not in ("GET", "HEAD"):
             self._reply(writer, 405, {"error": "method not allowed"}, extra="Allow: GET, HEAD\r\n")
         elif req.path not in ROUTES:
             self._reply(writer, 404, {"error": "not found"}, head_only=head_only)
@@ -364,6 +293,27 @@ class WebServer:
         if not head_only:
             writer.write(body)
 
+    async def _api(self, req: Request, writer: asyncio.StreamWriter) -> None:
+        """POST /api/apps/<name>/<verb>: checked in the order of runtime.observe.api."""
+        if req.method != "POST":
+            body = {"ok": False, "error": "method not allowed: the API takes POST"}
+            self._reply(writer, 405, body, extra="Allow: POST\r\n", head_only=req.method == "HEAD")
+            return
+        try:
+            api.check_origin(req.headers, token_set=self._token is not None, bound_host=self.host)
+            if not self._bearer_ok(req):
+                extra = 'WWW-Authenticate: Bearer realm="runtime"\r\n'
+                self._reply(writer, 401, {"ok": False, "error": "unauthorized"}, extra=extra)
+                return
+            if self._act is None:
+                raise api.ApiError(404, "not found")
+            call = api.parse_call(req.path, req.raw_query, self.sup.apps)
+        except api.ApiError as exc:
+            self._reply(writer, exc.code, {"ok": False, "error": exc.message})
+            return
+        code, body = api.reply_body(call, await self._act(call.verb, call.app, call.args))
+        self._reply(writer, code, body)
+
     def _render_metrics(self) -> bytes:
         if self._metrics is None:
             from runtime.observe.prom import (
@@ -375,13 +325,14 @@ class WebServer:
 
     # ----- /status and /events ------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
-        """The /status document (and each dashboard snapshot)."""
+    def _snapshot(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+        """The process rows, the apps and the runtime, as /status and the dashboard get them."""
         sup = self.sup
         now = sup.loop.time()
         load = sup.read_load()
         rows = process_rows(sup.apps.values(), sup.sample(SAMPLE_MAX_AGE_S), now, load)
-        code, report = health(sup.apps.values(), sup.draining or sup.stopping)
+        stopping = sup.draining or sup.stopping
+        code, report = health(sup.apps.values(), stopping)
         problems = report.get("apps", {})
         apps = [
             {
@@ -391,28 +342,59 @@ class WebServer:
                 "autoscale": autoscale_range(app.spec),
                 "reloading": app.reloading,
                 "health": problems.get(name, "ok" if code == 200 else report["status"]),
+                "state": app_state(app),
                 "load": app_load(load, app),
             }
             for name, app in sup.apps.items()
         ]
+        states = [a["state"] for a in apps]
         runtime = {
             "version": __version__,
             "pid": os.getpid(),
             "uptime_s": round(now - self.started_at, 3),
             "health": report["status"],
+            "state": runtime_state(states, draining=sup.draining, stopping=sup.stopping),
             "draining": sup.draining,
             "stopping": sup.stopping,
         }
-        return {"runtime": runtime, "apps": apps, "processes": rows}
+        return rows, apps, runtime
+
+    def status(self) -> dict[str, Any]:
+        """The /status document (and each dashboard snapshot)."""
+        rows, apps, runtime = self._snapshot()
+        return {
+            "runtime": runtime,
+            "host": self.host_facts.facts(),
+            "apps": apps,
+            "processes": rows,
+        }
+
+    async def _record(self) -> None:
+        """A point of history every SNAPSHOT_EVERY_S, whether a dashboard is open or not."""
+        loop = self.sup.loop
+        next_at = loop.time()
+        while True:
+            rows, apps, _runtime = self._snapshot()
+            self.history.record(rows, apps)
+            next_at = max(next_at + SNAPSHOT_EVERY_S, loop.time())
+            await asyncio.sleep(next_at - loop.time())
+
+    def _backlog(self) -> list[dict[str, Any]]:
+        """The last worker lines and runtime events, merged in time order."""
+        ring = self.sup.log_ring
+        merged = [*ring.tail(LOG_TAIL_LINES), *ring.events(EVENT_TAIL)]
+        merged.sort(key=lambda r: str(r.get("timestamp", "")))
+        return merged
 
     async def _events(self, writer: asyncio.StreamWriter) -> None:
         """Status every SNAPSHOT_EVERY_S and log lines as they come, until the client goes."""
         writer.write(response_head(200, "text/event-stream", None, "X-Accel-Buffering: no\r\n"))
         writer.write(b"retry: 1000\n\n")
         ring = self.sup.log_ring
-        queue = ring.subscribe(None)
+        queue = ring.subscribe(None, events=True)
         try:
-            writer.write(sse("logs", ring.tail(LOG_TAIL_LINES)))
+            writer.write(sse("history", self.history.as_json()))
+            writer.write(sse("backlog", self._backlog()))
             loop = self.sup.loop
             while True:
                 writer.write(sse("status", self.status()))

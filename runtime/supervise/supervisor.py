@@ -128,6 +128,7 @@ class Supervisor:
         self.sampler = Sampler()
         self.log_ring = LogRing()
         self.sink.tap = self.log_ring.add
+        self.sink.event_tap = self.log_ring.add_event
         self._control: ControlServer | None = None
         self._web: Any = None
         self.draining = False  # SIGTERM received: /health answers 503 from now on
@@ -209,6 +210,8 @@ class Supervisor:
         await self._start_notify(early)
         for source, stream, ts, block in early.take_forwarded():  # the start-up relay's lines
             self.log_ring.add(source, stream, ts, block)
+        for event in early.announcements:  # and its events
+            self.log_ring.add_event(event)
         ctx = self._context()
         for spec in self.eco.apps:
             self.apps[spec.name] = App(spec, ctx, early.listeners[spec.name])
@@ -333,7 +336,8 @@ class Supervisor:
             return
         from runtime.observe.web import WebServer  # only with --web
 
-        self._web = WebServer(self, self.options.web, self.options.web_token)
+        handler = ControlHandler(self)  # the dashboard's buttons run the control verbs
+        self._web = WebServer(self, self.options.web, self.options.web_token, act=handler.act)
         await self._web.start()
 
     async def _close_control(self) -> None:

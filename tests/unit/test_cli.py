@@ -104,6 +104,8 @@ def test_installed_wheel_runs(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "runtime/__main__.py" in names
     assert not any(n.startswith("tests/") for n in names)
+    for part in ("html", "css", "js"):  # the dashboard page's parts (package data)
+        assert f"runtime/observe/static/dashboard.{part}" in names
     target = tmp_path / "site"
     install = subprocess.run(
         [
