@@ -23,7 +23,13 @@ Line = tuple[Segment, ...]
 HINTS = "{arrows} select  r restart  R reload  s stop  S start  +/- scale  ? help  q quit"
 STATUS_SHORT = {"waiting restart": "waiting"}
 CPU_FLOOR_PERCENT = 5.0  # an idle process's 0.3 % stays a low bar, not a full one
-KNOWN_METRICS = ("loop_delay_p50_ms", "loop_delay_p99_ms", "active_handles")
+KNOWN_METRICS = (
+    "loop_delay_p50_ms",
+    "loop_delay_p99_ms",
+    "active_handles",
+    "active_requests",
+    "age_s",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +245,13 @@ def metrics_lines(state: MonitState, width: int, glyphs: Glyphs) -> list[Line]:
             ),
             glyphs,
         ),
-        _pairs((("handles", metrics.get("active_handles"), ""),), glyphs),
+        _pairs(
+            (
+                ("handles", metrics.get("active_handles"), ""),
+                ("requests", metrics.get("active_requests"), ""),
+            ),
+            glyphs,
+        ),
     ]
     for name in sorted(k for k in metrics if k not in KNOWN_METRICS):
         lines.append(_pairs(((str(name), metrics[name], ""),), glyphs))
