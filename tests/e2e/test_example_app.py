@@ -25,6 +25,7 @@ import psutil
 import pytest
 
 from tests.integration.conftest import ROOT, Master, free_port, pid_alive
+from tests.integration.conftest import node as node  # the fixture, re-exported
 from tests.integration.conftest import run_master as run_master  # the fixture, re-exported
 
 pytestmark = pytest.mark.slow
@@ -280,3 +281,37 @@ def test_root_procfile_web_serves_on_port(
     assert all(r["code"] == 0 for r in exits), [
         (r["app"], r["code"], r["signal"], r.get("uptime_s")) for r in exits
     ]
+
+
+def test_unmodified_node_and_python_apps_run_in_cluster_mode(
+    run_master: StartMaster, tmp_path: Path, node: str
+) -> None:
+    """examples/heroku-app/unmodified as pm2 users write it: both apps serve their port from
+    two workers, the node one signals ready itself, and a stop drains it on SIGINT (exit 0)."""
+    work = tmp_path / "unmodified"
+    shutil.copytree(EXAMPLE / "unmodified", work)
+    node_port, py_port = free_port(), free_port()
+    eco = work / "ecosystem.config.js"
+    eco.write_text(
+        eco.read_text()
+        .replace("PORT: 3001", f"PORT: {node_port}")
+        .replace("PORT: 3002", f"PORT: {py_port}")
+    )
+    master = run_master("start", str(eco), "--control", str(tmp_path / "ctl.sock"), cwd=work)
+    master.wait_event("worker_ready", count=2, timeout=READY_TIMEOUT, app="hello-node")
+    master.wait_event("worker_ready", count=2, timeout=READY_TIMEOUT, app="hello-python")
+    for port, app in ((node_port, "hello-node"), (py_port, "hello-python")):
+        pids = {r["pid"] for r in master.events("worker_started", app=app)}
+        seen: set[int] = set()
+        deadline = time.monotonic() + 10
+        while seen != pids and time.monotonic() < deadline:
+            status, body = get(port)
+            assert (status, body["app"]) == (200, app)
+            seen.add(body["pid"])
+        assert seen == pids, f"{app}: answers from {seen}, workers {pids}"
+    master.proc.send_signal(signal.SIGTERM)
+    assert master.proc.wait(20) == 0
+    node_exits = master.events("worker_exited", app="hello-node")
+    assert [(r["code"], r["signal"]) for r in node_exits] == [(0, None), (0, None)]
+    said = [r["message"] for r in master.lines("hello-node")]
+    assert said.count("SIGINT: finishing in-flight requests") == 2
