@@ -1,0 +1,121 @@
+"""SIGKILL chaos (#13, "Prove it"): a random worker killed every 200 ms under load, in both
+sharing modes, with fresh connections and with keep-alive ones.
+
+One run per case: a no-kill baseline, the chaos window, a recovery, a second baseline,
+one load generator throughout (tests/chaos/load.py). Figures go to stdout (`-s`) as one
+`chaos ...` line each, for bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.chaos.load import Killer, Load, children, wait_no_lingering
+from tests.integration.conftest import ROOT, free_port, write_ecosystem
+
+LEAN = str(ROOT / "tests" / "apps" / "lean_http.py")
+CHAOS_S = float(os.environ.get("RUNTIME_CHAOS_SECONDS", "10"))  # the bench runs 20
+BASELINE_S = 2.0
+KILL_INTERVAL_S = 0.2
+THREADS = 4
+MIN_THROUGHPUT = 0.5  # of the no-kill baseline, with Connection: close
+MIN_SERVED = 0.99  # with Connection: close (the bench's target is 0.999)
+
+
+def chaos_app(port: int, sharing: str) -> dict[str, Any]:
+    """Two lean workers that restart at once, for ever, however often they die."""
+    return {
+        "name": "web",
+        "script": sys.executable,
+        "args": [LEAN],
+        "interpreter": "none",
+        "exec_mode": "cluster",
+        "instances": 2,
+        "listen": [f"127.0.0.1:{port}"],
+        "socket_sharing": sharing,
+        "wait_ready": True,
+        "listen_timeout": 5000,
+        "restart_delay": 0,
+        "max_restarts": 0,
+    }
+
+
+def _rate(load: Load, seconds: float) -> tuple[float, int, int]:
+    """Answers per second over the next `seconds`, and (answered, failed) in that window."""
+    ok0, failed0 = load.snapshot()
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    ok1, failed1 = load.snapshot()
+    return (ok1 - ok0) / (time.monotonic() - t0), ok1 - ok0, failed1 - failed0
+
+
+def _all_ready(m: Any) -> bool:
+    ready = {r["pid"] for r in m.events("worker_ready")}
+    live = children(m.pid)
+    return len(live) >= 2 and all(pid in ready for pid in live)
+
+
+def _wait_workers(master_pid: int, count: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(children(master_pid)) < count:
+        if time.monotonic() > deadline:
+            pytest.fail(f"fewer than {count} workers {timeout_s} s after the chaos")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("keepalive", [False, True], ids=["close", "keepalive"])
+@pytest.mark.parametrize("sharing", ["reuseport", "shared"])
+def test_sigkill_chaos_under_load(
+    tmp_path: Path, run_master: Any, sharing: str, keepalive: bool
+) -> None:
+    """Workers SIGKILLed every 200 ms: throughput holds, requests are served (keep-alive:
+    only those in flight on a killed worker fail), nothing hangs, nothing stays open."""
+    port = free_port()
+    m = run_master(str(write_ecosystem(tmp_path / "eco.json", [chaos_app(port, sharing)])))
+    m.wait_event("worker_ready", count=2)
+    with Load(port, threads=THREADS, keepalive=keepalive) as load:
+        before, _, failed_before = _rate(load, BASELINE_S)
+        ok0, failed0 = load.snapshot()
+        t0 = time.monotonic()
+        with Killer(lambda: children(m.pid), KILL_INTERVAL_S) as killer:
+            time.sleep(CHAOS_S)
+        ok1, failed1 = load.snapshot()
+        chaos = (ok1 - ok0) / (time.monotonic() - t0)
+        _wait_workers(m.pid, 2)
+        m.wait_for(lambda: _all_ready(m), 10, "every live worker ready after the chaos")
+        time.sleep(0.5)  # connections killed at the last tick have failed by now
+        after, _, failed_after = _rate(load, BASELINE_S)
+    tally = load.tally
+    kills = len(killer.killed)
+    served = (ok1 - ok0) / max(1, (ok1 - ok0) + (failed1 - failed0))
+    ratio = chaos / ((before + after) / 2)
+    print(
+        f"\nchaos sharing={sharing} keepalive={keepalive} seconds={CHAOS_S:g} kills={kills}"
+        f" baseline_rps={before:.0f}/{after:.0f} chaos_rps={chaos:.0f} ratio={ratio:.2f}"
+        f" served={served:.4%} failed={failed1 - failed0} per_kill={(failed1 - failed0) / max(1, kills):.2f}"
+        f" hung={len(tally.hung)} connections={tally.connections}"
+    )
+    assert kills >= CHAOS_S / KILL_INTERVAL_S * 0.8
+    assert (failed_before, failed_after) == (0, 0), tally.failures[-5:]
+    assert tally.hung == [], tally.hung[:5]
+    assert load.alive_threads() == 0 and load.open_sockets == 0
+    assert wait_no_lingering(port) == []
+    killed = {pid for _, pid in killer.killed}
+    if keepalive:
+        reused = [f for f in tally.failures if not f.fresh]
+        assert all(f.pid in killed for f in reused), [f for f in reused if f.pid not in killed]
+        per_pid: dict[int | None, int] = {}
+        for f in reused:
+            per_pid[f.pid] = per_pid.get(f.pid, 0) + 1
+        assert max(per_pid.values(), default=0) <= THREADS  # one in flight per connection
+        assert len(tally.failures) <= kills * THREADS
+    else:
+        assert ratio >= MIN_THROUGHPUT
+        assert served >= MIN_SERVED, tally.failures[:5]
+    assert m.proc.poll() is None
