@@ -214,7 +214,7 @@ class Killer:
 
 def children(pid: int) -> list[int]:
     """The live (not zombie) children of `pid`, from /proc."""
-    out = []
+    out: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError):
             out.extend(int(c) for c in (task / "children").read_text().split())

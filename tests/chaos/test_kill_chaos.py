@@ -104,7 +104,8 @@ def test_sigkill_chaos_under_load(
     assert kills >= CHAOS_S / KILL_INTERVAL_S * 0.8
     assert (failed_before, failed_after) == (0, 0), tally.failures[-5:]
     assert tally.hung == [], tally.hung[:5]
-    assert load.alive_threads() == 0 and load.open_sockets == 0
+    assert load.alive_threads() == 0
+    assert load.open_sockets == 0
     assert wait_no_lingering(port) == []
     killed = {pid for _, pid in killer.killed}
     if keepalive:
