@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tomllib
 from collections.abc import Mapping
@@ -79,10 +80,27 @@ class TooLarge(ValueError):
     """A file over its size limit."""
 
 
+class NotAFile(ValueError):
+    """A FIFO or a socket: reading one could wait for ever."""
+
+
 def read_bounded(path: str, limit_bytes: int = MAX_FILE_BYTES) -> str:
-    """A UTF-8 file of at most `limit_bytes` (OSError, UnicodeDecodeError or TooLarge)."""
-    with open(path, "rb") as f:
-        data = f.read(limit_bytes + 1)
+    """A UTF-8 file of at most `limit_bytes` (OSError, UnicodeDecodeError, TooLarge or
+    NotAFile). Never waits: opened non-blocking, a FIFO (whose open would wait for a
+    writer) or a socket is refused, and a terminal with nothing typed fails (EAGAIN)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            raise NotAFile("expected a file, got a pipe or a socket")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit_bytes and (chunk := os.read(fd, limit_bytes + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
     if len(data) > limit_bytes:
         raise TooLarge(f"expected a file of at most {limit_bytes} bytes, got more")
     return data.decode("utf-8")
@@ -98,7 +116,7 @@ def read_text(path: str, label: str) -> str:
         raise ConfigError(label, f"cannot read it: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(label, f"expected UTF-8 text, got {exc.reason}") from None
-    except TooLarge as exc:
+    except (TooLarge, NotAFile) as exc:
         raise ConfigError(label, str(exc)) from None
 
 

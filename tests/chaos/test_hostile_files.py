@@ -1,0 +1,37 @@
+"""Hostile ecosystem files (#13, "Prove it"): `python -m runtime check FILE` in a process of
+its own, 10 s and 512 MiB at most, never traces back, never hangs, exits 0, 2 or 78, and
+says at most one `runtime: ...` line (plus `warning: ...` lines) on stderr.
+
+A seeded sweep of generated files (tests/chaos/hostile.py; RUNTIME_CHAOS_FILES sets how
+many, RUNTIME_CHAOS_SEED the seed), and the smallest file of each kind a larger sweep
+found wrong, kept as regressions.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.chaos import hostile
+
+FILES = int(os.environ.get("RUNTIME_CHAOS_FILES", "96"))
+SEED = int(os.environ.get("RUNTIME_CHAOS_SEED", "13"))
+
+# (file name, text): what a sweep found, cut down to the smallest file that showed it.
+FOUND = {
+    "fifo-env-file": ("e.yml", "apps:\n  - name: a\n    script: sleep 1\n    env_file: fifo\n"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOUND))
+def test_found_file_is_checked_in_bounds(tmp_path: Path, case: str) -> None:
+    """Each file a sweep once found wrong is now refused or accepted in bounds."""
+    hostile.prepare(tmp_path)
+    name, text = FOUND[case]
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    verdict = hostile.check(path)
+    assert verdict.problem is None, verdict
+    assert verdict.seconds < hostile.TIME_LIMIT_S
