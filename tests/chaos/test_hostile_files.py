@@ -21,6 +21,11 @@ SEED = int(os.environ.get("RUNTIME_CHAOS_SEED", "13"))
 
 # (file name, text): what a sweep found, cut down to the smallest file that showed it.
 FOUND = {
+    "long-command": ("Procfile", "web: " + "x" * 1_000_000 + "\n"),
+    "long-args": (
+        "e.json",
+        '{"apps": [{"name": "a", "script": "/bin/true", "args": "' + "x" * 1_000_000 + '"}]}',
+    ),
     "fifo-env-file": ("e.yml", "apps:\n  - name: a\n    script: sleep 1\n    env_file: fifo\n"),
 }
 
