@@ -148,11 +148,23 @@ def parse_json(text: str, label: str, *, lenient: bool = True) -> object:
         raise strict from None
 
 
+# tomllib's time and memory grow with the square of a dotted key's parts (10,000 parts:
+# 600 MB): a key of more parts than this is refused before it is parsed.
+MAX_TOML_KEY_PARTS = 128
+_LONG_DOTTED_KEY = re.compile(
+    rf"""(?:(?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*')[ \t]*\.[ \t]*){{{MAX_TOML_KEY_PARTS}}}"""
+)
+
+
 def parse_toml(text: str, label: str) -> object:
     """TOML (`[[apps]]` tables)."""
+    if _LONG_DOTTED_KEY.search(text):
+        raise ConfigError(
+            label, f"invalid TOML: expected dotted keys of at most {MAX_TOML_KEY_PARTS} parts"
+        )
     try:
         return tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError; an int over 4300 digits
         raise ConfigError(label, f"invalid TOML: {exc}") from None
 
 

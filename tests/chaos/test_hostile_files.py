@@ -26,6 +26,14 @@ FOUND = {
         "e.json",
         '{"apps": [{"name": "a", "script": "/bin/true", "args": "' + "x" * 1_000_000 + '"}]}',
     ),
+    "toml-huge-int": (
+        "e.toml",
+        "[[apps]]\nname = 'a'\nscript = 'sleep 1'\ninstances = 1" + "0" * 5000 + "\n",
+    ),
+    "toml-long-dotted-key": (
+        "e.toml",
+        "[[apps]]\nname = 'a'\n" + ".".join(["a"] * 10_000) + " = 1\n",
+    ),
     "fifo-env-file": ("e.yml", "apps:\n  - name: a\n    script: sleep 1\n    env_file: fifo\n"),
 }
 
