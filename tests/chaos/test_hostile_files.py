@@ -34,6 +34,12 @@ FOUND = {
         "e.toml",
         "[[apps]]\nname = 'a'\n" + ".".join(["a"] * 10_000) + " = 1\n",
     ),
+    "yaml-bad-timestamp": ("e.yml", "apps:\n  - name: !!timestamp x\n    script: sleep 1\n"),
+    "yaml-bad-bool": (
+        "e.yml",
+        "apps:\n  - name: a\n    script: sleep 1\n    autorestart: !!bool x\n",
+    ),
+    "yaml-bad-int": ("e.yml", "apps:\n  - name: a\n    script: sleep 1\n    instances: !!int _\n"),
     "fifo-env-file": ("e.yml", "apps:\n  - name: a\n    script: sleep 1\n    env_file: fifo\n"),
 }
 
