@@ -5,8 +5,9 @@ Each reader returns what the file says (mappings, lists, scalars) or raises a on
 bounded: the file's size, and for YAML the number of values its aliases expand to.
 
 - YAML: `runtime.config.yamlfile` (PyYAML's C loader, imported only for YAML files).
-- JSON: the standard library; a file it refuses is read again with `json5`, as pm2
-  evaluates `.json` files as JavaScript (comments, trailing commas, single quotes pass).
+- JSON: the standard library; a file it refuses is read again with `json5` (up to
+  MAX_JSON5_BYTES), as pm2 evaluates `.json` files as JavaScript (comments, trailing
+  commas, single quotes pass).
 - JS (`.js`, `.cjs`, `.mjs`): `node` loads the file (`require`, or `import()` for ES
   modules, with `export default` or `export const apps`) and prints it as JSON, with the
   variables the file set in `process.env` (`require('dotenv').config()`), which pm2 hands
@@ -28,6 +29,9 @@ from runtime.errors import ConfigError
 
 MAX_FILE_BYTES = 4 << 20  # an ecosystem file, a Procfile or an env_file
 NODE_TIMEOUT_S = 30
+# json5 is pure Python, about 20-40 KB/s here: a larger file strict JSON refuses is not
+# read again with it (a 2 MB one took minutes; pm2's lenient .json files are small)
+MAX_JSON5_BYTES = 32 << 10
 PROCFILE_WEB_PORT = "5000"
 
 _KINDS = (
@@ -140,6 +144,12 @@ def parse_json(text: str, label: str, *, lenient: bool = True) -> object:
         strict = ConfigError(label, f"invalid JSON: {exc}")
     if not lenient:
         raise strict
+    if len(text) > MAX_JSON5_BYTES:
+        raise ConfigError(
+            label,
+            f"{strict.message} (comments, trailing commas and the like are read only in files "
+            f"of at most {MAX_JSON5_BYTES // 1024} KiB)",
+        )
     import json5  # only for files strict JSON refuses
 
     try:

@@ -40,6 +40,12 @@ FOUND = {
         "apps:\n  - name: a\n    script: sleep 1\n    autorestart: !!bool x\n",
     ),
     "yaml-bad-int": ("e.yml", "apps:\n  - name: a\n    script: sleep 1\n    instances: !!int _\n"),
+    "json5-large": (
+        "e.json",
+        '{"apps": [{"name": "a", "script": "sleep 1", "env": {'
+        + ", ".join(f'"K{i}": "{i}"' for i in range(200_000))
+        + "}, }]}",
+    ),
     "fifo-env-file": ("e.yml", "apps:\n  - name: a\n    script: sleep 1\n    env_file: fifo\n"),
 }
 
