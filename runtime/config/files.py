@@ -158,17 +158,38 @@ def parse_json(text: str, label: str, *, lenient: bool = True) -> object:
         raise strict from None
 
 
-# tomllib's time and memory grow with the square of a dotted key's parts (10,000 parts:
-# 600 MB): a key of more parts than this is refused before it is parsed.
+# tomllib's time and memory grow with the square of the parts of a `dotted.key = value`
+# line's key (10,000 parts: 600 MB; a table header's or an inline table's do not): such a
+# key of more parts than this is refused before parsing. Only a line with that many dots
+# is scanned, once, so the check stays linear in the file.
 MAX_TOML_KEY_PARTS = 128
-_LONG_DOTTED_KEY = re.compile(
-    rf"""(?:(?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*')[ \t]*\.[ \t]*){{{MAX_TOML_KEY_PARTS}}}"""
-)
+
+
+def _key_parts(line: str) -> int:
+    """The parts of the key of a `key = value` line, dots inside quotes not counted."""
+    dots, quote = 0, ""
+    for ch in line.lstrip():
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch == ".":
+            dots += 1
+        elif ch in "=[#":
+            break
+    return dots + 1
+
+
+def _has_long_dotted_key(text: str) -> bool:
+    return any(
+        line.count(".") >= MAX_TOML_KEY_PARTS and _key_parts(line) > MAX_TOML_KEY_PARTS
+        for line in text.splitlines()
+    )
 
 
 def parse_toml(text: str, label: str) -> object:
     """TOML (`[[apps]]` tables)."""
-    if _LONG_DOTTED_KEY.search(text):
+    if _has_long_dotted_key(text):
         raise ConfigError(
             label, f"invalid TOML: expected dotted keys of at most {MAX_TOML_KEY_PARTS} parts"
         )

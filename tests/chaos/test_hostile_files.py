@@ -46,6 +46,10 @@ FOUND = {
         + ", ".join(f'"K{i}": "{i}"' for i in range(200_000))
         + "}, }]}",
     ),
+    "toml-long-string": (
+        "e.toml",
+        "[[apps]]\nname = 'a'\nscript = 'sleep 1'\nx = '" + "x" * 1_000_000 + "'\n",
+    ),
     "fifo-env-file": ("e.yml", "apps:\n  - name: a\n    script: sleep 1\n    env_file: fifo\n"),
 }
 
