@@ -64,3 +64,14 @@ def test_found_file_is_checked_in_bounds(tmp_path: Path, case: str) -> None:
     verdict = hostile.check(path)
     assert verdict.problem is None, verdict
     assert verdict.seconds < hostile.TIME_LIMIT_S
+
+
+@pytest.mark.timeout(120)
+def test_generated_hostile_files_are_checked_in_bounds(tmp_path: Path) -> None:
+    """FILES generated hostile files, YAML/JSON/TOML/Procfile in turn: every check ends in
+    bounds with one line or none on stderr."""
+    verdicts = hostile.sweep(tmp_path, FILES, SEED)
+    bad = [f"{v.path.name}: {v.problem}" for v in verdicts if v.problem]
+    slowest = max(v.seconds for v in verdicts)
+    print(f"\nhostile files={len(verdicts)} seed={SEED} bad={len(bad)} slowest_s={slowest:.2f}")
+    assert bad == []
