@@ -374,6 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     bad = [v for v in verdicts if v.problem]
     for v in bad:
         print(f"{v.path}: {v.problem}")
+    for v in sorted(verdicts, key=lambda v: -v.max_rss_bytes)[:5]:
+        print(f"peak RSS {v.max_rss_bytes / 2**20:.0f} MiB, {v.seconds:.2f} s: {v.path}")
     slowest = max(verdicts, key=lambda v: v.seconds)
     print(
         f"{len(verdicts)} files, {len(bad)} bad; slowest {slowest.seconds:.2f} s ({slowest.path});"
