@@ -16,7 +16,7 @@ import pytest
 
 from tests.chaos import hostile
 
-FILES = int(os.environ.get("RUNTIME_CHAOS_FILES", "96"))
+FILES = int(os.environ.get("RUNTIME_CHAOS_FILES", "64"))
 SEED = int(os.environ.get("RUNTIME_CHAOS_SEED", "13"))
 
 # (file name, text): what a sweep found, cut down to the smallest file that showed it.

@@ -21,15 +21,20 @@ from tests.integration.conftest import ROOT, free_port, write_ecosystem
 
 LEAN = str(ROOT / "tests" / "apps" / "lean_http.py")
 CHAOS_S = float(os.environ.get("RUNTIME_CHAOS_SECONDS", "10"))  # the bench runs 20
-BASELINE_S = 2.0
+# The chaos window and the no-kill baseline alternate, CYCLES times each, so the load of
+# whatever else runs on the machine (pytest -n auto) weighs on both alike.
+CYCLES = 5
+BASELINE_S = 1.0  # per cycle
+SETTLE_S = 0.3  # after a chaos window and every worker ready again: the last kill's failures
 KILL_INTERVAL_S = 0.2
 THREADS = 4
 # Of the no-kill baseline, with Connection: close. reuseport: a connection the kernel
 # hashes to the killed worker's socket before the master steers away from it (a few ms)
 # waits in that socket's queue for the slot's next worker (one respawn, ~100 ms), and a
-# closed loop of 4 clients at ~1,000 req/s each is often all there at once: 0.26-0.91
-# measured on 2 busy cores (bench/RESULTS.md, "Chaos"), where shared holds 0.6-0.9.
-MIN_THROUGHPUT = {"shared": 0.5, "reuseport": 0.2}
+# closed loop of 4 clients at ~1,000 req/s each is often all there at once: 0.23-0.96
+# measured on 2 busy cores (bench/RESULTS.md, "Chaos"), where shared holds 0.58-0.94.
+# The issue's 50 % is asserted for shared; reuseport's floor only catches a collapse.
+MIN_THROUGHPUT = {"shared": 0.5, "reuseport": 0.1}
 MIN_SERVED = 0.99  # with Connection: close (the bench's target is 0.999)
 
 
@@ -51,13 +56,36 @@ def chaos_app(port: int, sharing: str) -> dict[str, Any]:
     }
 
 
-def _rate(load: Load, seconds: float) -> tuple[float, int, int]:
-    """Answers per second over the next `seconds`, and (answered, failed) in that window."""
-    ok0, failed0 = load.snapshot()
-    t0 = time.monotonic()
-    time.sleep(seconds)
-    ok1, failed1 = load.snapshot()
-    return (ok1 - ok0) / (time.monotonic() - t0), ok1 - ok0, failed1 - failed0
+Window = tuple[int, int, float]  # answered, failed, seconds
+
+
+def _windows(m: Any, load: Load) -> tuple[Window, Window, set[int]]:
+    """CYCLES of (no-kill baseline, chaos until every worker is ready again): the totals of
+    each kind of window, and the pids killed."""
+    base, chaos = [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
+    killed: set[int] = set()
+    for _ in range(CYCLES):
+        for totals, kill in ((base, False), (chaos, True)):
+            ok0, failed0 = load.snapshot()
+            t0 = time.monotonic()
+            if kill:
+                with Killer(lambda: children(m.pid), KILL_INTERVAL_S, seed=len(killed)) as k:
+                    time.sleep(CHAOS_S / CYCLES)
+                killed.update(pid for _, pid in k.killed)
+                _wait_workers(m.pid, 2)
+                m.wait_for(lambda: _all_ready(m), 10, "every live worker ready after the chaos")
+                time.sleep(SETTLE_S)
+            else:
+                time.sleep(BASELINE_S)
+            ok1, failed1 = load.snapshot()
+            totals[0] += ok1 - ok0
+            totals[1] += failed1 - failed0
+            totals[2] += time.monotonic() - t0
+    return (
+        (int(base[0]), int(base[1]), base[2]),
+        (int(chaos[0]), int(chaos[1]), chaos[2]),
+        killed,
+    )
 
 
 def _all_ready(m: Any) -> bool:
@@ -85,36 +113,24 @@ def test_sigkill_chaos_under_load(
     m = run_master(str(write_ecosystem(tmp_path / "eco.json", [chaos_app(port, sharing)])))
     m.wait_event("worker_ready", count=2)
     with Load(port, threads=THREADS, keepalive=keepalive) as load:
-        before, _, failed_before = _rate(load, BASELINE_S)
-        ok0, failed0 = load.snapshot()
-        t0 = time.monotonic()
-        with Killer(lambda: children(m.pid), KILL_INTERVAL_S) as killer:
-            time.sleep(CHAOS_S)
-        ok1, failed1 = load.snapshot()
-        chaos = (ok1 - ok0) / (time.monotonic() - t0)
-        _wait_workers(m.pid, 2)
-        m.wait_for(lambda: _all_ready(m), 10, "every live worker ready after the chaos")
-        time.sleep(0.5)  # connections killed at the last tick have failed by now
-        after, _, failed_after = _rate(load, BASELINE_S)
+        base, chaos, killed = _windows(m, load)
     tally = load.tally
-    kills = len(killer.killed)
-    served = (ok1 - ok0) / max(1, (ok1 - ok0) + (failed1 - failed0))
-    ratio = chaos / ((before + after) / 2)
+    kills = len(killed)
+    (base_ok, base_failed, base_s), (ok, failed, chaos_s) = base, chaos
+    served = ok / max(1, ok + failed)
+    ratio = (ok / chaos_s) / (base_ok / base_s)
     print(
         f"\nchaos sharing={sharing} keepalive={keepalive} seconds={CHAOS_S:g} kills={kills}"
-        f" baseline_rps={before:.0f}/{after:.0f} chaos_rps={chaos:.0f} ratio={ratio:.2f}"
-        f" served={served:.4%} failed={failed1 - failed0} per_kill={(failed1 - failed0) / max(1, kills):.2f}"
+        f" baseline_rps={base_ok / base_s:.0f} chaos_rps={ok / chaos_s:.0f} ratio={ratio:.2f}"
+        f" served={served:.4%} failed={failed} per_kill={failed / max(1, kills):.2f}"
         f" hung={len(tally.hung)} connections={tally.connections}"
     )
     assert kills >= CHAOS_S / KILL_INTERVAL_S * 0.8
-    end = t0 + CHAOS_S
-    late = [(round(f.at - end, 3), f.error) for f in tally.failures if not t0 <= f.at <= end]
-    assert (failed_before, failed_after) == (0, 0), late[:5]
+    assert base_failed == 0, [f.error for f in tally.failures][:5]
     assert tally.hung == [], tally.hung[:5]
     assert load.alive_threads() == 0
     assert load.open_sockets == 0
     assert wait_no_lingering(port) == []
-    killed = {pid for _, pid in killer.killed}
     if keepalive:
         reused = [f for f in tally.failures if not f.fresh]
         assert all(f.pid in killed for f in reused), [f for f in reused if f.pid not in killed]
