@@ -5,8 +5,9 @@ Each reader returns what the file says (mappings, lists, scalars) or raises a on
 bounded: the file's size, and for YAML the number of values its aliases expand to.
 
 - YAML: `runtime.config.yamlfile` (PyYAML's C loader, imported only for YAML files).
-- JSON: the standard library; a file it refuses is read again with `json5`, as pm2
-  evaluates `.json` files as JavaScript (comments, trailing commas, single quotes pass).
+- JSON: the standard library; a file it refuses is read again with `json5` (up to
+  MAX_JSON5_BYTES), as pm2 evaluates `.json` files as JavaScript (comments, trailing
+  commas, single quotes pass).
 - JS (`.js`, `.cjs`, `.mjs`): `node` loads the file (`require`, or `import()` for ES
   modules, with `export default` or `export const apps`) and prints it as JSON, with the
   variables the file set in `process.env` (`require('dotenv').config()`), which pm2 hands
@@ -19,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tomllib
 from collections.abc import Mapping
@@ -27,6 +29,9 @@ from runtime.errors import ConfigError
 
 MAX_FILE_BYTES = 4 << 20  # an ecosystem file, a Procfile or an env_file
 NODE_TIMEOUT_S = 30
+# json5 is pure Python, about 20-40 KB/s here: a larger file strict JSON refuses is not
+# read again with it (a 2 MB one took minutes; pm2's lenient .json files are small)
+MAX_JSON5_BYTES = 32 << 10
 PROCFILE_WEB_PORT = "5000"
 
 _KINDS = (
@@ -79,10 +84,27 @@ class TooLarge(ValueError):
     """A file over its size limit."""
 
 
+class NotAFile(ValueError):
+    """A FIFO or a socket: reading one could wait for ever."""
+
+
 def read_bounded(path: str, limit_bytes: int = MAX_FILE_BYTES) -> str:
-    """A UTF-8 file of at most `limit_bytes` (OSError, UnicodeDecodeError or TooLarge)."""
-    with open(path, "rb") as f:
-        data = f.read(limit_bytes + 1)
+    """A UTF-8 file of at most `limit_bytes` (OSError, UnicodeDecodeError, TooLarge or
+    NotAFile). Never waits: opened non-blocking, a FIFO (whose open would wait for a
+    writer) or a socket is refused, and a terminal with nothing typed fails (EAGAIN)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            raise NotAFile("expected a file, got a pipe or a socket")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit_bytes and (chunk := os.read(fd, limit_bytes + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
     if len(data) > limit_bytes:
         raise TooLarge(f"expected a file of at most {limit_bytes} bytes, got more")
     return data.decode("utf-8")
@@ -98,7 +120,7 @@ def read_text(path: str, label: str) -> str:
         raise ConfigError(label, f"cannot read it: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(label, f"expected UTF-8 text, got {exc.reason}") from None
-    except TooLarge as exc:
+    except (TooLarge, NotAFile) as exc:
         raise ConfigError(label, str(exc)) from None
 
 
@@ -122,6 +144,12 @@ def parse_json(text: str, label: str, *, lenient: bool = True) -> object:
         strict = ConfigError(label, f"invalid JSON: {exc}")
     if not lenient:
         raise strict
+    if len(text) > MAX_JSON5_BYTES:
+        raise ConfigError(
+            label,
+            f"{strict.message} (comments, trailing commas and the like are read only in files "
+            f"of at most {MAX_JSON5_BYTES // 1024} KiB)",
+        )
     import json5  # only for files strict JSON refuses
 
     try:
@@ -130,11 +158,44 @@ def parse_json(text: str, label: str, *, lenient: bool = True) -> object:
         raise strict from None
 
 
+# tomllib's time and memory grow with the square of the parts of a `dotted.key = value`
+# line's key (10,000 parts: 600 MB; a table header's or an inline table's do not): such a
+# key of more parts than this is refused before parsing. Only a line with that many dots
+# is scanned, once, so the check stays linear in the file.
+MAX_TOML_KEY_PARTS = 128
+
+
+def _key_parts(line: str) -> int:
+    """The parts of the key of a `key = value` line, dots inside quotes not counted."""
+    dots, quote = 0, ""
+    for ch in line.lstrip():
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch == ".":
+            dots += 1
+        elif ch in "=[#":
+            break
+    return dots + 1
+
+
+def _has_long_dotted_key(text: str) -> bool:
+    return any(
+        line.count(".") >= MAX_TOML_KEY_PARTS and _key_parts(line) > MAX_TOML_KEY_PARTS
+        for line in text.splitlines()
+    )
+
+
 def parse_toml(text: str, label: str) -> object:
     """TOML (`[[apps]]` tables)."""
+    if _has_long_dotted_key(text):
+        raise ConfigError(
+            label, f"invalid TOML: expected dotted keys of at most {MAX_TOML_KEY_PARTS} parts"
+        )
     try:
         return tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError; an int over 4300 digits
         raise ConfigError(label, f"invalid TOML: {exc}") from None
 
 

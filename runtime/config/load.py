@@ -30,7 +30,15 @@ from runtime.config.files import (
 )
 from runtime.config.keys import DEFAULT_PORT, SIGINT, SIGTERM
 from runtime.config.spec import AppSpec, RawApp, Resolved, RunAs, build_app_spec, normalize_app
-from runtime.config.values import BadValue, parse_signal, parse_text, parse_user, wants_cpu_count
+from runtime.config.values import (
+    MAX_ARG_BYTES,
+    BadValue,
+    arg_bytes,
+    parse_signal,
+    parse_text,
+    parse_user,
+    wants_cpu_count,
+)
 from runtime.errors import ConfigError
 
 COMMAND_LINE = "<command line>"
@@ -141,6 +149,7 @@ def resolve_app(
     else:
         path = environ.get("PATH", os.defpath)
         script_path, interp, argv, iargs, args = resolve_command(app, script, cwd, path, warnings)
+    _refuse_long_arguments(app, argv, args)
     node = runs_node(argv)
     return Resolved(
         run_as=_run_as(app),
@@ -157,6 +166,18 @@ def resolve_app(
         node=node,
         kill_signal=_default_kill_signal(node, environ),
     )
+
+
+def _refuse_long_arguments(app: RawApp, argv: tuple[str, ...], args: tuple[str, ...]) -> None:
+    """A word longer than exec takes (a megabyte command line) is an error now, not an
+    exit 127 loop later."""
+    for word in argv:
+        if arg_bytes(word) > MAX_ARG_BYTES:
+            raise app.error(
+                "args" if word in args else "script",
+                f"expected at most {MAX_ARG_BYTES} bytes per argument (what exec takes), "
+                f"got {arg_bytes(word)}",
+            )
 
 
 def _run_as(app: RawApp) -> RunAs | None:

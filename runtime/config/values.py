@@ -21,6 +21,10 @@ SocketSharing = Literal["shared", "reuseport"]
 
 MAX_DURATION_MS = 2**31 - 1  # about 24 days: what a timer can hold everywhere
 MAX_INSTANCES = 4096
+# Linux's MAX_ARG_STRLEN: one argument (or one shell command line) longer than this can
+# never be exec'd (E2BIG). Refusing it up front also keeps `shlex`, whose time grows
+# with the square of a word's length, away from megabyte strings.
+MAX_ARG_BYTES = 131_072
 _BYTE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _DURATION_UNITS = {"": 1, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 _NUMBER_AND_UNIT = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)", re.ASCII)
@@ -162,9 +166,16 @@ def parse_text(value: object) -> str:
     return _utf8(value)
 
 
+def arg_bytes(text: str) -> int:
+    """How many bytes `text` takes as an exec argument (a lone surrogate as its 3 bytes)."""
+    return len(text.encode("utf-8", errors="surrogatepass"))
+
+
 def parse_words(value: object) -> tuple[str, ...]:
     """A list of arguments, or one string split the way a shell would."""
     if isinstance(value, str):
+        if arg_bytes(value) > MAX_ARG_BYTES:
+            raise BadValue(f"expected at most {MAX_ARG_BYTES} bytes, got {arg_bytes(value)}")
         try:
             return tuple(shlex.split(_utf8(value)))
         except ValueError as exc:

@@ -77,5 +77,7 @@ def parse_yaml(text: str, label: str) -> object:
         raise ConfigError(label, f"{line}invalid YAML: {exc.problem or exc.context}") from None
     except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise ConfigError(label, f"invalid YAML: {exc}") from None
+    except (AttributeError, KeyError, IndexError):  # PyYAML's own, on `!!timestamp x` and kin
+        raise ConfigError(label, "invalid YAML: a value that does not fit its !! tag") from None
     finally:
         loader.dispose()

@@ -75,7 +75,8 @@ def _child(req: SpawnRequest, parent_pid: int) -> None:
             os._exit(EXEC_FAILED_CODE)
         for sig in RESET_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        signal.set_wakeup_fd(-1)  # the master's loop pipe: no signal of ours may reach it
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())  # blocked since before the fork
         # Move every fd we hand down above the target range first, so no dup2 clobbers one.
         floor = SD_LISTEN_FDS_START + len(req.pass_fds)
         out, err = (
@@ -115,9 +116,17 @@ def _become(who: RunAs) -> None:
 def spawn(req: SpawnRequest) -> int:
     """Fork and exec one worker in its own process group; return its pid."""
     parent = os.getpid()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child execs or exits
-        _child(req, parent)
+    # Every signal stays blocked across the fork until the child has reset the master's
+    # handlers: a stop signal sent at once then kills the child (the default action)
+    # instead of running the master's handler in it, which writes to the loop's wakeup
+    # fd that the child shares, so the master took a worker's SIGTERM for its own.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child execs or exits
+            _child(req, parent)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     with contextlib.suppress(OSError):
         os.setpgid(pid, pid)  # also in the parent, so a kill right away reaches the group
     return pid
