@@ -294,6 +294,7 @@ def loaded_run(
         args.seconds,
         threads=1,
         conns=args.conns,
+        close=getattr(args, "close", False),  # fresh connections (bench/reload_uvicorn.py)
         timeout_s=2,
         on_start=on_start,
     )
