@@ -136,6 +136,33 @@ def reload_schedule(seconds: float, reloads: int) -> list[float]:
     return [1.0 + span * i / max(1, reloads - 1) for i in range(reloads)]  # [] for 0: a control run
 
 
+def sighup_reloader(
+    m: c.Master,
+    args: argparse.Namespace,
+    outcomes: Counter[str],
+    durations: list[float],
+    windows: list[tuple[float, float]],
+) -> Any:
+    """`args.reloads` SIGHUPs to the master on reload_schedule, each waited for."""
+
+    def reloader(wrk: subprocess.Popen[str]) -> None:
+        t0 = time.monotonic()
+        for at in reload_schedule(args.seconds, args.reloads):
+            time.sleep(max(0.0, t0 + at - time.monotonic()))
+            if wrk.poll() is not None:
+                outcomes["not sent (wrk over)"] += 1
+                continue
+            mark = m.mark()
+            start = time.monotonic()
+            m.signal(signal.SIGHUP)
+            rec = m.wait_any(("reload_done", "reload_failed", "reload_skipped"), mark, 60)
+            durations.append(time.monotonic() - start)
+            windows.append((start, time.monotonic()))
+            outcomes[rec["event"] if rec else "no reload event in 60 s"] += 1
+
+    return reloader
+
+
 def runtime_run(work: Path, script: str, sharing: str, args: argparse.Namespace) -> dict[str, Any]:
     port = c.free_port()
     d = work / f"{Path(script).stem}-{sharing}"
@@ -149,22 +176,7 @@ def runtime_run(work: Path, script: str, sharing: str, args: argparse.Namespace)
         else c.runtime_cluster(d, script, port, sharing, 2, **c.app_extra(script))
     )
     with cluster as m:
-
-        def reloader(wrk: subprocess.Popen[str]) -> None:
-            t0 = time.monotonic()
-            for at in reload_schedule(args.seconds, args.reloads):
-                time.sleep(max(0.0, t0 + at - time.monotonic()))
-                if wrk.poll() is not None:
-                    outcomes["not sent (wrk over)"] += 1
-                    continue
-                mark = m.mark()
-                start = time.monotonic()
-                m.signal(signal.SIGHUP)
-                rec = m.wait_any(("reload_done", "reload_failed", "reload_skipped"), mark, 60)
-                durations.append(time.monotonic() - start)
-                windows.append((start, time.monotonic()))
-                outcomes[rec["event"] if rec else "no reload event in 60 s"] += 1
-
+        reloader = sighup_reloader(m, args, outcomes, durations, windows)
         res = loaded_run(port, args, reloader, windows)
         res["stopped"] = Counter(
             f"{r.get('code', '?')}/{r.get('signal', '-')}" for r in m.events("worker_stopped")

@@ -56,22 +56,7 @@ def runtime_run(work: Path, sharing: str, args: argparse.Namespace) -> dict[str,
         "health": "/",
     }
     with c.runtime_cluster(d, c.PY, port, sharing, 2, **extra) as m:
-
-        def reloader(wrk: subprocess.Popen[str]) -> None:
-            t0 = time.monotonic()
-            for at in r.reload_schedule(args.seconds, args.reloads):
-                time.sleep(max(0.0, t0 + at - time.monotonic()))
-                if wrk.poll() is not None:
-                    outcomes["not sent (wrk over)"] += 1
-                    continue
-                mark = m.mark()
-                start = time.monotonic()
-                m.signal(signal.SIGHUP)
-                rec = m.wait_any(("reload_done", "reload_failed", "reload_skipped"), mark, 60)
-                durations.append(time.monotonic() - start)
-                windows.append((start, time.monotonic()))
-                outcomes[rec["event"] if rec else "no reload event in 60 s"] += 1
-
+        reloader = r.sighup_reloader(m, args, outcomes, durations, windows)
         res = r.loaded_run(port, args, reloader, windows)
     res.update(reloads=outcomes, reload_s=durations)
     return res
