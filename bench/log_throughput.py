@@ -205,7 +205,7 @@ async def _pipeline(fmt: LogFormat, worker_pid: int, fds: tuple[int, int, int]) 
         sink, app="bench", instance=0, pid=worker_pid, stdout_fd=stdout_fd, stderr_fd=stderr_fd
     )
     async with asyncio.timeout(DEADLINE_S):
-        while not logs.at_eof:
+        while any(p.fd >= 0 for p in logs._pipes):  # both pipes closed: the worker's EOF
             await asyncio.sleep(0.005)
     logs.drain()
     logs.close()
@@ -263,7 +263,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lines", type=int, default=2_000_000)
     parser.add_argument("--width", type=int, default=100, help="bytes per line, newline included")
-    parser.add_argument("--format", default="json", choices=[f.value for f in LogFormat.ALL])
+    parser.add_argument("--format", default="json", choices=[f.value for f in LogFormat])
     parser.add_argument("--repeat", type=int, default=3, help="runs per set-up; the best counts")
     parser.add_argument("--via-master", action="store_true", help="also run python -m runtime")
     parser.add_argument("--consume", action="store_true", help=argparse.SUPPRESS)

@@ -1,7 +1,7 @@
 """Crash to respawn with `restart_delay: 0`: a worker's exit to its replacement's exec.
 Target <= 10 ms median.
 
-    .venv/bin/python bench/respawn.py [--quick] [--crashes 60] [--write]
+    .venv/bin/python bench/respawn.py [--quick] [--crashes 60] [--write] [--baseline REF]
 
 The worker is a tiny static C program (compiled here with gcc), so its own start is
 a few hundred microseconds and its clock reads are exact: first thing in `main` it
@@ -16,6 +16,8 @@ the new program's loading up to `main`.
   supervisor written in Python); same start(n+1) - exit(n) figure.
 - Master's view: the `worker_started` event's timestamp minus the previous
   `worker_exited` one (its own clock, ms resolution).
+- With `--baseline REF`: the same crashes through the build of commit REF (a release
+  install of `git archive REF`, bench/out/baseline-SHA), interleaved with this one.
 
 The ecosystem: `restart_delay: 0`, `max_restarts: 1000000`, `interpreter: none`.
 """
@@ -119,7 +121,9 @@ def bare_posix_spawn(exe: Path, n: int) -> list[int]:
     return gaps([parse(line) for line in buf.decode().splitlines()])
 
 
-def via_master(exe: Path, d: Path, n: int) -> tuple[list[int], list[int], int]:
+def via_master(
+    exe: Path, d: Path, n: int, py: str | None = None
+) -> tuple[list[int], list[int], int]:
     eco = c.write_eco(
         d,
         [
@@ -132,7 +136,7 @@ def via_master(exe: Path, d: Path, n: int) -> tuple[list[int], list[int], int]:
             }
         ],
     )
-    proc = c.Proc(c.runtime_argv(str(eco), "--log-format", "json"), env=c.runtime_env())
+    proc = c.Proc(c.runtime_argv(str(eco), "--log-format", "json", py=py), env=c.runtime_env())
     try:
         idx = 0
         for _ in range(n + 1):
@@ -159,19 +163,23 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     c.add_common_args(ap)
+    c.add_baseline_arg(ap)
     ap.add_argument("--crashes", type=int, default=60)
     ns = ap.parse_args()
     n = 15 if ns.quick else ns.crashes
     d = c.tmpdir("respawn")
     exe = build(d)
     # interleave two halves so drift in machine load hits both alike
-    base, vfork, e2e, master = [], [], [], []
+    base_py = c.baseline_install(ns.baseline) if ns.baseline else None
+    base, vfork, e2e, master, prev = [], [], [], [], []
     for half in (n // 2, n - n // 2):
         base += bare_loop(exe, half + 1)
         vfork += bare_posix_spawn(exe, half + 1)
         g, m, _ = via_master(exe, d, half)
         e2e += g
         master += m
+        if base_py:
+            prev += via_master(exe, d, half, base_py)[0]
     over = c.median(e2e) - c.median(base)
     ok = c.median(e2e) / 1e6 <= TARGET_MS
     lines = [
@@ -192,6 +200,14 @@ def main() -> int:
         "| runtime, master's view: `worker_started` - `worker_exited` (ms clock) | "
         f"{c.fmt_ms(c.median(master))} | {c.fmt_ms(c.pct(master, 90))} | "
         f"{c.fmt_ms(max(master))} | - | - |",
+        *(
+            [
+                f"| previous build ({ns.baseline}), end to end | {c.fmt_ms(c.median(prev))} | "
+                f"{c.fmt_ms(c.pct(prev, 90))} | {c.fmt_ms(max(prev))} | - | reference |"
+            ]
+            if prev
+            else []
+        ),
         "",
         f"Minimum (least disturbed by load): bare fork loop {c.fmt_ms(min(base))}, "
         f"posix_spawn loop {c.fmt_ms(min(vfork))}, runtime {c.fmt_ms(min(e2e))}.",

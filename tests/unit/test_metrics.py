@@ -11,13 +11,22 @@ from runtime.observe.metrics import sample_tree, tree_rss
 
 
 def _tree() -> subprocess.Popen[bytes]:
-    """`sh` with two sleeping children: a tree of three processes."""
+    """`sh` with two sleeping children: a tree of three processes, each settled (a child
+    still `sh` between its fork and its exec of `sleep` changes size under the test)."""
     proc = subprocess.Popen(["/bin/sh", "-c", "sleep 30 & sleep 30 & wait"])
     deadline = time.monotonic() + 10
-    while len(psutil.Process(proc.pid).children()) < 2:
+    while not _settled(psutil.Process(proc.pid)):
         assert time.monotonic() < deadline, "the children never started"
         time.sleep(0.01)
     return proc
+
+
+def _settled(root: psutil.Process) -> bool:
+    children = root.children()
+    try:
+        return len(children) == 2 and all(c.name() == "sleep" for c in children)
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_tree_rss_sums_every_process_of_the_tree() -> None:
