@@ -32,6 +32,14 @@ _VENV_PY = ROOT / ".venv" / "bin" / "python"
 PY = str(_VENV_PY) if _VENV_PY.exists() else sys.executable
 RELEASE_VENV = ROOT / "bench" / "out" / "release-venv"
 _release = False
+_SCRIPT = os.path.abspath(sys.argv[0])  # before any chdir (see `_leave_source_tree`)
+
+
+def _leave_source_tree() -> None:
+    """`python -m runtime` puts the working directory first on sys.path: started from the
+    repository's root, every install would run the source tree's `runtime/` instead of
+    its own. The processes of an install's run start from the temporary directory."""
+    os.chdir(tempfile.gettempdir())
 
 
 def use_release_install() -> str:
@@ -53,6 +61,7 @@ def use_release_install() -> str:
             check=True,
         )
     PY, _release = str(py), True
+    _leave_source_tree()
     return PY
 
 
@@ -81,6 +90,7 @@ def baseline_install(ref: str) -> str:
         subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
         subprocess.run([sys.executable, "-m", "venv", str(base / "venv")], check=True)
         subprocess.run([str(py), "-m", "pip", "install", "-q", str(src)], check=True)
+    _leave_source_tree()
     return str(py)
 
 
@@ -262,7 +272,7 @@ def verdict(ok: bool) -> str:
 
 def command_line() -> str:
     """The command that produced this run, as a user would type it from the repo root."""
-    script = os.path.relpath(sys.argv[0], ROOT)
+    script = os.path.relpath(_SCRIPT, ROOT)
     args = [a for a in sys.argv[1:] if a != "--write"]
     return " ".join([".venv/bin/python", shlex.quote(script), *map(shlex.quote, args)])
 

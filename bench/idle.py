@@ -13,6 +13,9 @@ Three processes run side by side over the same window, so load hits them alike:
 - with `--baseline REF`, `previous build`: `plain` run by the build of commit REF (a
   release install of `git archive REF`, bench/out/baseline-SHA) in the same window.
 
+The masters run from a release install (`pip install .` into bench/out/release-venv,
+as in a Dockerfile), like bench/startup.py.
+
 Once every master has started its 4 workers and settled (2 s), the window opens.
 CPU time is read from /proc/PID/task/*/schedstat (ns, every thread), not the 10 ms
 tick counters, so 0.1 % of 10 s (10 ms) is resolved. RSS is psutil's, sampled every
@@ -123,6 +126,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ns = ap.parse_args()
     seconds = 3.0 if ns.quick else ns.seconds
+    c.use_release_install()  # as in a Dockerfile; and a --baseline build runs its own code
     d = c.tmpdir("idle")
     env = c.runtime_env()
     app = {

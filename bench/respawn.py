@@ -19,6 +19,9 @@ the new program's loading up to `main`.
 - With `--baseline REF`: the same crashes through the build of commit REF (a release
   install of `git archive REF`, bench/out/baseline-SHA), interleaved with this one.
 
+The masters run from a release install (`pip install .` into bench/out/release-venv,
+as in a Dockerfile), like bench/startup.py.
+
 The ecosystem: `restart_delay: 0`, `max_restarts: 1000000`, `interpreter: none`.
 """
 
@@ -167,6 +170,7 @@ def main() -> int:
     ap.add_argument("--crashes", type=int, default=60)
     ns = ap.parse_args()
     n = 15 if ns.quick else ns.crashes
+    c.use_release_install()  # as in a Dockerfile; and a --baseline build runs its own code
     d = c.tmpdir("respawn")
     exe = build(d)
     # interleave two halves so drift in machine load hits both alike

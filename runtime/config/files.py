@@ -21,8 +21,6 @@ import os
 import re
 import shutil
 import stat
-import subprocess
-import tomllib
 from collections.abc import Mapping
 
 from runtime.errors import ConfigError
@@ -193,6 +191,8 @@ def parse_toml(text: str, label: str) -> object:
         raise ConfigError(
             label, f"invalid TOML: expected dotted keys of at most {MAX_TOML_KEY_PARTS} parts"
         )
+    import tomllib  # here, not at the top: its import is 10 ms of the start-up path
+
     try:
         return tomllib.loads(text)
     except (ValueError, RecursionError) as exc:  # TOMLDecodeError; an int over 4300 digits
@@ -208,6 +208,8 @@ def _node_error(stderr: str) -> str:
 def parse_js(path: str, label: str, environ: Mapping[str, str]) -> tuple[object, dict[str, str]]:
     """What the file exports, and the variables it set in `process.env` (bounded by
     NODE_TIMEOUT_S)."""
+    import subprocess  # here, not at the top: 5 ms that only a .js file needs
+
     node = shutil.which("node", path=environ.get("PATH", os.defpath))
     if node is None:
         name = os.path.basename(path)

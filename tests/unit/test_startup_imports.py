@@ -27,6 +27,8 @@ KEPT_OUT = {
     "prometheus_client": "only with --web, on the first /metrics",
     "croniter": "only for apps with cron_restart",
     "curses": "only for monit",
+    "tomllib": "only for a .toml ecosystem (its import compiles regular expressions: ~10 ms)",
+    "subprocess": "only for a .js ecosystem, which node evaluates",
 }
 
 PROBE = """
