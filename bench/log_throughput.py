@@ -8,7 +8,7 @@ file of numbered 100-byte lines (`%010d` + padding), produced at C speed by `cat
 
 - `ceiling`: `cat data | consumer`: the bare pipe, the best any log pipeline can do;
 - `in-process` (default): `cat data` -> pipe -> `WorkerLogs` -> `LogSink` -> pipe ->
-  consumer, driven on an asyncio loop in this process (the master's code path, no CLI);
+  consumer, driven on uvloop (the master's loop) in this process (the master's code path, no CLI);
 - `via-master` (`--via-master`): `python -m runtime eco.json --log-format json` with
   its stdout piped to the consumer (one app that execs `cat data`, no autorestart),
   so the figure includes the master's start-up and shutdown.
@@ -152,8 +152,8 @@ def consume(expect: int, marker: bytes) -> None:
 
 
 def make_pipe() -> tuple[int, int]:
-    """`runtime.logs.sink.make_pipe` (1 MiB buffer), imported late to keep the consumer light."""
-    from runtime.logs.sink import make_pipe as _make_pipe
+    """`runtime.proc.pipes.make_pipe` (1 MiB buffer), imported late to keep the consumer light."""
+    from runtime.proc.pipes import make_pipe as _make_pipe
 
     return _make_pipe()
 
@@ -225,7 +225,9 @@ def run_in_process(data: Path, lines: int, fmt: LogFormat) -> dict[str, Any]:
     worker = subprocess.Popen(["cat", str(data)], stdout=src_w, stderr=err_w)
     os.close(src_w)
     os.close(err_w)
-    asyncio.run(_pipeline(fmt, worker.pid, (write_fd, src_r, err_r)))
+    import uvloop  # the master's loop
+
+    uvloop.run(_pipeline(fmt, worker.pid, (write_fd, src_r, err_r)))
     cpu_s = time.process_time() - cpu_started
     os.close(write_fd)
     worker.wait(timeout=DEADLINE_S)
