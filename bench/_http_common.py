@@ -269,7 +269,8 @@ def cluster_eco(
 
 
 def app_extra(script: str) -> dict[str, Any]:
-    """hello.js sends READY=1 through a python child: point it at a fast interpreter."""
+    """hello.js in fork mode sends READY=1 through a python child: a fast interpreter for it
+    (in cluster mode it sends pm2's `process.send('ready')` instead)."""
     if script.endswith(".js"):
         py = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else PY
         return {"env": {"NOTIFY_PYTHON": py}}
