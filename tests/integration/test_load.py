@@ -47,7 +47,8 @@ def backlog_total(values: dict[str, float], app: str) -> float:
 
 def test_backlog_matches_the_kernels_view(tmp_path: Path, run_master) -> None:
     """With the workers stopped from accepting (SIGSTOP), N connections wait in the queues:
-    /metrics' runtime_listen_backlog says N, as `ss -ltn` Recv-Q does, and the peak too."""
+    /metrics' runtime_listen_backlog says N, as `ss -ltn` Recv-Q does, and the peak too;
+    /status and SIGUSR1's status events say the same."""
     port, web = free_port(), free_port()
     m = run_master(
         str(write(tmp_path / "eco.json", [cluster_app(port, "reuseport")])), "--web", str(web)
@@ -75,6 +76,9 @@ def test_backlog_matches_the_kernels_view(tmp_path: Path, run_master) -> None:
         assert sum(q["backlog"] for q in status["load"]["queues"]) == 12
         assert status["load"]["saturation"] > 0
         assert status["autoscale"] is None
+        m.signal(signal.SIGUSR1)  # the same queues in the logs: one status event per slot
+        records = m.wait_event("status", count=2)
+        assert sum(r["backlog"] for r in records) == 12, records
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGCONT)
