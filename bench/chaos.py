@@ -16,7 +16,7 @@ median over rounds and the spread (min-max):
 
 Set-ups: the runtime (reuseport and shared) on tests/apps/lean_http.py; gunicorn -w 2
 (sync workers) on bench/apps/wsgi_hello.py; pm2-runtime -i 2 (npm, bench/out/pm2) and the
-runtime on bench/apps/hello.js. The runtime's apps restart at once for ever
+runtime (reuseport and shared) on bench/apps/hello.js. The runtime's apps restart at once for ever
 (`restart_delay: 0`, `max_restarts: 0`); pm2's get `max_restarts: 1000000` (its default
 16 would leave them errored); gunicorn respawns its workers anyway.
 
@@ -391,6 +391,10 @@ def run_rounds(work: Path, rounds: int, chaos_s: float, args: argparse.Namespace
             (
                 "runtime reuseport, hello.js",
                 lambda n: runtime_setup(n, work, "reuseport", c.HELLO_JS),
+            ),
+            (
+                "runtime shared, hello.js",
+                lambda n: runtime_setup(n, work, "shared", c.HELLO_JS),
             ),
             ("pm2-runtime -i 2, hello.js", lambda n: pm2_setup(n, work, pm2)),
         ]
