@@ -268,15 +268,6 @@ def cluster_eco(
     return path
 
 
-def app_extra(script: str) -> dict[str, Any]:
-    """hello.js in fork mode sends READY=1 through a python child: a fast interpreter for it
-    (in cluster mode it sends pm2's `process.send('ready')` instead)."""
-    if script.endswith(".js"):
-        py = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else PY
-        return {"env": {"NOTIFY_PYTHON": py}}
-    return {}
-
-
 @contextlib.contextmanager
 def runtime_cluster(
     workdir: Path, script: str, port: int, sharing: str, instances: int = 2, **extra: Any

@@ -110,7 +110,7 @@ def _runtime_app(port: int, sharing: str, script: str) -> dict[str, Any]:
         "max_restarts": 0,
     }
     if script.endswith(".js"):
-        app.update(script=script, **c.app_extra(script))
+        app.update(script=script)
     else:
         app.update(script=c.PY, args=[script], interpreter="none")
     return app

@@ -42,6 +42,20 @@ def _leave_source_tree() -> None:
     os.chdir(tempfile.gettempdir())
 
 
+def _installed_venv(venv: Path, source: Path) -> Path:
+    """The interpreter of `venv`, with `source` and its dependencies installed in it.
+
+    Built once: a marker written after pip succeeds says so, so a venv that a failed or
+    interrupted install left half-built is built again instead of being measured."""
+    py = venv / "bin" / "python"
+    marker = venv / ".bench-installed"
+    if not marker.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", str(source)], check=True)
+        marker.write_text(f"{source}\n")
+    return py
+
+
 def use_release_install() -> str:
     """Run every process of this benchmark from a regular (non-editable) install.
 
@@ -51,11 +65,9 @@ def use_release_install() -> str:
     is created once (with the dependencies) and gets this tree re-installed on each run.
     """
     global PY, _release
-    py = RELEASE_VENV / "bin" / "python"
-    if not py.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(RELEASE_VENV)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", str(ROOT)], check=True)
-    else:
+    fresh = not (RELEASE_VENV / ".bench-installed").exists()
+    py = _installed_venv(RELEASE_VENV, ROOT)
+    if not fresh:
         subprocess.run(
             [str(py), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(ROOT)],
             check=True,
@@ -80,16 +92,17 @@ def baseline_install(ref: str) -> str:
         text=True,
     ).stdout.strip()
     base = ROOT / "bench" / "out" / f"baseline-{sha}"
-    py = base / "venv" / "bin" / "python"
-    if not py.exists():
-        src = base / "src"
-        src.mkdir(parents=True, exist_ok=True)
+    src = base / "src"
+    if not src.exists():  # unpacked beside it, then renamed: never half there
         archive = subprocess.run(
             ["git", "-C", str(ROOT), "archive", sha], check=True, capture_output=True
         ).stdout
-        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
-        subprocess.run([sys.executable, "-m", "venv", str(base / "venv")], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", str(src)], check=True)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix="src-", dir=base.parent))
+        subprocess.run(["tar", "-x", "-C", str(partial)], input=archive, check=True)
+        base.mkdir(exist_ok=True)
+        os.replace(partial, src)
+    py = _installed_venv(base / "venv", src)
     _leave_source_tree()
     return str(py)
 

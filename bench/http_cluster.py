@@ -88,7 +88,7 @@ def runtime_setup(name: str, workdir: Path, script: str, sharing: str) -> Iterat
     port = c.free_port()
     d = workdir / name
     d.mkdir()
-    with c.runtime_cluster(d, script, port, sharing, 2, **c.app_extra(script)) as m:
+    with c.runtime_cluster(d, script, port, sharing, 2) as m:
         pid = m.proc.pid
         yield Setup(name, port, c.pids_of_tree(pid, include_root=False), lambda: [pid])
 

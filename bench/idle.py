@@ -95,6 +95,11 @@ def import_rss(env: dict[str, str]) -> str:
     return ", ".join(parts)
 
 
+def previous_label(baseline: str) -> str:
+    """The row of the --baseline build: measured beside the others, judged against none."""
+    return f"previous build ({baseline}), plain"
+
+
 def start_masters(
     eco_plain: Path, eco_mem: Path, env: dict[str, str], baseline: str | None
 ) -> dict[str, c.Proc]:
@@ -106,7 +111,7 @@ def start_masters(
     if baseline:
         py = c.baseline_install(baseline)
         argv = c.runtime_argv(str(eco_plain), "--log-format", "json", py=py)
-        masters[f"previous build ({baseline}), plain"] = c.Proc(argv, env=env)
+        masters[previous_label(baseline)] = c.Proc(argv, env=env)
     return masters
 
 
@@ -176,6 +181,7 @@ def main() -> int:
             proc.stop()
 
     b = "baseline (bare python sleep)"
+    reference = previous_label(ns.baseline) if ns.baseline else None
     lines = [
         f"Machine: {c.machine_line()}. Window {wall / 1e9:.1f} s, all {len(procs)} side by side.",
         "",
@@ -189,7 +195,7 @@ def main() -> int:
         wake = (sw1[k] - sw0[k]) / (wall / 1e9)
         if k == b:
             v = "baseline"
-        elif k.startswith("previous build"):
+        elif k == reference:
             v = "reference"
         else:
             ok = rss[k] / MB <= RSS_TARGET_MB and cpu_pct <= CPU_TARGET_PCT
@@ -214,7 +220,7 @@ def main() -> int:
         + "; ".join(
             f"{k} {rss[k] / MB:.1f} MB, {(cpu1[k] - cpu0[k]) / wall * 100:.3f} %"
             for k in masters
-            if not k.startswith("previous build")
+            if k != reference
         )
         + "."
     )

@@ -173,7 +173,7 @@ def runtime_run(work: Path, script: str, sharing: str, args: argparse.Namespace)
     cluster = (
         c.runtime_direct(d, script, port, sharing, 2)
         if args.unmodified
-        else c.runtime_cluster(d, script, port, sharing, 2, **c.app_extra(script))
+        else c.runtime_cluster(d, script, port, sharing, 2)
     )
     with cluster as m:
         reloader = sighup_reloader(m, args, outcomes, durations, windows)

@@ -48,22 +48,8 @@ import common as c
 
 HTTP_APP = c.ROOT / "tests" / "apps" / "http_server.py"
 TARGET_MS = 75.0
-# What the path to the first fork imports from the standard library (the modules #10 asked
-# for in place of hand-written ones, and what they need), and the runtime's own modules.
-STDLIB_PRE_FORK = (
-    "argparse",
-    "dataclasses",
-    "json",
-    "socket",
-    "signal",
-    "ctypes",
-    "typing",
-    "enum",
-    "shlex",
-    "shutil",
-    "tempfile",
-    "threading",
-)
+# The runtime's modules on the path to the first fork (tests/unit/test_startup_imports.py
+# pins what they keep out); the standard-library modules they import are read off a run.
 OWN_PRE_FORK = ("runtime.cli.run", "runtime.boot.early", "runtime.boot.relay")
 
 
@@ -210,6 +196,19 @@ def wall(argv: list[str], env: dict[str, str], n: int) -> float:
         )
         out.append(time.monotonic_ns() - t)
     return c.median(out)
+
+
+def pre_fork_stdlib(env: dict[str, str]) -> list[str]:
+    """The public standard-library packages that importing OWN_PRE_FORK brings in, beyond
+    what a bare interpreter has already loaded."""
+    probe = (
+        "import sys; before = set(sys.modules); import " + ", ".join(OWN_PRE_FORK) + "\n"
+        "tops = {m.split('.')[0] for m in set(sys.modules) - before}\n"
+        "print(' '.join(sorted(t for t in tops & sys.stdlib_module_names "
+        "if not t.startswith('_'))))"
+    )
+    out = subprocess.run([c.PY, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.split()
 
 
 def overhead_table(
@@ -421,12 +420,13 @@ def main() -> int:
         + ", ".join(dep)
         + "."
     )
-    t_std = wall([c.PY, "-c", f"import {', '.join(STDLIB_PRE_FORK)}"], env, n)
+    stdlib = pre_fork_stdlib(env)
+    t_std = wall([c.PY, "-c", f"import {', '.join(stdlib)}"], env, n)
     t_own = wall([c.PY, "-c", "import " + ", ".join(OWN_PRE_FORK)], env, n)
     lines.append(
         "Wall time over `python -c pass` (medians of "
         f"{n}): the standard-library modules the path to the first fork uses "
-        f"(`{', '.join(STDLIB_PRE_FORK)}`) +{c.fmt_ms(t_std - t_pass)}; the runtime's own "
+        f"(`{', '.join(stdlib)}`) +{c.fmt_ms(t_std - t_pass)}; the runtime's own "
         f"pre-fork modules, which import them (`{', '.join(OWN_PRE_FORK)}`) "
         f"+{c.fmt_ms(t_own - t_pass)}."
     )

@@ -1,10 +1,8 @@
 // Node hello-world for the cluster benchmarks. One file, three ways to run:
 //
 // - under this runtime: LISTEN_FDS is set and LISTEN_PID is our pid -> server.listen({fd: 3}),
-//   then process.send('ready') on the IPC channel the runtime gives cluster workers (pm2's
-//   wait_ready message); with no channel (fork mode), READY=1 to $NOTIFY_SOCKET (Node has
-//   no AF_UNIX datagram API, so a short-lived python3 child sends it; the runtime maps a
-//   worker's descendants to the worker);
+//   then process.send('ready') on the IPC channel the runtime gives every node worker
+//   (pm2's wait_ready message);
 // - under pm2 / pm2-runtime cluster mode (pm_id in env): listen($PORT) through the cluster
 //   module, then process.send('ready') for pm2's wait_ready;
 // - bare: listen($HOST:$PORT) with reusePort when this Node has it (>= 22.12 / 23.1).
@@ -13,7 +11,6 @@
 // the request says `Connection: close`. Prints `served <instance> <n>` on SIGTERM.
 'use strict';
 const http = require('http');
-const { execFile } = require('child_process');
 
 const instance = process.env.RUNTIME_INSTANCE ?? process.env.NODE_APP_INSTANCE ?? process.env.INSTANCE ?? '0';
 const body = `${instance}\n`;
@@ -30,16 +27,8 @@ const server = http.createServer((req, res) => {
 server.keepAliveTimeout = 65000;
 
 function notifyReady() {
-  if (process.send) {  // pm2's readiness message, read by pm2 and by this runtime alike
-    process.send('ready');
-    return;
-  }
-  if (process.env.NOTIFY_SOCKET) {
-    const py = "import os,socket,time\n" +
-      "p=os.environ['NOTIFY_SOCKET']\np='\\0'+p[1:] if p.startswith('@') else p\n" +
-      "s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM);s.sendto(b'READY=1',p);time.sleep(1)\n";
-    execFile(process.env.NOTIFY_PYTHON || 'python3', ['-S', '-c', py], (err) => { if (err) console.error('sd_notify failed', err.message); });
-  }
+  // pm2's readiness message, read by pm2 and by this runtime alike; bare, there is no channel
+  if (process.send) process.send('ready');
 }
 
 if (process.env.LISTEN_FDS && process.env.LISTEN_PID === String(process.pid)) {
