@@ -25,13 +25,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import common
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 APPS = BENCH / "apps"
 OUT = BENCH / "out"
-RESULTS = BENCH / "RESULTS.md"
 _VENV_PY = ROOT / ".venv" / "bin" / "python"
 PY = str(_VENV_PY) if _VENV_PY.exists() else sys.executable
 FAST_SERVER = str(APPS / "fast_server.py")
@@ -553,31 +553,6 @@ def spread(tally: dict[str, int], workers: int = 2) -> float:
 # --- RESULTS.md --------------------------------------------------------------------
 
 
-MARKER = "<!-- end of generated figures; hand-written text below is kept on --write -->"
-
-
 def write_section(title: str, body: str) -> None:
-    """Replace (or append) the `## title` section of bench/RESULTS.md; re-read right before.
-
-    Only the generated part is replaced: text after MARKER inside the section is kept.
-    """
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    head = f"## {title}"
-    lines = text.split("\n")
-    start = next((i for i, line in enumerate(lines) if line.strip() == head), None)
-    kept = ""
-    if start is None:
-        before, after = lines, []
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        section = lines[start:end]
-        if MARKER in section:
-            kept = "\n".join(section[section.index(MARKER) + 1 :]).strip("\n")
-        before, after = lines[:start], lines[end:]
-    block = f"{head}\n\n{body.strip()}\n\n{MARKER}\n" + (f"\n{kept}\n" if kept else "")
-    text = "\n".join(before).rstrip("\n") + "\n\n" + block
-    if after:
-        text += "\n" + "\n".join(after)
-    RESULTS.write_text(text.rstrip("\n") + "\n")
+    """Replace the generated part of bench/RESULTS.md's `## title` section (common.py)."""
+    common.update_results(title, body)

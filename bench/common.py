@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shlex
 import signal
 import socket
@@ -304,18 +303,36 @@ def machine_line() -> str:
     )
 
 
+MARKER = "<!-- end of generated figures; hand-written text below is kept on --write -->"
+
+
 def update_results(title: str, body: str) -> None:
-    """Replace (or append) the `## title` section of bench/RESULTS.md, leaving the rest."""
-    header = f"## {title}"
+    """Replace (or append) the `## title` section of bench/RESULTS.md, re-read right before.
+
+    Only the generated part is replaced: text after MARKER inside the section (a reading
+    written by hand) is kept.
+    """
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"{header}\n\n{body.strip()}\n"
-    pattern = re.compile(rf"^{re.escape(header)}[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: block + "\n", text, count=1).rstrip("\n") + "\n"
+    head = f"## {title}"
+    lines = text.split("\n")
+    start = next((i for i, line in enumerate(lines) if line.strip() == head), None)
+    kept = ""
+    if start is None:
+        before, after = lines, []
     else:
-        text = text.rstrip("\n") + "\n\n" + block
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+        section = lines[start:end]
+        if MARKER in section:
+            kept = "\n".join(section[section.index(MARKER) + 1 :]).strip("\n")
+        before, after = lines[:start], lines[end:]
+    block = f"{head}\n\n{body.strip()}\n\n{MARKER}\n" + (f"\n{kept}\n" if kept else "")
+    text = "\n".join(before).rstrip("\n") + "\n\n" + block
+    if after:
+        text += "\n" + "\n".join(after)
     tmp = RESULTS.with_suffix(".md.tmp")
-    tmp.write_text(text)
+    tmp.write_text(text.rstrip("\n") + "\n")
     os.replace(tmp, RESULTS)
 
 
