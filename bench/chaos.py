@@ -190,6 +190,18 @@ def pm2_setup(name: str, work: Path, bin_dir: Path) -> Iterator[Setup]:
         yield setup
 
 
+@contextlib.contextmanager
+def node_cluster_setup(name: str, work: Path, policy: str) -> Iterator[Setup]:
+    """bench/apps/node_cluster.js: node's own cluster module, re-forking at once."""
+    port = c.free_port()
+    d = work / name.replace(" ", "-")
+    d.mkdir()
+    env = dict(os.environ, PORT=str(port), HOST="127.0.0.1", NODE_CLUSTER_SCHED_POLICY=policy)
+    argv = ["node", str(c.APPS / "node_cluster.js")]
+    with _process_setup(name, argv, port, d, env) as setup:
+        yield setup
+
+
 # ----- one run -----------------------------------------------------------------------
 
 
@@ -354,6 +366,7 @@ def main() -> int:
     ap.add_argument("--no-pm2", action="store_true")
     ap.add_argument("--flood", action="store_true", help="also the tiny-line flood (60 s)")
     ap.add_argument("--flood-only", action="store_true")
+    ap.add_argument("--only", default="", help="run only the set-ups whose name has this")
     ap.add_argument("--write", action="store_true", help="write the figures to RESULTS.md")
     args = ap.parse_args()
     rounds, chaos_s = (1, 5.0) if args.quick else (args.rounds, args.chaos_s)
@@ -398,6 +411,19 @@ def run_rounds(work: Path, rounds: int, chaos_s: float, args: argparse.Namespace
             ),
             ("pm2-runtime -i 2, hello.js", lambda n: pm2_setup(n, work, pm2)),
         ]
+    if shutil.which("node"):
+        makers += [
+            (
+                "node cluster module (bare), shared handle, hello.js",
+                lambda n: node_cluster_setup(n, work, "none"),
+            ),
+            (
+                "node cluster module (bare), round-robin, hello.js",
+                lambda n: node_cluster_setup(n, work, "rr"),
+            ),
+        ]
+    if args.only:
+        makers = [m for m in makers if args.only in m[0]]
     rows = {name: Row() for name, _ in makers}
     for r in range(rounds):
         order = makers[r % len(makers) :] + makers[: r % len(makers)]

@@ -230,7 +230,12 @@ class App:
             worker.app_metrics.take_message(message, worker.pid, self.ctx.loop.time())
 
     def _on_exit(self, worker: Worker, status: ExitStatus) -> None:
-        """Called by the reaper: drain the pipes first, so no line is logged after the exit."""
+        """Called by the reaper. New connections are steered away from the dead worker's
+        slot before anything else (in reuseport mode a connection the kernel queues on
+        that socket waits for the slot's next worker); then the pipes are drained, so no
+        line is logged after the exit."""
+        worker.exited.set_result(status)
+        self.traffic.update(self.slots, may_refuse=False)
         worker.logs.drain()
         worker.logs.close()
         if worker.channel is not None:
@@ -251,7 +256,6 @@ class App:
             uptime_s=round(uptime_s, 3),
             **extra,
         )
-        worker.exited.set_result(status)
         worker.mark_ready(False)
         if not requested and not status.clean:
             self._hint_port_in_use(worker)

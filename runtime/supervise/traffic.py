@@ -39,14 +39,19 @@ class Traffic:
         self.listeners = listeners
         self.log = log
 
-    def update(self, slots: Mapping[int, Slot]) -> None:
-        """Steer new connections to the slots that will serve them (or refuse them all)."""
+    def update(self, slots: Mapping[int, Slot], *, may_refuse: bool = True) -> None:
+        """Steer new connections to the slots that will serve them (or refuse them all).
+
+        `may_refuse=False` only steers: it is for the moment a worker is seen to exit,
+        before its slot's next worker is decided, when no slot receiving must not yet
+        mean closing the sockets.
+        """
         listeners = self.listeners
         if listeners is None or listeners.suspended:
             return
         receiving = receiving_slots({index: slot.state for index, slot in slots.items()})
         if not receiving:
-            if not any(slot.live_workers() for slot in slots.values()):
+            if may_refuse and not any(slot.live_workers() for slot in slots.values()):
                 listeners.suspend()
                 self.log.info(
                     "listeners_closed", reason="no worker to serve: refused until one starts"
