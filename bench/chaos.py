@@ -20,6 +20,10 @@ runtime (reuseport and shared) on bench/apps/hello.js. The runtime's apps restar
 (`restart_delay: 0`, `max_restarts: 0`); pm2's get `max_restarts: 1000000` (its default
 16 would leave them errored); gunicorn respawns its workers anyway.
 
+`--migrate-req` (run as `unshare --net .venv/bin/python bench/chaos.py --migrate-req ...`,
+as root): everything in a private network namespace, where `net.ipv4.tcp_migrate_req`
+is 0 but for two more set-ups, the runtime's reuseport rows with it set to 1.
+
 `--flood` also measures the master's RSS under a flood of tiny lines (4 workers printing
 2-byte lines for 60 s, stdout read by a consumer). Before measuring, the bench waits
 (at most 10 minutes) for the 1-minute load average to fall under 1.5, and records it.
@@ -323,6 +327,28 @@ def wait_quiet() -> tuple[float, float]:
     return os.getloadavg()[0], time.monotonic() - t0
 
 
+MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
+
+
+def private_netns() -> None:
+    """Bring up the loopback of the network namespace we run in, refusing the host's."""
+    if os.readlink("/proc/self/ns/net") == os.readlink("/proc/1/ns/net"):
+        sys.exit("--migrate-req: run under `unshare --net`, not in the host's network namespace")
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    MIGRATE_REQ.write_text("0")
+
+
+@contextlib.contextmanager
+def migrate_req_on(setup: contextlib.AbstractContextManager[Setup]) -> Iterator[Setup]:
+    """Run `setup` with net.ipv4.tcp_migrate_req=1 (in the private namespace), then 0."""
+    MIGRATE_REQ.write_text("1")
+    try:
+        with setup as inner:
+            yield inner
+    finally:
+        MIGRATE_REQ.write_text("0")
+
+
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
@@ -368,7 +394,15 @@ def main() -> int:
     ap.add_argument("--flood-only", action="store_true")
     ap.add_argument("--only", default="", help="run only the set-ups whose name has this")
     ap.add_argument("--write", action="store_true", help="write the figures to RESULTS.md")
+    ap.add_argument(
+        "--migrate-req",
+        action="store_true",
+        help="in a network namespace of its own (run under `unshare --net`, as root): also"
+        " the runtime's reuseport set-ups with net.ipv4.tcp_migrate_req=1",
+    )
     args = ap.parse_args()
+    if args.migrate_req:
+        private_netns()
     rounds, chaos_s = (1, 5.0) if args.quick else (args.rounds, args.chaos_s)
     load, waited = (os.getloadavg()[0], 0.0) if args.quick else wait_quiet()
     before = uptime()
@@ -421,6 +455,16 @@ def run_rounds(work: Path, rounds: int, chaos_s: float, args: argparse.Namespace
                 "node cluster module (bare), round-robin, hello.js",
                 lambda n: node_cluster_setup(n, work, "rr"),
             ),
+        ]
+    if args.migrate_req:
+        makers += [
+            (
+                f"runtime reuseport, tcp_migrate_req=1, {Path(script).name}",
+                lambda n, script=script: migrate_req_on(
+                    runtime_setup(n, work, "reuseport", script)
+                ),
+            )
+            for script in (LEAN, c.HELLO_JS)
         ]
     if args.only:
         makers = [m for m in makers if args.only in m[0]]

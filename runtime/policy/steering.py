@@ -34,3 +34,17 @@ def receiving_slots(states: Mapping[int, SlotState]) -> frozenset[int]:
         if chosen:
             return chosen
     return frozenset()
+
+
+def hand_over_queue(
+    slot: int, receiving: frozenset[int] | None, *, migrates: bool, replacing: bool
+) -> bool:
+    """Whether a slot whose worker died unasked closes its sockets at once (and gets fresh
+    ones), so that the kernel moves what is queued on them to the receiving slots.
+
+    Only where the kernel moves them (`net.ipv4.tcp_migrate_req=1`; without it the close
+    would reset them, and they wait for the slot's next worker instead), only when other
+    slots receive (else there is nowhere to move them), and not while a replacement is
+    starting beside the slot's worker (a rolling reload owns the sockets then).
+    """
+    return migrates and not replacing and bool(receiving) and slot not in (receiving or ())

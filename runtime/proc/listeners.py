@@ -22,7 +22,9 @@ mirrored by `ReuseportGroup`), so the program is attached again after every clos
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -149,6 +151,22 @@ class AppListeners:
         self._apply()
         return old
 
+    def renew_slot(self, slot: int) -> None:
+        """Close `slot`'s own sockets and bind it fresh ones, for a slot whose worker died.
+
+        Only with `migrate_req_enabled()` and while another slot's sockets are listening
+        and receiving: the kernel then moves what was queued on the old sockets to those,
+        where it is served now instead of waiting for the slot's next worker. The old ones
+        are closed before the new ones listen, so nothing moves onto the new ones, which
+        get connections once the slot is steered to again.
+        """
+        for listener in self.per_slot.pop(slot, []):
+            self._close(listener)
+        try:  # ListenError leaves the slot unbound: its next worker's ensure_slot retries
+            self.per_slot[slot] = self._bind_slot_sockets()
+        finally:
+            self._apply()  # the group's indices moved with the close
+
     def queued(self, listeners: Iterable[Listener]) -> int:
         """Connections waiting in the accept queues of these TCP listeners."""
         total = 0
@@ -163,14 +181,19 @@ class AppListeners:
     def retire(self, listeners: Sequence[Listener]) -> None:
         """Close drained sockets that no slot owns any more, and steer again."""
         for listener in listeners:
-            self._leave(listener)
-            listener.close()
+            self._close(listener)
         self._apply()
 
-    def _leave(self, listener: Listener) -> None:
+    def _close(self, listener: Listener) -> None:
+        """Close a listener; one of a reuseport group is shut down first, because a leftover
+        process of its worker may still hold the fd: `close` alone would then leave the
+        socket in the kernel's group, out of step with ours (the steering's indices)."""
         for group in self.groups:
             if listener in group.members():
                 group.leave(listener)
+                with contextlib.suppress(OSError):
+                    listener.sock.shutdown(socket.SHUT_RD)
+        listener.close()
 
     def discard_pending(self, slot: int) -> None:
         """A failed replacement's sockets (nothing was steered to them)."""

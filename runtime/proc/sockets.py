@@ -20,9 +20,10 @@ environment; `$PORT` defaults to 3000 when `PORT` is unset, as in pm2.
 Sharing (`socket_sharing:`): `shared` binds one socket per address that every worker
 inherits; `reuseport` binds one `SO_REUSEPORT` socket per instance slot per TCP address,
 all held by the master (Unix addresses are always shared: the kernel does not balance
-them). Closing a slot's socket on scale-down resets the connections queued on it unless
-`net.ipv4.tcp_migrate_req=1` (Linux 5.14+, per network namespace, default 0); this
-module only documents that and changes no sysctl.
+them). Closing a slot's socket resets the connections queued on it unless
+`net.ipv4.tcp_migrate_req=1` (Linux 5.14+, per network namespace, default 0), with which
+the kernel moves them to another listener of the port; `migrate_req_enabled` reads it,
+nothing here changes it.
 
 Sockets are created non-inheritable and left in blocking mode (O_NONBLOCK is shared by
 every process holding the socket, so each worker picks its own); the spawner dups them
@@ -47,6 +48,7 @@ from runtime.errors import RuntimeUserError
 ListenKind = Literal["tcp", "tcp6", "unix"]
 Sharing = Literal["shared", "reuseport"]
 
+MIGRATE_REQ_SYSCTL = "/proc/sys/net/ipv4/tcp_migrate_req"  # of the reader's network namespace
 DEFAULT_BACKLOG = 2048
 UNIX_PATH_MAX_BYTES = 107  # sun_path is 108 bytes including the trailing NUL
 FDNAME_MAX_CHARS = 255  # systemd's limit for one LISTEN_FDNAMES entry
@@ -276,6 +278,16 @@ def describe_error(addr: ListenAddress, exc: OSError) -> str:
     """The one-line message for a bind failure: `<address>: <reason>`."""
     reason = _ERRNO_TEXT.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
     return f"{addr}: {reason}"
+
+
+def migrate_req_enabled(path: str = MIGRATE_REQ_SYSCTL) -> bool:
+    """Whether closing a listener moves its queued connections to the port's other
+    listeners instead of resetting them (`net.ipv4.tcp_migrate_req`); False if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(16).strip() not in (b"", b"0")
+    except OSError:
+        return False
 
 
 def listen_env(fds_count: int, names: Sequence[str]) -> dict[str, str]:

@@ -25,9 +25,10 @@ from runtime.policy.restart import (
     reset_state,
     spawn_retry_ms,
 )
+from runtime.policy.steering import hand_over_queue
 from runtime.proc.listeners import AppListeners
 from runtime.proc.reaper import ExitStatus, signal_name
-from runtime.proc.sockets import Listener, ListenError
+from runtime.proc.sockets import Listener, ListenError, migrate_req_enabled
 from runtime.proc.stop import kill_group_now, signal_worker, stop_process, wait_group_gone
 from runtime.supervise.readiness import wait_notified, wait_ready
 from runtime.supervise.rolling import replace_slot, rolling_reload
@@ -235,14 +236,16 @@ class App:
         that socket waits for the slot's next worker); then the pipes are drained, so no
         line is logged after the exit."""
         worker.exited.set_result(status)
+        requested = worker.stopping or self.ctx.shutting_down()
         self.traffic.update(self.slots, may_refuse=False)
+        if not requested:
+            self._hand_over_queue(worker)
         worker.logs.drain()
         worker.logs.close()
         if worker.channel is not None:
             worker.channel.close()
         worker.app_metrics.clear()
         uptime_s = self.ctx.loop.time() - worker.started_at
-        requested = worker.stopping or self.ctx.shutting_down()
         level = "info" if requested or status.clean else "warning"
         extra: dict[str, object] = {}
         if status.signal == signal.SIGKILL and not requested:
@@ -271,6 +274,26 @@ class App:
         self._apply_restart_decision(
             slot, worker, decide_restart(self.policy, slot.restart_state, exit_)
         )
+
+    def _hand_over_queue(self, worker: Worker) -> None:
+        """reuseport with `tcp_migrate_req=1`: what the kernel queued on a dead worker's
+        sockets goes to the other workers now (`policy.steering.hand_over_queue`)."""
+        listeners, slot = self.listeners, self.slots.get(worker.slot)
+        if listeners is None or not listeners.steered or listeners.suspended:
+            return
+        if slot is None or slot.worker is not worker or worker.slot not in listeners.per_slot:
+            return
+        if not hand_over_queue(
+            worker.slot,
+            listeners.receiving,
+            migrates=migrate_req_enabled(),
+            replacing=slot.replacing is not None,
+        ):
+            return
+        try:
+            listeners.renew_slot(worker.slot)
+        except (OSError, ListenError) as exc:  # the slot's next worker binds again
+            self._event("steer_failed", worker, level="warning", error=str(exc))
 
     def _hint_port_in_use(self, worker: Worker) -> None:
         """A cluster worker that died on EADDRINUSE: say once what to do instead."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.policy.steering import SlotState, receiving_slots
+from runtime.policy.steering import SlotState, hand_over_queue, receiving_slots
 
 R, S, W, X = SlotState.READY, SlotState.STARTING, SlotState.WAITING, SlotState.IDLE
 
@@ -35,3 +35,24 @@ R, S, W, X = SlotState.READY, SlotState.STARTING, SlotState.WAITING, SlotState.I
 def test_receiving_slots(states: dict[int, SlotState], expected: set[int]) -> None:
     """Ready slots first, then starting, then waiting; none when every slot is idle."""
     assert receiving_slots(states) == expected
+
+
+@pytest.mark.parametrize(
+    ("slot", "receiving", "migrates", "replacing", "expected"),
+    [
+        (0, frozenset({1}), True, False, True),  # the kernel moves the queue to slot 1
+        (0, frozenset({1}), False, False, False),  # no tcp_migrate_req: a close would reset
+        (0, frozenset(), True, False, False),  # nowhere to move it
+        (0, None, True, False, False),  # not steered yet
+        (0, frozenset({0, 1}), True, False, False),  # still receiving: keep its socket
+        (0, frozenset({1}), True, True, False),  # a reload's replacement owns the sockets
+    ],
+)
+def test_hand_over_queue(
+    slot: int,
+    receiving: frozenset[int] | None,
+    migrates: bool,
+    replacing: bool,
+    expected: bool,
+) -> None:
+    assert hand_over_queue(slot, receiving, migrates=migrates, replacing=replacing) is expected

@@ -25,6 +25,7 @@ from runtime.proc.sockets import (
     bind_listener,
     describe_error,
     listen_env,
+    migrate_req_enabled,
     parse_listen,
 )
 
@@ -477,3 +478,14 @@ def test_listen_env_rejects(count: int, names: list[str]) -> None:
     """A count that does not match the names, or a name with ':', is a bug: ValueError."""
     with pytest.raises(ValueError, match=r"fds but|cannot contain"):
         listen_env(count, names)
+
+
+@pytest.mark.parametrize(("text", "expected"), [("0\n", False), ("1\n", True), ("", False)])
+def test_migrate_req_enabled_reads_the_sysctl(tmp_path: Path, text: str, expected: bool) -> None:
+    sysctl = tmp_path / "tcp_migrate_req"
+    sysctl.write_text(text)
+    assert migrate_req_enabled(str(sysctl)) is expected
+
+
+def test_migrate_req_unreadable_is_off(tmp_path: Path) -> None:
+    assert migrate_req_enabled(str(tmp_path / "missing")) is False
