@@ -331,8 +331,9 @@ MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
 
 
 def private_netns() -> None:
-    """Bring up the loopback of the network namespace we run in, refusing the host's."""
-    if os.readlink("/proc/self/ns/net") == os.readlink("/proc/1/ns/net"):
+    """Bring up the loopback of the network namespace we run in, refusing our parent's
+    (`unshare --net` execs us in a new one; run from a shell, we would share the shell's)."""
+    if os.readlink("/proc/self/ns/net") == os.readlink(f"/proc/{os.getppid()}/ns/net"):
         sys.exit("--migrate-req: run under `unshare --net`, not in the host's network namespace")
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     MIGRATE_REQ.write_text("0")
