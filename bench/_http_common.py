@@ -25,7 +25,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import common
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -548,11 +547,3 @@ def spread(tally: dict[str, int], workers: int = 2) -> float:
         return float("nan")
     lo, hi = min(counts), max(counts)
     return hi / lo if lo else float("inf")
-
-
-# --- RESULTS.md --------------------------------------------------------------------
-
-
-def write_section(title: str, body: str) -> None:
-    """Replace the generated part of bench/RESULTS.md's `## title` section (common.py)."""
-    common.update_results(title, body)

@@ -50,6 +50,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _http_common as c
+from common import update_results
 
 CONFIGS: dict[str, Any] = {
     "fixed 1": 1,
@@ -313,7 +314,7 @@ def main() -> None:
     text = "\n".join(body)
     print("\n## Autoscaling\n\n" + text)
     if args.write:
-        c.write_section("Autoscaling", text)
+        update_results("Autoscaling", text)
 
 
 if __name__ == "__main__":

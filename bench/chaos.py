@@ -51,8 +51,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _http_common as c
+from common import update_results
 
-from tests.chaos.load import Killer, Load, children, lingering
+from runtime.proc.sockets import MIGRATE_REQ_SYSCTL
+from tests.chaos.load import Killer, Load, children, lingering, loopback_up
 
 LEAN = str(c.ROOT / "tests" / "apps" / "lean_http.py")
 WSGI_DIR = str(c.APPS)
@@ -327,7 +329,7 @@ def wait_quiet() -> tuple[float, float]:
     return os.getloadavg()[0], time.monotonic() - t0
 
 
-MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
+MIGRATE_REQ = Path(MIGRATE_REQ_SYSCTL)
 
 
 def private_netns() -> None:
@@ -335,7 +337,7 @@ def private_netns() -> None:
     (`unshare --net` execs us in a new one; run from a shell, we would share the shell's)."""
     if os.readlink("/proc/self/ns/net") == os.readlink(f"/proc/{os.getppid()}/ns/net"):
         sys.exit("--migrate-req: run under `unshare --net`, not in the host's network namespace")
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    loopback_up()
     MIGRATE_REQ.write_text("0")
 
 
@@ -423,7 +425,7 @@ def main() -> int:
     body = report(rows, flood_res, rounds, chaos_s, before, after, load, waited)
     print(body)
     if args.write:
-        c.write_section("Chaos: SIGKILL under load", body)
+        update_results("Chaos: SIGKILL under load", body)
     return 0
 
 

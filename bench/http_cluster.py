@@ -54,6 +54,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _http_common as c
+from common import update_results
 
 
 class Setup:
@@ -361,7 +362,7 @@ def unmodified_main(args: argparse.Namespace, pm2: Path | None) -> None:
     )
     print("\n## Cluster throughput, unmodified Node app (#11)\n\n" + body)
     if args.write:
-        c.write_section("Cluster throughput, unmodified Node app (#11)", body)
+        update_results("Cluster throughput, unmodified Node app (#11)", body)
 
 
 def machine() -> str:
@@ -494,8 +495,8 @@ def main() -> None:
     print("\n## Cluster throughput\n\n" + "\n".join(tput))
     print("\n## Fairness\n\n" + "\n".join(fairness))
     if args.write:
-        c.write_section("Cluster throughput", "\n".join(tput))
-        c.write_section("Fairness", "\n".join(fairness))
+        update_results("Cluster throughput", "\n".join(tput))
+        update_results("Fairness", "\n".join(fairness))
 
 
 if __name__ == "__main__":

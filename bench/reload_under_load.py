@@ -48,6 +48,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _http_common as c
+from common import update_results
 
 PROBE_EVERY_S = 0.005
 HANG_S = 2.0
@@ -432,7 +433,7 @@ def main() -> None:
     )
     print(f"\n## {title}\n\n" + text)
     if args.write:
-        c.write_section(title, text)
+        update_results(title, text)
 
 
 if __name__ == "__main__":

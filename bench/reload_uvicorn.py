@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _http_common as c
 import reload_under_load as r
+from common import update_results
 
 ASGI_DIR = c.ROOT / "tests" / "apps" / "servers"
 UVICORN = ["-m", "uvicorn", "--app-dir", str(ASGI_DIR), "--no-access-log"]
@@ -146,7 +147,7 @@ def main() -> None:
     text = "\n".join(body)
     print("\n## Reload under load, uvicorn --fd 3 (#13)\n\n" + text)
     if args.write:
-        c.write_section("Reload under load, uvicorn --fd 3 (#13)", text)
+        update_results("Reload under load, uvicorn --fd 3 (#13)", text)
 
 
 if __name__ == "__main__":

@@ -47,4 +47,6 @@ def hand_over_queue(
     slots receive (else there is nowhere to move them), and not while a replacement is
     starting beside the slot's worker (a rolling reload owns the sockets then).
     """
-    return migrates and not replacing and bool(receiving) and slot not in (receiving or ())
+    if not migrates or replacing or not receiving:
+        return False
+    return slot not in receiving

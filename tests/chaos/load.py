@@ -11,10 +11,12 @@ bench/chaos.py.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import random
 import signal
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -261,3 +263,14 @@ def wait_no_lingering(port: int, timeout_s: float = 5.0) -> list[tuple[str, int]
     while (left := lingering(port)) and time.monotonic() < deadline:
         time.sleep(0.05)
     return left
+
+
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def loopback_up() -> None:
+    """Bring up `lo` in a fresh network namespace (`unshare --net` leaves it down)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        request = struct.pack("16sh", b"lo", 0)
+        flags = struct.unpack("16sh", fcntl.ioctl(s, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | IFF_UP))

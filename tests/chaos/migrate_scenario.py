@@ -13,21 +13,19 @@ ANSWER_S of the kill.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
 import socket
-import struct
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from tests.chaos.load import tcp_sockets
+from runtime.proc.sockets import MIGRATE_REQ_SYSCTL
+from tests.chaos.load import loopback_up, tcp_sockets
 from tests.integration.conftest import Master, free_port, write_ecosystem
 
-SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 CLIENTS = 24
 ANSWER_S = 2.0
 APP = """
@@ -43,22 +41,19 @@ while True:
 """
 
 
-def loopback_up() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        request = struct.pack("16sh", b"lo", 0)
-        flags = struct.unpack("16sh", fcntl.ioctl(s, SIOCGIFFLAGS, request))[1]
-        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | IFF_UP))
-
-
 def queued(port: int) -> int:
     return sum(n for state, n in tcp_sockets(port) if state == "LISTEN")
 
 
 def main(migrate: str) -> int:
     loopback_up()
-    Path("/proc/sys/net/ipv4/tcp_migrate_req").write_text(migrate)
+    Path(MIGRATE_REQ_SYSCTL).write_text(migrate)
     port = free_port()
-    work = Path(tempfile.mkdtemp(prefix="migrate-"))
+    with tempfile.TemporaryDirectory(prefix="migrate-") as work:
+        return run(port, Path(work))
+
+
+def run(port: int, work: Path) -> int:
     app = {
         "name": "web",
         "script": sys.executable,
