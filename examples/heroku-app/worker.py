@@ -2,6 +2,11 @@
 
 `$HEARTBEAT_INTERVAL` seconds between beats (default 5). SIGTERM / SIGINT stop it
 at once (no sleep to finish first) with exit code 0, however many of them arrive.
+
+The stop signals are blocked and waited for (`sigtimedwait`) between beats, instead of
+caught by a handler: a Python handler runs between any two bytecodes, and one that sets
+a `threading.Event` deadlocks when it lands inside the Event's own `wait()`, which holds
+the lock that `set()` needs. The process then hangs until the platform's SIGKILL.
 """
 
 from __future__ import annotations
@@ -10,18 +15,15 @@ import json
 import os
 import signal
 import sys
-import threading
 import time
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def main() -> int:
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # Blocked from here on, also through interpreter shutdown: a second SIGTERM (the
+    # platform's and the master's) stays pending instead of turning exit 0 into a kill.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     interval = float(os.environ.get("HEARTBEAT_INTERVAL", "5"))
     message = os.environ.get("MESSAGE", "")
     instance = int(os.environ.get("RUNTIME_INSTANCE", "0") or 0)
@@ -35,18 +37,12 @@ def main() -> int:
         sys.stdout.flush()
 
     emit(message="worker started", interval_s=interval)
-    while not stop.is_set():
+    while True:
         beats += 1
         emit(message="heartbeat", beat=beats, note=message, at=round(time.time(), 3))
-        # Short waits: a signal handler only runs between them when the lock wait under
-        # Event.wait is not interrupted by the signal, so shutdown never waits a whole beat.
-        deadline = time.monotonic() + interval
-        while not stop.is_set() and time.monotonic() < deadline:
-            stop.wait(0.1)
+        if signal.sigtimedwait(STOP_SIGNALS, max(interval, 0.0)) is not None:
+            break
     emit(message="worker stopping", beats=beats)
-    # Interpreter shutdown restores SIG_DFL; a second SIGTERM (platform + master) arriving
-    # then must not turn this exit 0 into a death by signal.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     return 0
 
 

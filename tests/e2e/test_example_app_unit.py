@@ -430,6 +430,17 @@ def test_sigterm_with_idle_keep_alive_connections_exits_promptly(spawn, notify):
     conn.close()
 
 
+def signal_masks(pid: int) -> dict[str, set[int]]:
+    """The SigBlk, SigIgn and SigCgt sets of /proc/PID/status, as signal numbers."""
+    masks: dict[str, set[int]] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("SigBlk", "SigIgn", "SigCgt"):
+            bits = int(value.strip(), 16)
+            masks[key] = {n for n in range(1, 65) if bits >> (n - 1) & 1}
+    return masks
+
+
 def test_worker_heartbeats_then_stops_on_sigterm(spawn, notify):
     """worker.py prints JSON heartbeats carrying $MESSAGE and exits 0 promptly on SIGTERMs."""
     worker = spawn(
@@ -443,6 +454,12 @@ def test_worker_heartbeats_then_stops_on_sigterm(spawn, notify):
     beats = [line for line in worker.log_lines() if line.get("message") == "heartbeat"]
     assert [b["beat"] for b in beats[:3]] == [1, 2, 3]
     assert beats[0]["note"] == "beat"
+    # No handler for SIGTERM: it is blocked and waited for. A Python handler that sets a
+    # threading.Event can deadlock inside the Event's own wait() (seen once in CI as a
+    # worker SIGKILLed at its kill_timeout). /proc shows no SigBlk here: sigtimedwait
+    # unblocks what it waits for while it waits.
+    masks = signal_masks(worker.proc.pid)
+    assert signal.SIGTERM not in masks["SigCgt"] | masks["SigIgn"], masks
     started = time.monotonic()
     for _ in range(3):  # repeated signals while it stops must not change the exit code
         worker.proc.send_signal(signal.SIGTERM)
