@@ -10,6 +10,11 @@ on a slot is served by that slot's worker, so a slot without one must get none:
   as on a shared socket while workers restart;
 - else none (every slot stopped or errored): the app's sockets are closed, so clients are
   refused instead of left hanging, and bound again when a worker starts.
+
+What the kernel queued on a slot whose worker died unasked, before the master steered
+away from it, is handed over (`hand_over_queue`, where the kernel can move it); the
+ready workers that can take another slot's socket serve it meanwhile (`covering_slots`)
+until the slot's next worker is ready.
 """
 
 from __future__ import annotations
@@ -50,3 +55,22 @@ def hand_over_queue(
     if not migrates or replacing or not receiving:
         return False
     return slot not in receiving
+
+
+def covering_slots(
+    states: Mapping[int, SlotState], *, left_alone: frozenset[int] = frozenset()
+) -> dict[int, frozenset[int]]:
+    """Which slots' workers serve the sockets of which others: every slot without a ready
+    worker (dead, starting, backing off, errored) is covered by every ready slot, so what
+    the kernel queued on its sockets before it was steered away is served now rather than
+    when, or if, its next worker is ready. `left_alone`: slots whose sockets are another's
+    business (a reload's replacement starting beside the worker, a slot stopped on purpose
+    after its queue was drained). A slot with no ready slot to cover it is not listed."""
+    ready = frozenset(i for i, state in states.items() if state is SlotState.READY)
+    if not ready:
+        return {}
+    return {
+        i: ready
+        for i, state in states.items()
+        if state is not SlotState.READY and i not in left_alone
+    }

@@ -15,7 +15,8 @@
  * original listen({fd: FD}, cb). The host is not used: the master chose the address. With
  * two fds on the port, an IPv6 host literal takes the IPv6 one, anything else the first.
  * Untouched: a port that is not listed (binds as usual), port 0, listen({fd}), listen(path),
- * listen(handle).
+ * listen(handle); a listen({fd}) on a listed fd is only noted, for "Covering" below and the
+ * 'listening' announcement.
  *
  * Children (npm start, yarn start...). Node marks the fds it inherits close-on-exec at start
  * (uv_disable_stdio_inheritance), so npm would not pass fd 3 on. Until a process serves on
@@ -37,6 +38,24 @@
  * again, so the process dies of it as it would have. A second signal raises it at once;
  * the runtime's kill_timeout bounds the drain. An app with its own listener for that
  * signal is left to it.
+ *
+ * Covering (reuseport mode). When a sibling worker dies unasked, the connections the kernel
+ * queued on its slot's socket before the master saw the exit would wait there for the slot's
+ * next worker (node takes 50-100 ms to start). Instead the master passes that socket to the
+ * ready workers over the IPC channel, as node passes a server (a NODE_HANDLE message with
+ * {cmd: 'NODE_RUNTIME_COVER', slot, port} inside, which node delivers to
+ * process.on('internalMessage'), never to the app's 'message' listeners). Each accepts on it
+ * and emits every connection it takes as 'connection' on the app's server for that port,
+ * the documented way to inject a connection into an http, https or net server. New
+ * connections are steered away from the dead slot, so only what was queued arrives. When the
+ * slot's own worker is ready, {cmd: 'NODE_RUNTIME_UNCOVER', slot} closes the covering
+ * server here (the socket stays open in the master). The master closing the socket (a
+ * reload, a scale-down) shows here as an accept error, which closes it too. A process that
+ * serves no server on that port, or is draining, closes what it is given at once. A
+ * covering server is unref'd, so it never keeps a stopping process alive; it is drained with
+ * the app's servers on a stop signal, and closed once the app's own server stops listening.
+ * An injected connection is counted by the covering server, not by the app server's
+ * getConnections() or maxConnections.
  *
  * Checks. Before use, /proc/self/fd and /proc/net/tcp{,6} must show the fd as a TCP socket
  * listening on that port; otherwise one line on stderr and the normal bind.
@@ -78,6 +97,8 @@ const FIRST_FD = 3; // LISTEN_FDS start here
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM']; // the kill_signal values whose default is to die
 const IDLE_GRACE_MS = 500; // draining: a keep-alive connection idle this long is a quiet client
 const IDLE_CLOSE_MS = 50; // then: how often idle keep-alive connections are closed
+const COVER_CMD = 'NODE_RUNTIME_COVER'; // runtime/proc/ipc.py
+const UNCOVER_CMD = 'NODE_RUNTIME_UNCOVER';
 
 /** `3000=3,3000=4` as Map {3000 => [3, 4]}; a malformed entry is reported and skipped. */
 function parsePorts(text) {
@@ -209,8 +230,9 @@ function withFds(options, fds) {
 }
 
 /**
- * Drain `servers` (the ones on inherited fds) on a stop signal the app does not handle,
- * then die of that signal (see "Stopping" above); installed once, at the first adoption.
+ * Drain `servers` (the ones on inherited fds, and covering ones) on a stop signal the app
+ * does not handle, then die of that signal (see "Stopping" above); installed once, at the
+ * first adoption. Returns {serve(server), cover(server), draining()}.
  */
 function drainOnStop(servers) {
   let draining = false;
@@ -243,13 +265,51 @@ function drainOnStop(servers) {
     handlers.set(name, () => drain(name));
     process.on(name, handlers.get(name));
   }
-  return (server) => {
+  const track = (server) => {
     servers.add(server);
     server.once('close', () => servers.delete(server));
-    server.prependListener('request', (req, res) => {
-      if (draining) res.setHeader('Connection', 'close'); // no new request on it after this one
-    });
   };
+  return {
+    serve(server) {
+      track(server);
+      server.prependListener('request', (req, res) => {
+        if (draining) res.setHeader('Connection', 'close'); // no new request on it after this one
+      });
+    },
+    cover: track,
+    draining: () => draining,
+  };
+}
+
+/** Serve dead siblings' sockets on the master's word (see "Covering" above). */
+function coverSlots(served, stops) {
+  const covers = new Map(); // slot -> the covering servers for it
+  const uncover = (slot) => {
+    for (const server of covers.get(slot) || []) server.close();
+    covers.delete(slot);
+  };
+  process.on('internalMessage', (message, server) => {
+    if (message === null || typeof message !== 'object') return;
+    if (message.cmd === UNCOVER_CMD) return uncover(message.slot);
+    if (message.cmd !== COVER_CMD || !(server instanceof net.Server)) return; // node's own
+    const target = served.get(message.port);
+    const drain = stops();
+    if (target === undefined || !target.listening || drain?.draining()) return server.close();
+    server.unref(); // never what keeps the process alive (its connections are, while open)
+    server.on('error', () => server.close()); // not listening any more: the master closed it
+    server.on('connection', (socket) => {
+      target.emit('connection', socket);
+      if (!target.listening) server.close(); // the app closed its server: take no more
+    });
+    if (!covers.has(message.slot)) covers.set(message.slot, []);
+    covers.get(message.slot).push(server);
+    server.once('close', () => {
+      const left = (covers.get(message.slot) || []).filter((s) => s !== server);
+      if (left.length) covers.set(message.slot, left);
+      else covers.delete(message.slot);
+    });
+    drain?.cover(server);
+  });
 }
 
 /**
@@ -270,7 +330,16 @@ function install(ports) {
   const originalListen = net.Server.prototype.listen;
   const originalSpawn = childProcess.ChildProcess.prototype.spawn;
   const held = new Set(); // fds handed to a server of this process (libuv owns them now)
-  let drained = null; // adds a server to the ones drained on a stop signal, once installed
+  const served = new Map(); // port -> the server on an inherited fd for it (covers go there)
+  const portOfFd = new Map([...ports].flatMap(([port, fds]) => fds.map((fd) => [fd, port])));
+  let drained = null; // the servers drained on a stop signal, once installed
+  const serve = (server, port) => {
+    if (!served.has(port)) {
+      served.set(port, server);
+      server.once('close', () => served.get(port) === server && served.delete(port));
+    }
+    server.once('listening', announceListening);
+  };
 
   childProcess.ChildProcess.prototype.spawn = function spawn(options) {
     const fds = held.size === 0 && options ? inheritedFds(ports) : [];
@@ -282,7 +351,13 @@ function install(ports) {
     const want = requested(cb ? args.slice(0, -1) : args);
     const fds = want && ports.get(want.port);
     const fd = fds ? pickFd(want, fds, held) : null;
-    if (fd === null) return originalListen.apply(this, args);
+    if (fd === null) {
+      const result = originalListen.apply(this, args);
+      const first = args[0];
+      const ownFd = !want && first !== null && typeof first === 'object' ? first.fd : undefined;
+      if (portOfFd.has(ownFd)) serve(this, portOfFd.get(ownFd)); // its own listen({fd: 3})
+      return result;
+    }
     if (fd === 'in-use') {
       if (cb) this.once('listening', cb); // as Node does: cb waits for a 'listening' that never comes
       process.nextTick(() => this.emit('error', inUseError(want)));
@@ -293,10 +368,11 @@ function install(ports) {
     const result = originalListen.call(this, handle, ...rest, ...(cb ? [cb] : []));
     held.add(fd);
     drained = drained || drainOnStop(new Set());
-    drained(this);
-    this.once('listening', announceListening);
+    drained.serve(this);
+    serve(this, want.port);
     return result;
   };
+  if (TO_RUNTIME) coverSlots(served, () => drained);
 }
 
 const REPORT_MS = 1000;

@@ -8,7 +8,12 @@ master keeps the other end of a socketpair and reads it on its loop (no thread):
 - other values are handed on as they are (an object with a `type`: the preload's
   `runtime:loop` report, pm2's `axm:monitor` custom metrics, `runtime:metrics`; see
   runtime.observe.appmetrics), and node's own `{"cmd": "NODE_..."}` messages are dropped;
-- the master writes `'shutdown'` for `shutdown_with_message`.
+- the master writes `'shutdown'` for `shutdown_with_message`;
+- `send_socket` passes a listening socket as node itself does (a `NODE_HANDLE` message
+  of type `net.Server` with the fd attached, `SCM_RIGHTS`): node turns it into a
+  `net.Server` and hands it with the inner message, a `cmd` starting with `NODE_`, to
+  `process.on('internalMessage')`, where the preload takes it (`COVER_CMD`, and
+  `UNCOVER_CMD` to give it back). The app's own `process.on('message')` sees neither.
 
 A line longer than MAX_MESSAGE_BYTES is dropped whole, as is one that is not JSON or
 nests too deep for the decoder, and each wakeup reads at most
@@ -19,6 +24,7 @@ never uses it exits as it would without it.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import json
 import os
@@ -35,6 +41,9 @@ SERIALIZATION_ENV = "NODE_CHANNEL_SERIALIZATION_MODE"
 # there and takes the variable out of its environment, as node does NODE_CHANNEL_FD, so no
 # child of the app (whose channel leads to the app) reports to its parent.
 RUNTIME_CHANNEL_ENV = "RUNTIME_IPC"
+# Node routes a message whose `cmd` starts with "NODE_" to its internal listeners only.
+COVER_CMD = "NODE_RUNTIME_COVER"  # serve this dead slot's socket (runtime/preload/node.cjs)
+UNCOVER_CMD = "NODE_RUNTIME_UNCOVER"  # the slot's own worker is back: stop serving it
 MAX_MESSAGE_BYTES = 64 * 1024
 READ_SIZE = 64 * 1024
 
@@ -75,6 +84,18 @@ class Channel:
             return False
         try:
             return self._sock.send(encode(message)) > 0
+        except OSError:
+            return False
+
+    def send_socket(self, message: dict[str, object], fd: int) -> bool:
+        """Pass the listening socket `fd` with `message` (a dict whose `cmd` starts with
+        NODE_); False if the worker cannot take it now."""
+        if self._sock is None:
+            return False
+        envelope = {"cmd": "NODE_HANDLE", "type": "net.Server", "msg": message}
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+        try:
+            return self._sock.sendmsg([encode(envelope)], rights) > 0
         except OSError:
             return False
 

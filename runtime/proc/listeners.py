@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from runtime.config.spec import AppSpec
@@ -56,6 +56,8 @@ class AppListeners:
     groups: list[ReuseportGroup[Listener]] = field(default_factory=list)  # per slot address
     receiving: frozenset[int] | None = None  # the slots steered to, None: not steered yet
     suspended: bool = False  # every socket closed until a worker starts again
+    # called before a per-slot socket is closed: other processes may be serving it
+    before_close: Callable[[Listener], None] | None = None
 
     # ----- what a worker inherits ---------------------------------------------------
 
@@ -187,9 +189,14 @@ class AppListeners:
     def _close(self, listener: Listener) -> None:
         """Close a listener; one of a reuseport group is shut down first, because a leftover
         process of its worker may still hold the fd: `close` alone would then leave the
-        socket in the kernel's group, out of step with ours (the steering's indices)."""
+        socket in the kernel's group, out of step with ours (the steering's indices).
+        `before_close` comes first: a node process serving a shut-down listener is woken
+        on every turn of its loop by an accept that fails (libuv never reports it), so the
+        ones covering it are told to let go before it is shut down."""
         for group in self.groups:
             if listener in group.members():
+                if self.before_close is not None:
+                    self.before_close(listener)
                 group.leave(listener)
                 with contextlib.suppress(OSError):
                     listener.sock.shutdown(socket.SHUT_RD)

@@ -238,8 +238,9 @@ class App:
         worker.exited.set_result(status)
         requested = worker.stopping or self.ctx.shutting_down()
         self.traffic.update(self.slots, may_refuse=False)
-        if not requested:
-            self._hand_over_queue(worker)
+        if not requested and self._hand_over_queue(worker):
+            self.traffic.update(self.slots, may_refuse=False)  # cover the fresh sockets
+        covered_by = self.traffic.covered_by(worker.slot)
         worker.logs.drain()
         worker.logs.close()
         if worker.channel is not None:
@@ -250,6 +251,8 @@ class App:
         extra: dict[str, object] = {}
         if status.signal == signal.SIGKILL and not requested:
             extra["hint"] = "killed by SIGKILL: out of memory?"
+        if covered_by:
+            extra["covered_by"] = covered_by
         self._event(
             "worker_exited",
             worker,
@@ -275,25 +278,28 @@ class App:
             slot, worker, decide_restart(self.policy, slot.restart_state, exit_)
         )
 
-    def _hand_over_queue(self, worker: Worker) -> None:
+    def _hand_over_queue(self, worker: Worker) -> bool:
         """reuseport with `tcp_migrate_req=1`: what the kernel queued on a dead worker's
-        sockets goes to the other workers now (`policy.steering.hand_over_queue`)."""
+        sockets goes to the other workers now (`policy.steering.hand_over_queue`).
+        True if the slot has new sockets."""
         listeners, slot = self.listeners, self.slots.get(worker.slot)
         if listeners is None or not listeners.steered or listeners.suspended:
-            return
+            return False
         if slot is None or slot.worker is not worker or worker.slot not in listeners.per_slot:
-            return
+            return False
         if not hand_over_queue(
             worker.slot,
             listeners.receiving,
             migrates=migrate_req_enabled(),
             replacing=slot.replacing is not None,
         ):
-            return
+            return False
         try:
             listeners.renew_slot(worker.slot)
         except (OSError, ListenError) as exc:  # the slot's next worker binds again
             self._event("steer_failed", worker, level="warning", error=str(exc))
+            return False
+        return True
 
     def _hint_port_in_use(self, worker: Worker) -> None:
         """A cluster worker that died on EADDRINUSE: say once what to do instead."""

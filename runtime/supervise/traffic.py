@@ -5,6 +5,13 @@ which steers new connections to the slots `policy.steering` names. When no slot 
 serve and no worker still holds the sockets, they are closed, so clients are refused
 rather than left hanging; the next worker's start binds them again.
 
+Covering (reuseport mode, node workers): on the same updates, the ready workers whose
+node preload serves an inherited socket are passed the sockets of every slot without a
+ready worker (`policy.steering.covering_slots`, sent over the IPC channel), and serve
+what the kernel queued there before the slot was steered away: a killed worker's queue
+is served at once instead of by its replacement 50-100 ms later. They let those sockets
+go when the slot's own worker is ready again (or the master closes them).
+
 Draining: before a worker that owns sockets of its own is stopped (a reload's old
 worker, a scaled-down or stopped slot), new connections are steered away from them and
 `drain` waits, the worker still accepting, until their accept queues are empty. A
@@ -18,7 +25,8 @@ from collections.abc import Mapping, Sequence
 
 from structlog.typing import FilteringBoundLogger
 
-from runtime.policy.steering import receiving_slots
+from runtime.policy.steering import SlotState, covering_slots, receiving_slots
+from runtime.proc.ipc import COVER_CMD, UNCOVER_CMD
 from runtime.proc.listeners import AppListeners
 from runtime.proc.sockets import Listener
 from runtime.proc.steer import SteerError
@@ -38,9 +46,14 @@ class Traffic:
     def __init__(self, listeners: AppListeners | None, log: FilteringBoundLogger) -> None:
         self.listeners = listeners
         self.log = log
+        # a slot's socket -> (the slot, the workers of other slots serving it): covers
+        self._covers: dict[Listener, tuple[int, set[Worker]]] = {}
+        if listeners is not None:
+            listeners.before_close = self._uncover
 
     def update(self, slots: Mapping[int, Slot], *, may_refuse: bool = True) -> None:
-        """Steer new connections to the slots that will serve them (or refuse them all).
+        """Steer new connections to the slots that will serve them (or refuse them all),
+        and have the ready workers cover the slots without one (reuseport).
 
         `may_refuse=False` only steers: it is for the moment a worker is seen to exit,
         before its slot's next worker is decided, when no slot receiving must not yet
@@ -62,6 +75,60 @@ class Traffic:
                 listeners.steer(receiving)
             except SteerError as exc:
                 self.log.warning("steer_failed", error=str(exc), slots=sorted(receiving))
+        if listeners.steered:
+            self._cover(listeners, slots)
+
+    def _cover(self, listeners: AppListeners, slots: Mapping[int, Slot]) -> None:
+        """Pass each slot's sockets to the workers that should cover it and do not yet;
+        tell the ones covering a slot whose own worker is ready again to let go."""
+        left_alone = frozenset(
+            index for index, slot in slots.items() if slot.replacing is not None or slot.manual_stop
+        )
+        plan = covering_slots({i: slot.state for i, slot in slots.items()}, left_alone=left_alone)
+        for listener, (_, covering) in list(self._covers.items()):
+            covering.difference_update([w for w in covering if not w.alive])
+            if not covering:
+                del self._covers[listener]
+        for index, slot in slots.items():
+            sockets = listeners.slot_sockets(index)
+            if slot.state is SlotState.READY:
+                for listener in sockets:
+                    self._uncover(listener)
+                continue
+            for worker in (slots[i].worker for i in sorted(plan.get(index, ()))):
+                if worker is None or worker.channel is None or not worker.listening.done():
+                    continue  # only a node preload serving an inherited socket takes one
+                for listener in sockets:
+                    covering = self._covers.setdefault(listener, (index, set()))[1]
+                    if worker in covering:
+                        continue
+                    message: dict[str, object] = {
+                        "cmd": COVER_CMD,
+                        "slot": index,
+                        "port": listener.address.port,
+                    }
+                    if worker.channel.send_socket(message, listener.fileno()):
+                        covering.add(worker)
+
+    def _uncover(self, listener: Listener) -> None:
+        """The workers covering `listener` let it go (its slot's worker is back, or the
+        master is about to close it)."""
+        slot, covering = self._covers.pop(listener, (0, set()))
+        for worker in covering:
+            if worker.alive and worker.channel is not None:
+                worker.channel.send({"cmd": UNCOVER_CMD, "slot": slot})
+
+    def covered_by(self, slot: int) -> list[int]:
+        """The pids of the live workers serving `slot`'s sockets now."""
+        return sorted(
+            {
+                worker.pid
+                for index, covering in self._covers.values()
+                if index == slot
+                for worker in covering
+                if worker.alive
+            }
+        )
 
     async def drain(self, sockets: Sequence[Listener], worker: Worker | None) -> int:
         """Wait until nothing is queued on `sockets` (steered away from already) while

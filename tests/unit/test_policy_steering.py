@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.policy.steering import SlotState, hand_over_queue, receiving_slots
+from runtime.policy.steering import SlotState, covering_slots, hand_over_queue, receiving_slots
 
 R, S, W, X = SlotState.READY, SlotState.STARTING, SlotState.WAITING, SlotState.IDLE
 
@@ -56,3 +56,23 @@ def test_hand_over_queue(
     expected: bool,
 ) -> None:
     assert hand_over_queue(slot, receiving, migrates=migrates, replacing=replacing) is expected
+
+
+@pytest.mark.parametrize(
+    ("states", "left_alone", "expected"),
+    [
+        ({0: X, 1: R, 2: R}, set(), {0: {1, 2}}),  # a dead slot: every ready slot covers it
+        ({0: X, 1: R, 2: S, 3: W}, set(), {0: {1}, 2: {1}, 3: {1}}),  # starting, backing off
+        ({0: R, 1: R}, set(), {}),  # all ready: nothing to cover
+        ({0: X, 1: S}, set(), {}),  # nobody ready: the queues wait
+        ({0: X}, set(), {}),  # a single instance: nobody else
+        ({0: X, 1: R}, {0}, {}),  # a reload's replacement, or stopped on purpose
+        ({0: X, 1: R, 2: W}, {0}, {2: {1}}),
+        ({}, set(), {}),
+    ],
+)
+def test_covering_slots(
+    states: dict[int, SlotState], left_alone: set[int], expected: dict[int, set[int]]
+) -> None:
+    plan = covering_slots(states, left_alone=frozenset(left_alone))
+    assert plan == {slot: frozenset(by) for slot, by in expected.items()}
