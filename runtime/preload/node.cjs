@@ -54,8 +54,8 @@
  * serves no server on that port, or is draining, closes what it is given at once. A
  * covering server is unref'd, so it never keeps a stopping process alive; it is drained with
  * the app's servers on a stop signal, and closed once the app's own server stops listening.
- * An injected connection is counted by the covering server, not by the app server's
- * getConnections() or maxConnections.
+ * An injected connection is counted as the app server's own (its close(cb) and
+ * getConnections() wait for it); its maxConnections is not applied to it.
  *
  * Checks. Before use, /proc/self/fd and /proc/net/tcp{,6} must show the fd as a TCP socket
  * listening on that port; otherwise one line on stderr and the normal bind.
@@ -281,6 +281,21 @@ function drainOnStop(servers) {
   };
 }
 
+/**
+ * Hand a connection the covering server accepted to the app's server, counted as its own
+ * (what net's accept does: `_connections`, `socket._server`), so that the app's
+ * server.close(cb) and getConnections() wait for it as for any other, then 'connection'.
+ */
+function adoptConnection(cover, target, socket) {
+  if (typeof target._connections === 'number' && socket._server === cover) {
+    cover._connections -= 1;
+    target._connections += 1;
+    socket._server = target;
+    socket.server = target;
+  }
+  target.emit('connection', socket);
+}
+
 /** Serve dead siblings' sockets on the master's word (see "Covering" above). */
 function coverSlots(served, stops) {
   const covers = new Map(); // slot -> the covering servers for it
@@ -298,7 +313,7 @@ function coverSlots(served, stops) {
     server.unref(); // never what keeps the process alive (its connections are, while open)
     server.on('error', () => server.close()); // not listening any more: the master closed it
     server.on('connection', (socket) => {
-      target.emit('connection', socket);
+      adoptConnection(server, target, socket);
       if (!target.listening) server.close(); // the app closed its server: take no more
     });
     if (!covers.has(message.slot)) covers.set(message.slot, []);

@@ -31,8 +31,11 @@ const fs = require('node:fs');
 const http = require('node:http');
 process.on('message', (m) => console.log('app got message ' + JSON.stringify(m)));
 const server = http.createServer((req, res) => {
-  res.end(JSON.stringify({ pid: process.pid }));
+  const answer = () => res.end(JSON.stringify({ pid: process.pid }));
+  if (req.url === '/slow') setTimeout(answer, 1000);
+  else answer();
 });
+if (process.env.OWN_STOP) process.on('SIGINT', () => server.close(() => process.exit(0)));
 const slow = process.env.NODE_APP_INSTANCE === '1' && fs.existsSync(process.env.SLOW_FILE);
 setTimeout(() => server.listen(process.env.PORT), slow ? Number(process.env.SLOW_MS) : 0);
 """
@@ -51,23 +54,31 @@ def socket_inodes(pid: int) -> set[str]:
     return found
 
 
+CUT = 0  # what `answers` says for a connection closed or reset without an answer
+
+
 def answers(clients: list[socket.socket], deadline: float) -> dict[socket.socket, int]:
-    """The pid each client's answer names, for those answered before `deadline`."""
+    """The pid each client's answer names (CUT: closed without one), for those that ended
+    before `deadline`."""
     buffers = dict.fromkeys(clients, b"")
     done: dict[socket.socket, int] = {}
     while len(done) < len(clients) and time.monotonic() < deadline:
         waiting = [c for c in clients if c not in done]
         readable, _, _ = select.select(waiting, [], [], max(0.0, deadline - time.monotonic()))
         for client in readable:
-            chunk = client.recv(65536)
+            try:
+                chunk = client.recv(65536)
+            except ConnectionResetError:
+                done[client] = CUT
+                continue
             buffers[client] += chunk
             if not chunk:  # Connection: close: the whole answer is in
                 body = buffers[client].partition(b"\r\n\r\n")[2]
-                done[client] = json.loads(body)["pid"]
+                done[client] = json.loads(body)["pid"] if body else CUT
     return done
 
 
-def start_pair(tmp_path: Path, run_master) -> tuple[Any, int, dict[int, int], Path]:
+def start_pair(tmp_path: Path, run_master, **env: str) -> tuple[Any, int, dict[int, int], Path]:
     """Two reuseport node workers, both ready: (master, port, pids by instance, marker)."""
     port, slow = free_port(), tmp_path / "slow"
     (tmp_path / "app.js").write_text(APP)
@@ -78,7 +89,7 @@ def start_pair(tmp_path: Path, run_master) -> tuple[Any, int, dict[int, int], Pa
         "instances": 2,
         "listen": [f"127.0.0.1:{port}"],
         "socket_sharing": "reuseport",
-        "env": {"SLOW_FILE": str(slow), "PORT": str(port), "SLOW_MS": str(SLOW_START_MS)},
+        "env": {"SLOW_FILE": str(slow), "PORT": str(port), "SLOW_MS": str(SLOW_START_MS), **env},
     }
     ctl = tmp_path / "c.sock"
     m = run_master(str(write_ecosystem(tmp_path / "eco.json", [app])), "--control", str(ctl))
@@ -87,15 +98,15 @@ def start_pair(tmp_path: Path, run_master) -> tuple[Any, int, dict[int, int], Pa
 
 
 def queue_on_stopped(
-    port: int, stopped: int, serving: int
+    port: int, stopped: int, serving: int, path: str = "/"
 ) -> tuple[list[socket.socket], list[socket.socket]]:
     """With `stopped` (SIGSTOP) not accepting, CONNECTIONS requests: (all, those queued on
     its socket), once `serving` has answered the rest."""
     os.kill(stopped, signal.SIGSTOP)
     clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(CONNECTIONS)]
     for client in clients:
-        client.sendall(REQUEST)
-    served_first = answers(clients, time.monotonic() + 1.0)
+        client.sendall(REQUEST.replace(b"GET / ", f"GET {path} ".encode()))
+    served_first = answers(clients, time.monotonic() + 1.0 + (path == "/slow"))
     assert set(served_first.values()) == {serving}
     queued = [c for c in clients if c not in served_first]
     assert queued, "no connection was queued on the stopped worker's socket"  # P = 2**-20
@@ -187,3 +198,25 @@ def request(port: int) -> socket.socket:
     client = socket.create_connection(("127.0.0.1", port), timeout=5)
     client.sendall(REQUEST)
     return client
+
+
+def test_an_apps_own_close_waits_for_the_connections_it_covers(
+    tmp_path: Path, run_master, node: str
+) -> None:
+    """Worker 0 covers slow requests queued on killed worker 1's socket and is then sent
+    SIGINT: the app's own `server.close(() => process.exit(0))` waits for them too, as
+    for its own connections, so every one is answered."""
+    m, port, pids, slow = start_pair(tmp_path, run_master, OWN_STOP="1")
+    slow.touch()
+    clients, queued = queue_on_stopped(port, pids[1], pids[0], path="/slow")
+    os.kill(pids[1], signal.SIGKILL)
+    wait_until(lambda: m.events("worker_exited", instance=1), "worker 1's exit")
+    time.sleep(0.3)  # worker 0 has accepted the covered requests; each takes 1 s
+    os.kill(pids[0], signal.SIGINT)
+    covered = answers(queued, time.monotonic() + COVER_DEADLINE_S + 1)
+    assert len(covered) == len(queued), f"{len(queued) - len(covered)} cut"
+    assert set(covered.values()) == {pids[0]}
+    (exited,) = m.wait_event("worker_exited", instance=0)
+    assert exited["code"] == 0
+    for client in clients:
+        client.close()
