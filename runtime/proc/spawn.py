@@ -34,6 +34,8 @@ from runtime.proc.sockets import listen_env
 EXEC_FAILED_CODE = 127
 RUNTIME_KEYS = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET")
 PORTS_ENV = "RUNTIME_PORTS"  # PORT=FD,... for the preloads
+DRAIN_ENV = "RUNTIME_DRAIN_MS"  # how long the Python preload's drain may take at most
+DRAIN_MARGIN_MS = 500  # ...so that the worker dies of SIGTERM before kill_timeout's SIGKILL
 _PRELOAD_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "preload")
 NODE_PRELOAD = os.path.join(_PRELOAD_DIR, "node.cjs")
 PYTHON_PRELOAD = os.path.join(_PRELOAD_DIR, "python")  # holds only sitecustomize.py
@@ -162,7 +164,14 @@ def worker_environment(spec: AppSpec, slot: int, wenv: WorkerEnv) -> dict[str, s
             env[spec.increment_var] = str(int(base) + slot)
         except ValueError:
             env[spec.increment_var] = base
-    for key in (*RUNTIME_KEYS, PORTS_ENV, CHANNEL_ENV, SERIALIZATION_ENV, RUNTIME_CHANNEL_ENV):
+    for key in (
+        *RUNTIME_KEYS,
+        PORTS_ENV,
+        DRAIN_ENV,
+        CHANNEL_ENV,
+        SERIALIZATION_ENV,
+        RUNTIME_CHANNEL_ENV,
+    ):
         env.pop(key, None)
     env.update(listen_env(len(wenv.listen_fds), wenv.listen_names))  # LISTEN_PID: in the child
     if wenv.notify_socket:
@@ -173,9 +182,16 @@ def worker_environment(spec: AppSpec, slot: int, wenv: WorkerEnv) -> dict[str, s
         env[RUNTIME_CHANNEL_ENV] = "1"
     if spec.exec_mode == "cluster" and spec.preload and any(wenv.listen_ports):
         env.update(preload_env(env, wenv.listen_ports))
+        env[DRAIN_ENV] = str(drain_limit_ms(spec.kill_timeout_ms))
     elif spec.node and spec.preload:  # no port to adopt: the node preload reports metrics
         env["NODE_OPTIONS"] = node_options(env)
     return env
+
+
+def drain_limit_ms(kill_timeout_ms: int) -> int:
+    """The longest drain the Python preload may run on SIGTERM: kill_timeout less a margin,
+    so a worker that drains to the end still dies of its SIGTERM, not of the SIGKILL."""
+    return max(0, kill_timeout_ms - DRAIN_MARGIN_MS)
 
 
 def node_options(env: Mapping[str, str]) -> str:

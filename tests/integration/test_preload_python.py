@@ -383,6 +383,40 @@ def test_draining_worker_leaves_the_queue_to_the_others(cluster: Cluster) -> Non
         assert wait_exit(draining) == -signal.SIGTERM
 
 
+def test_drain_waits_as_long_as_runtime_drain_ms_allows(
+    cluster: Cluster, listener: socket.socket
+) -> None:
+    """A request slower than the 3 s default is still answered when $RUNTIME_DRAIN_MS (the
+    app's kill_timeout less 500 ms) allows it; then the process dies of SIGTERM."""
+    port = listener.getsockname()[1]
+    env = {**preload_env(port), "SLOW_MS": "4000", "RUNTIME_DRAIN_MS": "9500"}
+    instance = cluster.start([PY, "http_server_app.py", "--threading"], env, fds=[listener])
+    cluster.wait_serving(port, count=1)
+    slow = SlowRequest(port)
+    instance.wait_line("slow request started")
+    instance.proc.send_signal(signal.SIGTERM)
+    assert slow.wait() == (200, str(instance.proc.pid))
+    assert wait_exit(instance) == -signal.SIGTERM
+
+
+def test_short_runtime_drain_ms_ends_the_drain_sooner(
+    cluster: Cluster, listener: socket.socket
+) -> None:
+    """With $RUNTIME_DRAIN_MS=200 (kill_timeout 700), an idle connection holds the drain
+    for about 0.2 s, not the 3 s default."""
+    port = listener.getsockname()[1]
+    env = {**preload_env(port), "RUNTIME_DRAIN_MS": "200"}
+    instance = cluster.start([PY, "http_server_app.py", "--threading"], env, fds=[listener])
+    cluster.wait_serving(port, count=1)
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        time.sleep(0.2)  # accepted by the server's thread, which waits for a request line
+        started = time.monotonic()
+        instance.proc.send_signal(signal.SIGTERM)
+        assert wait_exit(instance) == -signal.SIGTERM
+        elapsed = time.monotonic() - started
+    assert elapsed < 1.5, f"the drain took {elapsed:.1f} s"
+
+
 def test_drain_ends_when_an_idle_connection_stays_open(
     cluster: Cluster, listener: socket.socket
 ) -> None:

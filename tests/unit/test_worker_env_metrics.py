@@ -13,7 +13,13 @@ import pytest
 from runtime.config.load import direct_app
 from runtime.config.spec import AppSpec
 from runtime.proc.ipc import RUNTIME_CHANNEL_ENV, Channel
-from runtime.proc.spawn import NODE_PRELOAD, PORTS_ENV, WorkerEnv, worker_environment
+from runtime.proc.spawn import (
+    DRAIN_ENV,
+    NODE_PRELOAD,
+    PORTS_ENV,
+    WorkerEnv,
+    worker_environment,
+)
 
 
 def spec(tmp_path: Path, script: str, **keys: object) -> AppSpec:
@@ -59,6 +65,34 @@ def test_python_fork_worker_is_left_alone(tmp_path: Path) -> None:
     assert RUNTIME_CHANNEL_ENV not in env
     assert "NODE_OPTIONS" not in env
     assert "PYTHONPATH" not in env
+
+
+@pytest.mark.parametrize(("kill_timeout", "drain"), [(None, "4500"), (30000, "29500"), (300, "0")])
+def test_cluster_python_worker_drains_within_its_kill_timeout(
+    tmp_path: Path, kill_timeout: int | None, drain: str
+) -> None:
+    """The Python preload's drain bound is kill_timeout less 500 ms (default 5000), never
+    negative; a stray value in the environment is replaced."""
+    keys: dict[str, object] = {"exec_mode": "cluster", "instances": 2}
+    if kill_timeout is not None:
+        keys["kill_timeout"] = kill_timeout
+    wenv = WorkerEnv(
+        base={DRAIN_ENV: "1"},
+        notify_socket=None,
+        listen_fds=(3,),
+        listen_names=("127.0.0.1_8000",),
+        listen_ports=(8000,),
+    )
+    env = worker_environment(spec(tmp_path, "app.py", **keys), 0, wenv)
+    assert env[DRAIN_ENV] == drain
+
+
+def test_fork_worker_gets_no_drain_bound(tmp_path: Path) -> None:
+    """No inherited port, no preload, no drain: a stray RUNTIME_DRAIN_MS is dropped."""
+    env = worker_environment(
+        spec(tmp_path, "app.py"), 0, WorkerEnv(base={DRAIN_ENV: "1"}, notify_socket=None)
+    )
+    assert DRAIN_ENV not in env
 
 
 def test_channel_drops_lines_too_deep_to_decode() -> None:

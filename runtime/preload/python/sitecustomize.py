@@ -38,9 +38,11 @@ SIGTERM it stops accepting: each fd of an adopted listener in this process is du
 over by a placeholder listener on 127.0.0.1 that no client knows, so the process accepts
 nothing more and the master's socket, with its queue, stays with the other workers. Then
 a thread waits until this process has no connection left on the adopted ports
-(/proc/self/fd against /proc/net/tcp{,6}), at most DRAIN_LIMIT_S (an idle keep-alive
-client looks the same as a request in flight), and the handler, called again on the
-main thread, restores SIG_DFL and raises SIGTERM: the process dies of it as it would have.
+(/proc/self/fd against /proc/net/tcp{,6}), at most $RUNTIME_DRAIN_MS (the app's
+kill_timeout less 500 ms, so the process still dies of SIGTERM; DRAIN_LIMIT_S without
+it; an idle keep-alive client looks the same as a request in flight), and the handler,
+called again on the main thread, restores SIG_DFL and raises SIGTERM: the process dies of
+it as it would have.
 A second SIGTERM does that at once. An asyncio server on the placeholder may spin
 (its epoll still holds the master's socket) until then; asyncio servers with handlers
 (aiohttp, uvicorn) are not affected. SIGINT keeps Python's KeyboardInterrupt.
@@ -102,7 +104,8 @@ PARK_ADDRESS_V4 = ("127.0.0.1", 0)  # where an IPv4 socket goes when the port is
 PLACEHOLDER_ADDRESS = ("127.0.0.1", 0)  # what a draining process "listens" on instead
 TCP_LISTEN_STATE = "0A"  # the `st` column of /proc/net/tcp for a listening socket
 DRAIN_POLL_S = 0.02
-DRAIN_LIMIT_S = 3.0  # under the default kill_timeout (5 s), so the process dies of SIGTERM
+DRAIN_ENV = "RUNTIME_DRAIN_MS"  # the app's kill_timeout less 500 ms, set by the runtime
+DRAIN_LIMIT_S = 3.0  # without it (a worker started by hand): under the default kill_timeout
 
 
 def _warn(message: str) -> None:
@@ -271,12 +274,18 @@ class Drain:
         import threading
         import time
 
-        deadline = time.monotonic() + DRAIN_LIMIT_S
+        deadline = time.monotonic() + drain_limit_s()
         while serving(self.ports) and time.monotonic() < deadline:
             time.sleep(DRAIN_POLL_S)
         main = threading.main_thread().ident
         if main is not None:
             signal.pthread_kill(main, signum)  # the main thread: its syscall is interrupted
+
+
+def drain_limit_s() -> float:
+    """How long a drain may take: $RUNTIME_DRAIN_MS, else DRAIN_LIMIT_S."""
+    raw = os.environ.get(DRAIN_ENV, "")
+    return int(raw) / 1000 if raw.isdigit() else DRAIN_LIMIT_S
 
 
 def install(ports: dict[int, list[int]]) -> None:
