@@ -348,28 +348,34 @@ def first_with_line(instances: list[Instance], marker: str) -> Instance:
 
 
 @pytest.mark.parametrize(
-    ("threaded", "env"),
+    ("threaded", "env", "signum"),
     [
-        (False, {}),
-        (True, {}),
+        (False, {}, signal.SIGTERM),
+        (True, {}, signal.SIGTERM),
         # slower than the 3 s default: answered as $RUNTIME_DRAIN_MS (kill_timeout 10 s) allows
-        (True, {"SLOW_MS": "4000", "RUNTIME_DRAIN_MS": "9500"}),
+        (True, {"SLOW_MS": "4000", "RUNTIME_DRAIN_MS": "9500"}, signal.SIGTERM),
+        # `kill_signal: SIGINT`: drained too, then KeyboardInterrupt as Python does
+        (False, {}, signal.SIGINT),
     ],
-    ids=["HTTPServer", "ThreadingHTTPServer", "long-drain"],
+    ids=["HTTPServer", "ThreadingHTTPServer", "long-drain", "SIGINT"],
 )
-def test_sigterm_drains_an_app_without_a_handler(
-    cluster: Cluster, listener: socket.socket, threaded: bool, env: dict[str, str]
+def test_stop_signal_drains_an_app_without_a_handler(
+    cluster: Cluster, listener: socket.socket, threaded: bool, env: dict[str, str], signum: int
 ) -> None:
-    """An app with no SIGTERM handler answers its in-flight request, then dies of SIGTERM."""
+    """An app with no handler for the stop signal answers its in-flight request, then ends
+    as Python ends it (SIGTERM: dies of it; SIGINT: KeyboardInterrupt, which kills it with
+    SIGINT once the traceback is printed)."""
     port = listener.getsockname()[1]
     argv = [PY, "http_server_app.py", *(["--threading"] if threaded else [])]
     instance = cluster.start(argv, {**preload_env(port), **env}, fds=[listener])
     cluster.wait_serving(port, count=1)
     slow = SlowRequest(port)
     instance.wait_line("slow request started")
-    instance.proc.send_signal(signal.SIGTERM)
+    instance.proc.send_signal(signum)
     assert slow.wait() == (200, str(instance.proc.pid))
-    assert wait_exit(instance) == -signal.SIGTERM
+    assert wait_exit(instance) == -signum
+    if signum == signal.SIGINT:
+        assert "KeyboardInterrupt" in instance.output()
 
 
 def test_draining_worker_leaves_the_queue_to_the_others(cluster: Cluster) -> None:

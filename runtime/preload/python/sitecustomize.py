@@ -33,19 +33,22 @@ Stopping: the runtime stops a Python worker with SIGTERM (its kill_signal), whos
 action ends the process at once and resets the connections it accepted and has not
 answered yet, so a rolling reload of a server with no handler would fail a few requests.
 At its first adoption, from the main thread, a process whose SIGTERM handler is still
-SIG_DFL gets one of ours (an app that sets its own, before or after, keeps its own). On
-SIGTERM it stops accepting: each fd of an adopted listener in this process is dup2()ed
-over by a placeholder listener on 127.0.0.1 that no client knows, so the process accepts
+SIG_DFL gets one of ours, and so does SIGINT while it is Python's default_int_handler
+(`kill_signal: SIGINT`, as pm2 files often say; an app that sets its own, before or
+after, keeps its own). On the first of them it stops accepting: each fd of an adopted
+listener in this process is dup2()ed over by a placeholder listener on 127.0.0.1 that no
+client knows, so the process accepts
 nothing more and the master's socket, with its queue, stays with the other workers. Then
 a thread waits until this process has no connection left on the adopted ports
 (/proc/self/fd against /proc/net/tcp{,6}), at most $RUNTIME_DRAIN_MS (the app's
 kill_timeout less 500 ms, so the process still dies of SIGTERM; DRAIN_LIMIT_S without
 it; an idle keep-alive client looks the same as a request in flight), and the handler,
-called again on the main thread, restores SIG_DFL and raises SIGTERM: the process dies of
-it as it would have.
-A second SIGTERM does that at once. An asyncio server on the placeholder may spin
-(its epoll still holds the master's socket) until then; asyncio servers with handlers
-(aiohttp, uvicorn) are not affected. SIGINT keeps Python's KeyboardInterrupt.
+called again on the main thread, does what Python would have done at once: for SIGTERM
+it restores SIG_DFL and raises it again, so the process dies of it; for SIGINT it
+restores default_int_handler and raises KeyboardInterrupt in the main thread (the app's
+`except KeyboardInterrupt` and `finally` run). A second stop signal does that at once.
+An asyncio server on the placeholder may spin (its epoll still holds the master's
+socket) until then; asyncio servers with handlers (aiohttp, uvicorn) are not affected.
 
 Chaining: after the hook is installed, the sitecustomize that this directory shadows (the
 next one on sys.path, if any) is imported, once; usercustomize is not affected. Imported
@@ -245,21 +248,28 @@ class Drain:
         self.draining = False
 
     def install(self) -> None:
-        """Handle SIGTERM, unless the app already does or this is not the main thread."""
+        """Handle SIGTERM and SIGINT, each unless the app already does (its handler is not
+        Python's default), and only from the main thread."""
         import signal
 
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-            return
-        try:  # noqa: SIM105 - contextlib stays unimported in the user's worker
-            signal.signal(signal.SIGTERM, self.handle)
-        except ValueError:
-            pass  # bind() outside the main thread (Django's autoreloader): left as it was
+        defaults = ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler))
+        for signum, default in defaults:
+            if signal.getsignal(signum) is not default:
+                continue
+            try:
+                signal.signal(signum, self.handle)
+            except ValueError:
+                return  # bind() outside the main thread (Django's autoreloader): left as it was
 
     def handle(self, signum: int, frame: object) -> None:
-        """First SIGTERM: stop accepting and wait for the connections; then: die of it."""
+        """First stop signal: stop accepting and wait for the connections; then: what
+        Python does without us (SIGTERM: die of it; SIGINT: KeyboardInterrupt)."""
         import signal
 
         if self.draining:
+            if signum == signal.SIGINT:
+                signal.signal(signum, signal.default_int_handler)
+                raise KeyboardInterrupt
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
