@@ -10,11 +10,12 @@ import select
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from tests.integration.conftest import free_port, pid_alive, write_ecosystem
 from tests.integration.test_reliability import control
@@ -93,37 +94,54 @@ def start_pair(tmp_path: Path, run_master, **env: str) -> tuple[Any, int, dict[i
     }
     ctl = tmp_path / "c.sock"
     m = run_master(str(write_ecosystem(tmp_path / "eco.json", [app])), "--control", str(ctl))
-    ready = m.wait_event("worker_ready", count=2)
-    return m, port, {r["instance"]: r["pid"] for r in ready}, slow
+    pids = {r["instance"]: r["pid"] for r in m.wait_event("worker_ready", count=2)}
+    # whichever was ready first covered the other until it was ready too: wait for the
+    # start-up covers to be let go, so each socket is served by its own worker only
+    theirs = {i: os.readlink(f"/proc/{pid}/fd/3") for i, pid in pids.items()}
+    for i, pid in pids.items():
+        others = {link for j, link in theirs.items() if j != i}
+        wait_until(
+            lambda pid=pid, others=others: not others & socket_inodes(pid), "a start-up cover"
+        )
+    return m, port, pids, slow
+
+
+@pytest.fixture
+def opened() -> Iterator[list[socket.socket]]:
+    """Client sockets to close at teardown, whether the test passed or not."""
+    clients: list[socket.socket] = []
+    yield clients
+    for client in clients:
+        client.close()
 
 
 def queue_on_stopped(
-    port: int, stopped: int, serving: int, path: str = "/"
-) -> tuple[list[socket.socket], list[socket.socket]]:
-    """With `stopped` (SIGSTOP) not accepting, CONNECTIONS requests: (all, those queued on
-    its socket), once `serving` has answered the rest."""
+    opened: list[socket.socket], port: int, stopped: int, serving: int, path: str = "/"
+) -> list[socket.socket]:
+    """With `stopped` (SIGSTOP) not accepting, CONNECTIONS requests: those queued on its
+    socket, once `serving` has answered the rest (all are closed with `opened`)."""
     os.kill(stopped, signal.SIGSTOP)
     clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(CONNECTIONS)]
+    opened.extend(clients)
     for client in clients:
         client.sendall(REQUEST.replace(b"GET / ", f"GET {path} ".encode()))
     served_first = answers(clients, time.monotonic() + 1.0 + (path == "/slow"))
     assert set(served_first.values()) == {serving}
     queued = [c for c in clients if c not in served_first]
     assert queued, "no connection was queued on the stopped worker's socket"  # P = 2**-20
-    return clients, queued
+    return queued
 
 
 def test_queued_connections_of_a_killed_worker_are_served_by_the_other(
-    tmp_path: Path, run_master, node: str
+    tmp_path: Path, run_master, node: str, opened: list[socket.socket]
 ) -> None:
     """Worker 1 stopped from accepting (SIGSTOP) while fresh connections queue on its
     socket, then SIGKILLed: worker 0 answers every queued one long before worker 1's
     slow replacement is ready, and lets the socket go once it is."""
     m, port, pids, slow = start_pair(tmp_path, run_master)
     slot1_socket = os.readlink(f"/proc/{pids[1]}/fd/3")
-    wait_until(lambda: slot1_socket not in socket_inodes(pids[0]), "a cover left from the start")
     slow.touch()
-    clients, queued = queue_on_stopped(port, pids[1], pids[0])
+    queued = queue_on_stopped(opened, port, pids[1], pids[0])
 
     os.kill(pids[1], signal.SIGKILL)
     covered = answers(queued, time.monotonic() + COVER_DEADLINE_S)
@@ -135,20 +153,18 @@ def test_queued_connections_of_a_killed_worker_are_served_by_the_other(
 
     m.wait_event("worker_ready", count=3, timeout=SLOW_START_MS / 1000 + 15)
     wait_until(lambda: slot1_socket not in socket_inodes(pids[0]), "slot 1's socket kept")
-    for client in clients:
-        client.close()
     assert not [line for line in m.lines("web") if "app got message" in str(line)]
 
 
 def test_a_slot_is_covered_once_another_worker_is_ready(
-    tmp_path: Path, run_master, node: str
+    tmp_path: Path, run_master, node: str, opened: list[socket.socket]
 ) -> None:
     """Both workers SIGKILLed together, connections queued on worker 1's socket: nobody
     can cover it then; worker 0's replacement does as soon as it is ready, well before
     worker 1's slow replacement."""
     m, port, pids, slow = start_pair(tmp_path, run_master)
     slow.touch()
-    clients, queued = queue_on_stopped(port, pids[1], pids[0])
+    queued = queue_on_stopped(opened, port, pids[1], pids[0])
     os.kill(pids[0], signal.SIGKILL)
     os.kill(pids[1], signal.SIGKILL)
     covered = answers(queued, time.monotonic() + COVER_DEADLINE_S)
@@ -157,12 +173,10 @@ def test_a_slot_is_covered_once_another_worker_is_ready(
     assert len(ready) == 2
     assert set(covered.values()) == {ready[1]["pid"]}
     assert not m.events("worker_ready", instance=1)[1:]  # still starting: the cover served
-    for client in clients:
-        client.close()
 
 
 def test_a_covering_worker_survives_the_socket_being_closed(
-    tmp_path: Path, run_master, node: str
+    tmp_path: Path, run_master, node: str, opened: list[socket.socket]
 ) -> None:
     """Scaled down to 1 while worker 0 covers slot 1: the master closes slot 1's socket,
     and worker 0 lets it go and keeps serving."""
@@ -181,6 +195,7 @@ def test_a_covering_worker_survives_the_socket_being_closed(
     assert spent < 0.2, f"worker 0 spent {spent:.2f} s of CPU in 1 s idle (an accept loop?)"
     for _ in range(10):
         client = request(port)
+        opened.append(client)
         assert answers([client], time.monotonic() + 3) != {}
         client.close()
     assert pid_alive(pids[0])
@@ -201,14 +216,14 @@ def request(port: int) -> socket.socket:
 
 
 def test_an_apps_own_close_waits_for_the_connections_it_covers(
-    tmp_path: Path, run_master, node: str
+    tmp_path: Path, run_master, node: str, opened: list[socket.socket]
 ) -> None:
     """Worker 0 covers slow requests queued on killed worker 1's socket and is then sent
     SIGINT: the app's own `server.close(() => process.exit(0))` waits for them too, as
     for its own connections, so every one is answered."""
     m, port, pids, slow = start_pair(tmp_path, run_master, OWN_STOP="1")
     slow.touch()
-    clients, queued = queue_on_stopped(port, pids[1], pids[0], path="/slow")
+    queued = queue_on_stopped(opened, port, pids[1], pids[0], path="/slow")
     os.kill(pids[1], signal.SIGKILL)
     wait_until(lambda: m.events("worker_exited", instance=1), "worker 1's exit")
     time.sleep(0.3)  # worker 0 has accepted the covered requests; each takes 1 s
@@ -218,5 +233,3 @@ def test_an_apps_own_close_waits_for_the_connections_it_covers(
     assert set(covered.values()) == {pids[0]}
     (exited,) = m.wait_event("worker_exited", instance=0)
     assert exited["code"] == 0
-    for client in clients:
-        client.close()
