@@ -43,8 +43,8 @@
  * on its slot's socket before the master saw the exit would wait there for the slot's next
  * worker (node takes 50-150 ms to be ready). Instead, while a slot has no ready worker, the
  * master passes its socket to the ready workers over the IPC channel, as node passes a
- * server (a NODE_HANDLE message with
- * {cmd: 'NODE_RUNTIME_COVER', slot, port} inside, which node delivers to
+ * server (a NODE_HANDLE message with {cmd: 'NODE_RUNTIME_COVER', slot, port} inside, which
+ * node delivers to
  * process.on('internalMessage'), never to the app's 'message' listeners). Each accepts on it
  * and emits every connection it takes as 'connection' on the app's server for that port,
  * the documented way to inject a connection into an http, https or net server. New
@@ -52,8 +52,8 @@
  * slot's own worker is ready, {cmd: 'NODE_RUNTIME_UNCOVER', slot} closes the covering
  * server here (the socket stays open in the master); so does the master before it closes
  * the socket (a reload, a scale-down): node's loop would otherwise spin on the shut-down
- * listener, whose failing accept libuv does not report. A process that
- * serves no server on that port, or is draining, closes what it is given at once. A
+ * listener, whose failing accept libuv does not report. A process that serves no server
+ * on that port, or is draining, closes what it is given at once. A
  * covering server is unref'd, so it never keeps a stopping process alive; it is drained with
  * the app's servers on a stop signal, and closed once the app's own server stops listening.
  * An injected connection is counted as the app server's own (its close(cb) and
@@ -300,7 +300,7 @@ function adoptConnection(cover, target, socket) {
 
 /** Serve dead siblings' sockets on the master's word (see "Covering" above). */
 function coverSlots(served, stops) {
-  const covers = new Map(); // slot -> the covering servers for it
+  const covers = new Map(); // slot -> Set of the covering servers for it
   const uncover = (slot) => {
     for (const server of covers.get(slot) || []) server.close();
     covers.delete(slot);
@@ -318,13 +318,9 @@ function coverSlots(served, stops) {
       adoptConnection(server, target, socket);
       if (!target.listening) server.close(); // the app closed its server: take no more
     });
-    if (!covers.has(message.slot)) covers.set(message.slot, []);
-    covers.get(message.slot).push(server);
-    server.once('close', () => {
-      const left = (covers.get(message.slot) || []).filter((s) => s !== server);
-      if (left.length) covers.set(message.slot, left);
-      else covers.delete(message.slot);
-    });
+    if (!covers.has(message.slot)) covers.set(message.slot, new Set());
+    covers.get(message.slot).add(server);
+    server.once('close', () => covers.get(message.slot)?.delete(server));
     drain?.cover(server);
   });
 }
@@ -350,7 +346,7 @@ function install(ports) {
   const served = new Map(); // port -> the server on an inherited fd for it (covers go there)
   const portOfFd = new Map([...ports].flatMap(([port, fds]) => fds.map((fd) => [fd, port])));
   let drained = null; // the servers drained on a stop signal, once installed
-  const serve = (server, port) => {
+  const note = (server, port) => {
     if (!served.has(port)) {
       served.set(port, server);
       server.once('close', () => served.get(port) === server && served.delete(port));
@@ -371,8 +367,8 @@ function install(ports) {
     if (fd === null) {
       const result = originalListen.apply(this, args);
       const first = args[0];
-      const ownFd = !want && first !== null && typeof first === 'object' ? first.fd : undefined;
-      if (portOfFd.has(ownFd)) serve(this, portOfFd.get(ownFd)); // its own listen({fd: 3})
+      const ownFd = first !== null && typeof first === 'object' ? first.fd : undefined;
+      if (portOfFd.has(ownFd)) note(this, portOfFd.get(ownFd)); // its own listen({fd: 3})
       return result;
     }
     if (fd === 'in-use') {
@@ -386,7 +382,7 @@ function install(ports) {
     held.add(fd);
     drained = drained || drainOnStop(new Set());
     drained.serve(this);
-    serve(this, want.port);
+    note(this, want.port);
     return result;
   };
   if (TO_RUNTIME) coverSlots(served, () => drained);

@@ -238,8 +238,8 @@ class App:
         worker.exited.set_result(status)
         requested = worker.stopping or self.ctx.shutting_down()
         self.traffic.update(self.slots, may_refuse=False)
-        if not requested and self._hand_over_queue(worker):
-            self.traffic.update(self.slots, may_refuse=False)  # cover the fresh sockets
+        if not requested:
+            self._hand_over_queue(worker)
         covered_by = self.traffic.covered_by(worker.slot)
         worker.logs.drain()
         worker.logs.close()
@@ -278,28 +278,25 @@ class App:
             slot, worker, decide_restart(self.policy, slot.restart_state, exit_)
         )
 
-    def _hand_over_queue(self, worker: Worker) -> bool:
+    def _hand_over_queue(self, worker: Worker) -> None:
         """reuseport with `tcp_migrate_req=1`: what the kernel queued on a dead worker's
-        sockets goes to the other workers now (`policy.steering.hand_over_queue`).
-        True if the slot has new sockets."""
+        sockets goes to the other workers now (`policy.steering.hand_over_queue`)."""
         listeners, slot = self.listeners, self.slots.get(worker.slot)
         if listeners is None or not listeners.steered or listeners.suspended:
-            return False
+            return
         if slot is None or slot.worker is not worker or worker.slot not in listeners.per_slot:
-            return False
+            return
         if not hand_over_queue(
             worker.slot,
             listeners.receiving,
             migrates=migrate_req_enabled(),
             replacing=slot.replacing is not None,
         ):
-            return False
+            return
         try:
             listeners.renew_slot(worker.slot)
         except (OSError, ListenError) as exc:  # the slot's next worker binds again
             self._event("steer_failed", worker, level="warning", error=str(exc))
-            return False
-        return True
 
     def _hint_port_in_use(self, worker: Worker) -> None:
         """A cluster worker that died on EADDRINUSE: say once what to do instead."""

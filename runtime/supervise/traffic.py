@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 
 from structlog.typing import FilteringBoundLogger
 
-from runtime.policy.steering import SlotState, covering_slots, receiving_slots
+from runtime.policy.steering import covering_slots, receiving_slots
 from runtime.proc.ipc import COVER_CMD, UNCOVER_CMD
 from runtime.proc.listeners import AppListeners
 from runtime.proc.sockets import Listener
@@ -80,35 +80,37 @@ class Traffic:
 
     def _cover(self, listeners: AppListeners, slots: Mapping[int, Slot]) -> None:
         """Pass each slot's sockets to the workers that should cover it and do not yet;
-        tell the ones covering a slot whose own worker is ready again to let go."""
+        the ones covering a slot that needs it no more (its own worker is ready again, or
+        it was stopped on purpose) let go."""
         left_alone = frozenset(
             index for index, slot in slots.items() if slot.replacing is not None or slot.manual_stop
         )
         plan = covering_slots({i: slot.state for i, slot in slots.items()}, left_alone=left_alone)
-        for listener, (_, covering) in list(self._covers.items()):
+        for _, covering in self._covers.values():
             covering.difference_update([w for w in covering if not w.alive])
-            if not covering:
-                del self._covers[listener]
-        for index, slot in slots.items():
-            sockets = listeners.slot_sockets(index)
-            if slot.state is SlotState.READY:
-                for listener in sockets:
+        for index in slots:
+            coverers = [
+                worker
+                for i in sorted(plan.get(index, ()))
+                if (worker := slots[i].worker) is not None
+                and worker.channel is not None
+                and worker.listening.done()  # a node preload serving an inherited socket
+            ]
+            for listener in listeners.slot_sockets(index):
+                if index not in plan:
                     self._uncover(listener)
+                elif coverers:
+                    self._cover_socket(index, listener, coverers)
+
+    def _cover_socket(self, slot: int, listener: Listener, coverers: list[Worker]) -> None:
+        """Send `listener` to each of `coverers` not serving it yet."""
+        covering = self._covers.setdefault(listener, (slot, set()))[1]
+        message: dict[str, object] = {"cmd": COVER_CMD, "slot": slot, "port": listener.address.port}
+        for worker in coverers:
+            if worker in covering or worker.channel is None:
                 continue
-            for worker in (slots[i].worker for i in sorted(plan.get(index, ()))):
-                if worker is None or worker.channel is None or not worker.listening.done():
-                    continue  # only a node preload serving an inherited socket takes one
-                for listener in sockets:
-                    covering = self._covers.setdefault(listener, (index, set()))[1]
-                    if worker in covering:
-                        continue
-                    message: dict[str, object] = {
-                        "cmd": COVER_CMD,
-                        "slot": index,
-                        "port": listener.address.port,
-                    }
-                    if worker.channel.send_socket(message, listener.fileno()):
-                        covering.add(worker)
+            if worker.channel.send_socket(message, listener.fileno()):
+                covering.add(worker)
 
     def _uncover(self, listener: Listener) -> None:
         """The workers covering `listener` let it go (its slot's worker is back, or the

@@ -10,7 +10,7 @@ import select
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,13 @@ import psutil
 import pytest
 
 from tests.integration.conftest import free_port, pid_alive, write_ecosystem
+from tests.integration.test_real_servers import wait_until
 from tests.integration.test_reliability import control
 
 CONNECTIONS = 20
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 SLOW_START_MS = 4000  # instance 1's start while the marker file exists
+WAIT_S = 5.0  # for a worker to take or let go a socket
 COVER_DEADLINE_S = 2.0  # well under the replacement's start: only a cover answers in time
 
 # Instance 1 starts slowly while $SLOW_FILE exists; every answer names the worker's pid.
@@ -101,7 +103,9 @@ def start_pair(tmp_path: Path, run_master, **env: str) -> tuple[Any, int, dict[i
     for i, pid in pids.items():
         others = {link for j, link in theirs.items() if j != i}
         wait_until(
-            lambda pid=pid, others=others: not others & socket_inodes(pid), "a start-up cover"
+            lambda pid=pid, others=others: not others & socket_inodes(pid),
+            WAIT_S,
+            "the start-up covers to be let go",
         )
     return m, port, pids, slow
 
@@ -152,7 +156,11 @@ def test_queued_connections_of_a_killed_worker_are_served_by_the_other(
     assert slot1_socket in socket_inodes(pids[0]), "worker 0 serves slot 1's socket now"
 
     m.wait_event("worker_ready", count=3, timeout=SLOW_START_MS / 1000 + 15)
-    wait_until(lambda: slot1_socket not in socket_inodes(pids[0]), "slot 1's socket kept")
+    wait_until(
+        lambda: slot1_socket not in socket_inodes(pids[0]),
+        WAIT_S,
+        "worker 0 to let slot 1's socket go",
+    )
     assert not [line for line in m.lines("web") if "app got message" in str(line)]
 
 
@@ -185,10 +193,16 @@ def test_a_covering_worker_survives_the_socket_being_closed(
     slow.touch()
     os.kill(pids[1], signal.SIGKILL)
     m.wait_event("worker_exited", instance=1)
-    wait_until(lambda: slot1_socket in socket_inodes(pids[0]), "worker 0 never covered slot 1")
+    wait_until(
+        lambda: slot1_socket in socket_inodes(pids[0]), WAIT_S, "worker 0 never covered slot 1"
+    )
     scaled = control(tmp_path / "c.sock", "scale", "web", "1")
     assert scaled.returncode == 0, scaled.stderr
-    wait_until(lambda: slot1_socket not in socket_inodes(pids[0]), "the closed socket kept")
+    wait_until(
+        lambda: slot1_socket not in socket_inodes(pids[0]),
+        WAIT_S,
+        "worker 0 to let the closed socket go",
+    )
     cpu = psutil.Process(pids[0]).cpu_times()
     time.sleep(1.0)
     spent = sum(psutil.Process(pids[0]).cpu_times()[:2]) - sum(cpu[:2])
@@ -200,13 +214,6 @@ def test_a_covering_worker_survives_the_socket_being_closed(
         client.close()
     assert pid_alive(pids[0])
     assert not m.events("worker_exited", instance=0)
-
-
-def wait_until(done: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
 
 
 def request(port: int) -> socket.socket:
@@ -225,7 +232,7 @@ def test_an_apps_own_close_waits_for_the_connections_it_covers(
     slow.touch()
     queued = queue_on_stopped(opened, port, pids[1], pids[0], path="/slow")
     os.kill(pids[1], signal.SIGKILL)
-    wait_until(lambda: m.events("worker_exited", instance=1), "worker 1's exit")
+    wait_until(lambda: bool(m.events("worker_exited", instance=1)), WAIT_S, "worker 1's exit")
     time.sleep(0.3)  # worker 0 has accepted the covered requests; each takes 1 s
     os.kill(pids[0], signal.SIGINT)
     covered = answers(queued, time.monotonic() + COVER_DEADLINE_S + 1)

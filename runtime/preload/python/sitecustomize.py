@@ -37,8 +37,8 @@ SIG_DFL gets one of ours, and so does SIGINT while it is Python's default_int_ha
 (`kill_signal: SIGINT`, as pm2 files often say; an app that sets its own, before or
 after, keeps its own). On the first of them it stops accepting: each fd of an adopted
 listener in this process is dup2()ed over by a placeholder listener on 127.0.0.1 that no
-client knows, so the process accepts
-nothing more and the master's socket, with its queue, stays with the other workers. Then
+client knows, so the process accepts nothing more and the master's socket, with its
+queue, stays with the other workers. Then
 a thread waits until this process has no connection left on the adopted ports
 (/proc/self/fd against /proc/net/tcp{,6}), at most $RUNTIME_DRAIN_MS (the app's
 kill_timeout less 500 ms, so the process still dies of SIGTERM; DRAIN_LIMIT_S without
