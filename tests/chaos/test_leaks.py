@@ -83,10 +83,13 @@ def test_crash_cycles_leak_nothing(tmp_path: Path, run_master: Any) -> None:
 
     def pause_at(cycles: int) -> Usage:
         m.wait_event("worker_exited", count=cycles, timeout=50)
+        # The worker that is up when the file appears may have looked before it did and
+        # still exit, so the held one is the one that reports ready (min_uptime, 1 s): a
+        # crashing worker exits within milliseconds and never does.
+        readies = len(m.events("worker_ready"))
         hold.touch()
-        exits = len(m.events("worker_exited"))
-        m.wait_for(lambda: len(m.events("worker_started")) > exits, 10, "a held worker")
-        sleeper = m.events("worker_started")[-1]["pid"]
+        m.wait_for(lambda: len(m.events("worker_ready")) > readies, 10, "a held worker")
+        sleeper = m.events("worker_ready")[-1]["pid"]
         m.wait_for(lambda: sleeper in children(m.pid), 10, "the held worker running")
         taken = quiet_usage(m.pid)
         hold.unlink()
