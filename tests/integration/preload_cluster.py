@@ -201,7 +201,23 @@ def wait_exit(instance: Instance) -> int:
     try:
         return instance.proc.wait(EXIT_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"pid {instance.proc.pid} still runs\n{instance.output()[-3000:]}")
+        pid = instance.proc.pid
+        pytest.fail(f"pid {pid} still runs ({signal_state(pid)})\n{instance.output()[-3000:]}")
+
+
+def signal_state(pid: int) -> str:
+    """A process's signal masks and its threads' states, from /proc: why a stop signal was
+    not acted on (ignored, blocked, pending; a thread asleep in the kernel)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        threads = [
+            f"{task.name}:{(task / 'wchan').read_text() or '-'}"
+            for task in sorted(Path(f"/proc/{pid}/task").iterdir())
+        ]
+    except OSError as exc:
+        return f"no /proc entry: {exc.strerror}"
+    masks = [line.replace("\t", " ") for line in status if line.startswith(("Sig", "ShdPnd"))]
+    return ", ".join([*masks, f"threads {' '.join(threads)}"])
 
 
 def get(port: int, host: str = "127.0.0.1", tls: bool = False) -> str:
