@@ -14,13 +14,14 @@ from runtime.logs.ring import DEFAULT_MAX_BYTES, MAX_TAIL_LINES, LogRing
 from runtime.logs.sink import LogSink, WorkerLogs
 
 TINY_LINES = "import sys, time\nw = sys.stdout.write\nf = sys.stdout.flush\nwhile True:\n    w('x\\n'); f(); time.sleep(0.0005)"
-FLOOD_S = 6.0
+# long enough for the flood to pass 3 x the ring's blocks (about 6 s on an idle 2-core host)
+FLOOD_LIMIT_S = 30.0
 WORKERS = 4
 
 
-def flood_ring(ring: LogRing, seconds: float) -> int:
-    """Four real workers print 2-byte lines through a LogSink (to /dev/null) whose tap is `ring`;
-    returns how many blocks the tap saw."""
+def flood_ring(ring: LogRing, enough: int, limit_s: float) -> int:
+    """Four real workers print 2-byte lines through a LogSink (to /dev/null) whose tap is `ring`,
+    until the tap has seen `enough` blocks or `limit_s` has passed; returns how many it saw."""
     procs, pipes = [], []
     for _ in range(WORKERS):
         out_r, out_w = os.pipe()
@@ -46,8 +47,10 @@ def flood_ring(ring: LogRing, seconds: float) -> int:
             WorkerLogs(sink, app="w", instance=i, pid=p.pid, stdout_fd=out, stderr_fd=err)
             for i, (p, (out, err)) in enumerate(zip(procs, pipes, strict=True))
         ]
+        deadline = time.monotonic() + limit_s
         try:
-            await asyncio.sleep(seconds)
+            while added < enough and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
         finally:
             for reader in readers:
                 reader.close()
@@ -69,7 +72,7 @@ def test_a_flood_of_tiny_lines_keeps_the_ring_within_its_bound() -> None:
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        blocks = flood_ring(ring, FLOOD_S)
+        blocks = flood_ring(ring, 3 * ring.max_blocks, FLOOD_LIMIT_S)
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()

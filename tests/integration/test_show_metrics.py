@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from runtime.control.connection import call
+from runtime.control.protocol import socket_is_live
 from tests.integration.conftest import ROOT, Master, free_port, py, write_ecosystem
 
 LOOP_KEYS = {"loop_delay_p50_ms", "loop_delay_p99_ms", "active_handles"}
@@ -100,7 +101,8 @@ def start(
     ctl = str(tmp_path / "ctl.sock")
     eco = write_ecosystem(tmp_path / "eco.json", apps)
     master = run_master(str(eco), "--control", ctl)
-    master.wait_for(lambda: os.path.exists(ctl), what="the control socket")
+    # listening, not only there: the path exists from bind() on, a moment before listen()
+    master.wait_for(lambda: socket_is_live(ctl), what="the control socket")
     return master, ctl
 
 
