@@ -41,22 +41,21 @@
  *
  * Covering (reuseport mode). When a sibling worker dies, the connections the kernel queued
  * on its slot's socket before the master saw the exit would wait there for the slot's next
- * worker (node takes 50-150 ms to be ready). Instead, while a slot has no ready worker, the
- * master passes its socket to the ready workers over the IPC channel, as node passes a
+ * worker (node takes 50-150 ms to be ready). Instead, while a slot has no ready worker,
+ * the master passes its socket to the ready workers over the IPC channel, as node passes a
  * server (a NODE_HANDLE message with {cmd: 'NODE_RUNTIME_COVER', slot, port} inside, which
- * node delivers to
- * process.on('internalMessage'), never to the app's 'message' listeners). Each accepts on it
- * and emits every connection it takes as 'connection' on the app's server for that port,
- * the documented way to inject a connection into an http, https or net server. New
- * connections are steered away from that slot, so only what was queued arrives. When the
- * slot's own worker is ready, {cmd: 'NODE_RUNTIME_UNCOVER', slot} closes the covering
- * server here (the socket stays open in the master); so does the master before it closes
- * the socket (a reload, a scale-down): node's loop would otherwise spin on the shut-down
- * listener, whose failing accept libuv does not report. A process that serves no server
- * on that port, or is draining, closes what it is given at once. A
- * covering server is unref'd, so it never keeps a stopping process alive; it is drained with
- * the app's servers on a stop signal, and closed once the app's own server stops listening.
- * An injected connection is counted as the app server's own (its close(cb) and
+ * node delivers to process.on('internalMessage'), never to the app's 'message' listeners).
+ * Each accepts on it and emits every connection it takes as 'connection' on the app's
+ * server for that port, the documented way to inject a connection into an http, https or
+ * net server. New connections are steered away from that slot, so only what was queued
+ * arrives. When the slot's own worker is ready, {cmd: 'NODE_RUNTIME_UNCOVER', slot} closes
+ * the covering server here (the socket stays open in the master); so does the master
+ * before it closes the socket (a reload, a scale-down): node's loop would otherwise spin
+ * on the shut-down listener, whose failing accept libuv does not report. A process that
+ * serves no server on that port, or is draining, closes what it is given at once. A
+ * covering server is unref'd, so it never keeps a stopping process alive; it is drained
+ * with the app's servers on a stop signal, and closed once the app's own server stops
+ * listening. An injected connection is counted as the app server's own (its close(cb) and
  * getConnections() wait for it); its maxConnections is not applied to it.
  *
  * Checks. Before use, /proc/self/fd and /proc/net/tcp{,6} must show the fd as a TCP socket

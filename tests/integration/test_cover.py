@@ -17,8 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.integration.conftest import free_port, pid_alive, write_ecosystem
-from tests.integration.test_real_servers import wait_until
+from tests.integration.conftest import free_port, pid_alive, wait_until, write_ecosystem
 from tests.integration.test_reliability import control
 
 CONNECTIONS = 20

@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ROOT, Master, free_port, pid_alive
+from tests.integration.conftest import ROOT, Master, free_port, pid_alive, wait_until
 
 SERVERS = ROOT / "tests" / "apps" / "servers"
 REQUIRED = {"gunicorn", "uvicorn"}  # in the test extra: CI must run them
@@ -244,14 +243,6 @@ class Load:
                 continue
             with self._lock:
                 self.answers[answer] += 1
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def served_by(answers: Counter[Answer], runtime_pids: set[int]) -> Counter[int]:

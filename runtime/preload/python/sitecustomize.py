@@ -38,17 +38,17 @@ SIG_DFL gets one of ours, and so does SIGINT while it is Python's default_int_ha
 after, keeps its own). On the first of them it stops accepting: each fd of an adopted
 listener in this process is dup2()ed over by a placeholder listener on 127.0.0.1 that no
 client knows, so the process accepts nothing more and the master's socket, with its
-queue, stays with the other workers. Then
-a thread waits until this process has no connection left on the adopted ports
-(/proc/self/fd against /proc/net/tcp{,6}), at most $RUNTIME_DRAIN_MS (the app's
-kill_timeout less 500 ms, so the process still dies of SIGTERM; DRAIN_LIMIT_S without
-it; an idle keep-alive client looks the same as a request in flight), and the handler,
-called again on the main thread, does what Python would have done at once: for SIGTERM
-it restores SIG_DFL and raises it again, so the process dies of it; for SIGINT it
-restores default_int_handler and raises KeyboardInterrupt in the main thread (the app's
-`except KeyboardInterrupt` and `finally` run). A second stop signal does that at once.
-An asyncio server on the placeholder may spin (its epoll still holds the master's
-socket) until then; asyncio servers with handlers (aiohttp, uvicorn) are not affected.
+queue, stays with the other workers. Then a thread waits until this process has no
+connection left on the adopted ports (/proc/self/fd against /proc/net/tcp{,6}), at most
+$RUNTIME_DRAIN_MS (the app's kill_timeout less 500 ms, so the process still dies of
+SIGTERM; DRAIN_LIMIT_S without it; an idle keep-alive client looks the same as a request
+in flight), and the handler, called again on the main thread, does what Python would have
+done at once: for SIGTERM it restores SIG_DFL and raises it again, so the process dies of
+it; for SIGINT it restores default_int_handler and raises KeyboardInterrupt in the main
+thread (the app's `except KeyboardInterrupt` and `finally` run). A second stop signal
+does that at once. An asyncio server on the placeholder may spin (its epoll still holds
+the master's socket) until then; asyncio servers with handlers (aiohttp, uvicorn) are not
+affected.
 
 Chaining: after the hook is installed, the sitecustomize that this directory shadows (the
 next one on sys.path, if any) is imported, once; usercustomize is not affected. Imported
