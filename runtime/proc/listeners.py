@@ -88,16 +88,19 @@ class AppListeners:
 
     # ----- binding ------------------------------------------------------------------
 
-    def _bind(self, addr: ListenAddress, *, reuseport: bool) -> Listener:
-        return bind_listener(addr, reuseport=reuseport, backlog=self.backlog)
+    def _bind(self, addr: ListenAddress, *, reuseport: bool, sole: bool = False) -> Listener:
+        return bind_listener(addr, reuseport=reuseport, backlog=self.backlog, sole=sole)
 
     def _bind_slot_sockets(self) -> list[Listener]:
-        """One socket per per-slot address, each joined to its address's group."""
+        """One socket per per-slot address, each joined to its address's group; the first
+        of a group refuses a port someone else listens on (`bind_listener`'s `sole`)."""
         bound: list[Listener] = []
+        groups = iter(self.groups)
         try:
             for addr in self.addresses:
                 if self._is_per_slot(addr):
-                    bound.append(self._bind(addr, reuseport=True))
+                    sole = len(next(groups)) == 0
+                    bound.append(self._bind(addr, reuseport=True, sole=sole))
         except ListenError:
             for listener in bound:
                 listener.close()

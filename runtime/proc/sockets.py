@@ -192,9 +192,19 @@ class Listener:
 
 
 def bind_listener(
-    addr: ListenAddress, *, reuseport: bool = False, backlog: int = DEFAULT_BACKLOG
+    addr: ListenAddress,
+    *,
+    reuseport: bool = False,
+    backlog: int = DEFAULT_BACKLOG,
+    sole: bool = False,
 ) -> Listener:
-    """Bind and listen on `addr`; raise ListenError with one clear line on failure."""
+    """Bind and listen on `addr`; raise ListenError with one clear line on failure.
+
+    `sole` (a reuseport socket that starts its port's group): refuse a port that another
+    socket listens on, as a plain bind would. Any `SO_REUSEPORT` socket of the same uid
+    may join a listening group, so a second runtime started on the same port would share
+    it silently, and the steering program it attaches would decide for both.
+    """
     if addr.kind == "unix":
         return _bind_unix(addr, backlog)
     family = socket.AF_INET6 if addr.kind == "tcp6" else socket.AF_INET
@@ -205,13 +215,14 @@ def bind_listener(
     except socket.gaierror as exc:
         raise ListenError(f"{addr}: cannot resolve {addr.host!r}: {exc.strerror}") from exc
     sockaddr = infos[0][4]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    if sole and reuseport and addr.port != 0:  # a port 0 is never one in use
+        with _tcp_socket(family, reuseport=False) as probe:
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                raise ListenError(describe_error(addr, exc)) from exc
+    sock = _tcp_socket(family, reuseport=reuseport)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuseport:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(sockaddr)
         sock.listen(backlog)
     except OSError as exc:
@@ -219,6 +230,22 @@ def bind_listener(
         raise ListenError(describe_error(addr, exc)) from exc
     bound = replace(addr, port=sock.getsockname()[1])
     return Listener(bound, sock, bound.fd_name)
+
+
+def _tcp_socket(family: socket.AddressFamily, *, reuseport: bool) -> socket.socket:
+    """A TCP socket with the master's options, not bound yet (SO_REUSEADDR: a port whose
+    old connections wait in TIME_WAIT is free)."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _bind_unix(addr: ListenAddress, backlog: int) -> Listener:

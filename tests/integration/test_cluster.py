@@ -236,3 +236,30 @@ def test_port_in_use_is_a_config_error(tmp_path: Path) -> None:
     assert "in use" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "worker_started" not in proc.stdout
+
+
+def test_a_second_runtime_on_a_reuseport_port_is_refused(tmp_path: Path, run_master) -> None:
+    """The kernel would let a second runtime's reuseport sockets join the first one's group
+    (same uid) and its steering program would then decide for both: it exits 78 with one
+    line instead, and the first runtime's workers go on answering every request."""
+    port = free_port()
+    first = run_master(str(write(tmp_path / "first.json", [cluster_app(port, "reuseport")])))
+    first.wait_event("worker_ready", count=2)
+    second_dir = tmp_path / "second"
+    second_dir.mkdir()
+    eco = write(second_dir / "eco.json", [cluster_app(port, "reuseport")])
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime", str(eco), "--log-format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "XDG_RUNTIME_DIR": str(second_dir)},
+    )
+    assert proc.returncode == 78, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"runtime: {eco}: web.listen: 127.0.0.1:{port}: address already in use"
+    ]
+    assert "worker_started" not in proc.stdout
+    pids = {str(r["pid"]) for r in first.events("worker_ready")}
+    answers = Counter(get(port)[1].split()[1] for _ in range(40))
+    assert set(answers) == pids, answers  # both of the first runtime's workers

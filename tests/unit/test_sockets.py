@@ -182,6 +182,60 @@ def test_port_in_use_is_one_clear_line() -> None:
     assert str(info.value) == f"127.0.0.1:{port}: address already in use"
 
 
+def _reuseport_listener() -> socket.socket:
+    """Another process's reuseport listener on a free loopback port (same uid: ours)."""
+    other = socket.socket()
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    other.bind(("127.0.0.1", 0))
+    other.listen()
+    return other
+
+
+def test_a_reuseport_port_someone_listens_on_is_in_use_for_a_new_group() -> None:
+    """The kernel lets a reuseport socket of the same uid join a listening group; the
+    first socket of a runtime's group (`sole`) refuses it as a plain bind would, and
+    leaves the other listener alone."""
+    with _reuseport_listener() as other:
+        port = other.getsockname()[1]
+        addr = ListenAddress("tcp", "127.0.0.1", port)
+        joined = bind_listener(addr, reuseport=True)  # what the kernel allows
+        joined.close()
+        with pytest.raises(ListenError) as info:
+            bind_listener(addr, reuseport=True, sole=True)
+        assert str(info.value) == f"127.0.0.1:{port}: address already in use"
+        with _connect(port), _accept(other):
+            pass  # still listening, still accepting
+
+
+def test_a_reuseport_group_binds_a_free_port() -> None:
+    """`sole` on a free port (and on port 0) binds a reuseport socket that others join."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    for port in (free, 0):
+        first = bind_listener(ListenAddress("tcp", "127.0.0.1", port), reuseport=True, sole=True)
+        try:
+            assert first.sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+            bound = ListenAddress("tcp", "127.0.0.1", first.address.port)
+            bind_listener(bound, reuseport=True).close()  # the rest of the group
+        finally:
+            first.close()
+
+
+def test_bind_app_listeners_refuses_a_reuseport_port_in_use() -> None:
+    """A second runtime's reuseport app on a port already served this way is an error, so
+    it can never share the first one's group (and override its steering)."""
+    with _reuseport_listener() as other:
+        port = other.getsockname()[1]
+        with pytest.raises(ListenError, match=f"127.0.0.1:{port}: address already in use"):
+            bind_app_listeners([ListenAddress("tcp", "127.0.0.1", port)], "reuseport", [0, 1])
+    app = bind_app_listeners([ListenAddress("tcp", "127.0.0.1", port)], "reuseport", [0, 1])
+    try:
+        assert len(app.per_slot) == 2  # the port freed, both slots bind it
+    finally:
+        app.close()
+
+
 def test_unresolvable_host_is_one_clear_line() -> None:
     """A host name that does not resolve raises 'cannot resolve'."""
     with pytest.raises(ListenError, match=r"^no-such-host\.invalid:80: cannot resolve "):
