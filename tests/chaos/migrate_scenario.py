@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from runtime.proc.sockets import MIGRATE_REQ_SYSCTL
-from tests.chaos.load import loopback_up, tcp_sockets
+from tests.chaos.load import loopback_up
 from tests.integration.conftest import Master, free_port, write_ecosystem
 
 CLIENTS = 24
@@ -41,8 +41,20 @@ while True:
 """
 
 
-def queued(port: int) -> int:
-    return sum(n for state, n in tcp_sockets(port) if state == "LISTEN")
+def listener_inode(pid: int) -> str:
+    """The inode of the listening socket `pid` holds as fd 3 (its reuseport socket)."""
+    return os.readlink(f"/proc/{pid}/fd/3").removeprefix("socket:[").removesuffix("]")
+
+
+def queued_on(inode: str) -> int:
+    """Connections waiting in the accept queue of the listener with this inode."""
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if fields[9] == inode and fields[3] == "0A":  # LISTEN: rx is the accept queue
+                return int(fields[4].split(":")[1], 16)
+    return 0
 
 
 def main(migrate: str) -> int:
@@ -70,14 +82,23 @@ def run(port: int, work: Path) -> int:
     try:
         master.wait_event("worker_ready", count=2, timeout=15)
         pid0 = master.events("worker_started", instance=0)[-1]["pid"]
+        inode0 = listener_inode(pid0)
         clients: list[socket.socket] = []
         deadline = time.monotonic() + 10
-        while queued(port) < 3 and len(clients) < CLIENTS and time.monotonic() < deadline:
+        # instance 0's own queue: instance 1's may hold a few too while its Python starts
+        while queued_on(inode0) < 3 and len(clients) < CLIENTS and time.monotonic() < deadline:
             client = socket.create_connection(("127.0.0.1", port), timeout=5)
             client.sendall(b"GET / HTTP/1.0\r\n\r\n")
             clients.append(client)
             time.sleep(0.01)
-        time.sleep(0.3)  # instance 1 answers its own
+        # Instance 1 answers its own (however slow the host): until then a client of its
+        # would count as stuck, and be answered after the kill even without migrate_req.
+        deadline = time.monotonic() + 10
+        while (
+            sum(not _answered(c, 0.0) for c in clients) > queued_on(inode0)
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
         stuck = [c for c in clients if not _answered(c, 0.0)]
         os.kill(pid0, signal.SIGKILL)
         master.wait_event("worker_exited", instance=0, timeout=5)

@@ -71,9 +71,14 @@ def _windows(m: Any, load: Load) -> tuple[Window, Window, set[int]]:
             if kill:
                 with Killer(lambda: children(m.pid), KILL_INTERVAL_S, seed=len(killed)) as k:
                     time.sleep(CHAOS_S / CYCLES)
-                killed.update(pid for _, pid in k.killed)
+                victims = {pid for _, pid in k.killed}
+                killed.update(victims)
                 _wait_workers(m.pid, 2)
-                m.wait_for(lambda: _all_ready(m), 10, "every live worker ready after the chaos")
+                m.wait_for(
+                    lambda v=victims: _all_ready(m, v),
+                    10,
+                    "every live worker ready after the chaos",
+                )
                 time.sleep(SETTLE_S)
             else:
                 time.sleep(BASELINE_S)
@@ -88,10 +93,12 @@ def _windows(m: Any, load: Load) -> tuple[Window, Window, set[int]]:
     )
 
 
-def _all_ready(m: Any) -> bool:
+def _all_ready(m: Any, victims: set[int]) -> bool:
+    """Two or more live workers, each ready and none of them one this window killed: the
+    last SIGKILL may not have taken effect yet, and its victim was ready."""
     ready = {r["pid"] for r in m.events("worker_ready")}
     live = children(m.pid)
-    return len(live) >= 2 and all(pid in ready for pid in live)
+    return len(live) >= 2 and all(pid in ready and pid not in victims for pid in live)
 
 
 def _wait_workers(master_pid: int, count: int, timeout_s: float = 10.0) -> None:

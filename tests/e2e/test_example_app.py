@@ -106,6 +106,15 @@ def test_env_context_sets_the_message(
 def test_two_apps_run_under_their_names(run_master: StartMaster, tmp_path: Path) -> None:
     """Both apps of the ecosystem log under their names, web with WEB_CONCURRENCY instances."""
     master, _ = start_example(run_master, tmp_path)
+    # Readiness (web: READY=1 on the notify socket; worker: min_uptime) can reach the
+    # master before the lines printed first, which come through the workers' pipes.
+    master.wait_for(
+        lambda: (
+            len({r["instance"] for r in master.lines("web")}) >= 2
+            and any(r.get("message") == "worker started" for r in master.lines("worker"))
+        ),
+        what="the first lines of both web workers and of the worker",
+    )
     started = master.events("worker_started")
     assert sorted((r["app"], r["instance"]) for r in started) == [
         ("web", 0),
@@ -310,7 +319,7 @@ def test_unmodified_node_and_python_apps_run_in_cluster_mode(
             seen.add(body["pid"])
         assert seen == pids, f"{app}: answers from {seen}, workers {pids}"
     master.proc.send_signal(signal.SIGTERM)
-    assert master.proc.wait(20) == 0
+    assert master.wait_exit(20) == 0  # and the reader has parsed its last lines
     node_exits = master.events("worker_exited", app="hello-node")
     assert [(r["code"], r["signal"]) for r in node_exits] == [(0, None), (0, None)]
     said = [r["message"] for r in master.lines("hello-node")]

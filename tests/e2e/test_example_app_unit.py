@@ -26,6 +26,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.integration.conftest import free_port
+
 pytestmark = pytest.mark.slow
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "heroku-app"
@@ -34,12 +36,6 @@ WORKER = EXAMPLE / "worker.py"
 START_TIMEOUT = 20.0  # loaded CI machines start Python slowly
 IO_TIMEOUT = 10.0
 OWN_VARS = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "PORT", "MESSAGE")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def base_env(**extra: str) -> dict[str, str]:

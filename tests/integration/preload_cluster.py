@@ -57,12 +57,6 @@ def reuseport_listener(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     return sock
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _place_fds(fds: Sequence[int]) -> None:
     """In the child: put `fds` at 3, 4, ..., inheritable (copied out of the way first)."""
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64) for fd in fds]
