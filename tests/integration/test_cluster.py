@@ -249,11 +249,11 @@ def test_a_second_runtime_on_a_reuseport_port_is_refused(tmp_path: Path, run_mas
     second_dir.mkdir()
     eco = write(second_dir / "eco.json", [cluster_app(port, "reuseport")])
     proc = subprocess.run(
-        [sys.executable, "-m", "runtime", str(eco), "--log-format", "json"],
+        [sys.executable, "-m", "runtime", str(eco), "--control", str(second_dir / "c.sock")],
         capture_output=True,
         text=True,
         timeout=20,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "XDG_RUNTIME_DIR": str(second_dir)},
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 78, proc.stderr
     assert proc.stderr.splitlines() == [
