@@ -211,10 +211,12 @@ class App:
         slot = self.slots.get(worker.slot)
         if not ok or slot is None or not worker.alive:
             return
-        self._event("worker_ready", worker)
-        if slot.worker is worker:  # a replacement becomes the slot's worker when the old stops
+        current = slot.worker is worker  # a replacement is the slot's once the old one stops
+        if current:  # steered to before the event: once it is logged, connections reach it
             slot.status = AppStatus.ONLINE
             self.traffic.update(self.slots)
+        self._event("worker_ready", worker)
+        if current:
             self.ctx.changed()
 
     # ----- exits and restarts --------------------------------------------------------
