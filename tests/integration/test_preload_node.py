@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import free_port
 from tests.integration.preload_cluster import (
     APPS,
     NODE_PRELOAD,
     Cluster,
     SlowRequest,
     cluster,
-    free_port,
     get,
     listener,
     listener_backlogs,

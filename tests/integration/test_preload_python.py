@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import free_port
 from tests.integration.preload_cluster import (
     PYTHON_PRELOAD,
     ROOT,
@@ -27,7 +28,6 @@ from tests.integration.preload_cluster import (
     Instance,
     SlowRequest,
     cluster,
-    free_port,
     get,
     listener,
     listener_backlogs,
