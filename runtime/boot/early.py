@@ -53,6 +53,7 @@ class Early:
     notify_path: str
     notify_sock: socket.socket | None
     control_sock: socket.socket | None = None
+    control_path: str = ""  # where control_sock answers (bound under another name)
     notify_dir: str | None = None
     workers: dict[str, list[Forked]] = field(default_factory=dict)  # per app
     announced: bool = False  # runtime_started/worker_started already written (runtime.boot.relay)
@@ -83,11 +84,13 @@ class Early:
         for listeners in self.listeners.values():
             if listeners is not None:
                 listeners.close()
-        for sock in (self.notify_sock, self.control_sock):
+        for sock, path in (
+            (self.notify_sock, self.notify_path),
+            (self.control_sock, self.control_path),
+        ):
             if sock is not None:
+                sock.close()
                 with contextlib.suppress(OSError):
-                    path = sock.getsockname()
-                    sock.close()
                     os.unlink(path)
         if self.notify_dir is not None:
             with contextlib.suppress(OSError):
@@ -121,6 +124,7 @@ def start_early(eco: Ecosystem, control_path: str | None) -> Early:
     path, directory = notify_path(control_path)
     early = Early(listeners={}, notify_path=path, notify_sock=None, notify_dir=directory)
     try:
+        early.control_path = control_path or ""
         early.control_sock = bind_control(control_path) if control_path else None
         early.listeners = bind_apps(eco.file, eco.apps)
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import socket
 
@@ -32,7 +31,13 @@ def bind_control(path: str) -> socket.socket:
 
 def _bind_control(path: str) -> socket.socket:
     """Refuse a live socket, replace a stale one, bind with mode 0600, in a directory that
-    only this user (or root) can write to."""
+    only this user (or root) can write to.
+
+    The socket is bound and listening under a private name first, then linked to `path`
+    (which fails if the path exists): a socket at `path` is always one that answers, so a
+    client is never refused by a master still starting, and a second master starting at
+    the same moment never takes the first one's socket for a dead one's and replaces it.
+    """
     directory = os.path.dirname(path) or "."
     reason = untrusted_dir(directory)
     if reason is None:
@@ -42,25 +47,39 @@ def _bind_control(path: str) -> socket.socket:
         raise ControlSocketError(
             f"control directory {directory} {reason}: remove it or set --control PATH"
         )
-    if os.path.exists(path):
-        if socket_is_live(path):
-            raise AlreadyRunning(
-                f"another runtime is already running this ecosystem (control socket {path})"
-            )
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+    private = os.path.join(directory, f".{os.getpid()}")  # short: AF_UNIX paths are bounded
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(private)  # a dead master's of the same pid
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)
     try:
-        sock.bind(path)
-    except OSError as exc:
+        sock.bind(private)
+        os.chmod(private, SOCKET_MODE)
+        sock.listen(64)
+        _link_or_refuse(private, path)
+    except BaseException:
         sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise AlreadyRunning(f"control socket {path} is in use") from None
         raise
     finally:
         os.umask(old_umask)
-    os.chmod(path, SOCKET_MODE)
-    sock.listen(64)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(private)
     sock.setblocking(False)
     return sock
+
+
+def _link_or_refuse(private: str, path: str) -> None:
+    """Give the listening socket at `private` the name `path`; a stale socket there (its
+    master died without removing it) is replaced, a live one is AlreadyRunning."""
+    for _ in range(2):
+        try:
+            os.link(private, path)
+            return
+        except FileExistsError:
+            if socket_is_live(path):
+                break
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+    raise AlreadyRunning(
+        f"another runtime is already running this ecosystem (control socket {path})"
+    )
