@@ -7,9 +7,7 @@ import os
 import select
 import socket
 import stat
-import tempfile
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,13 +16,6 @@ from runtime.control.bind import AlreadyRunning, bind_control
 ROUNDS = 100  # the old bind-then-listen lost about 2 runs in 3 of this
 RACERS = 12
 RACE_TIMEOUT_S = 10.0
-
-
-@pytest.fixture
-def short_dir() -> Iterator[str]:
-    """A short private directory (sun_path holds only 107 bytes), mode 0700."""
-    with tempfile.TemporaryDirectory(prefix="rt-") as path:
-        yield path
 
 
 def test_the_path_answers_and_nothing_else_is_left(short_dir: str) -> None:

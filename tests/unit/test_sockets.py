@@ -11,9 +11,7 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -290,13 +288,6 @@ def test_privileged_port_is_permission_denied() -> None:
         line = pipe.read().decode() if readable else "timeout"
     os.waitpid(pid, 0)
     assert line == "0.0.0.0:80: permission denied"
-
-
-@pytest.fixture
-def short_dir() -> Iterator[str]:
-    """A short private directory, since sun_path holds only 107 bytes."""
-    with tempfile.TemporaryDirectory(prefix="rt-") as path:
-        yield path
 
 
 def test_unix_socket_gets_mode_and_accepts(short_dir: str) -> None:
