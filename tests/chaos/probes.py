@@ -1,11 +1,17 @@
-"""Asking a running master whether it still answers: control `ping`, `/health`, its RSS."""
+"""Asking a running master whether it still answers (control `ping`, `/health`, its RSS),
+and holding connections on its `--web` port as an attacker would."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import threading
 import time
 from pathlib import Path
+
+PROBE_EVERY_S = 0.05
+SLOWLORIS_HEAD = b"GET /health HTTP/1.1\r\nHost: x\r\n"
 
 
 def ping(control: Path, timeout_s: float = 2.0) -> bool:
@@ -50,3 +56,73 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+class Attacker:
+    """Holds `count` connections to the web port: idle, or dribbling a header byte each
+    tick (slowloris); a connection the server closes is opened again at once."""
+
+    def __init__(self, port: int, count: int, slowloris: bool) -> None:
+        self.port = port
+        self.count = count
+        self.slowloris = slowloris
+        self.reconnects = 0
+        self._socks: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Attacker:
+        for _ in range(self.count):
+            self._socks.append(self._open())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for s in self._socks:
+            s.close()
+
+    def _open(self) -> socket.socket:
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+        s.setblocking(False)
+        if self.slowloris:
+            with contextlib.suppress(OSError):
+                s.send(SLOWLORIS_HEAD)
+        return s
+
+    def _closed(self, s: socket.socket) -> bool:
+        try:
+            return s.recv(4096) == b""  # an answer (a 408, a 503) still leaves it open
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            for i, s in enumerate(self._socks):
+                if self.slowloris:
+                    with contextlib.suppress(OSError):
+                        s.send(b"X")
+                if self._closed(s):
+                    s.close()
+                    with contextlib.suppress(OSError):
+                        self._socks[i] = self._open()
+                        self.reconnects += 1
+
+
+def probe_during(
+    port: int, seconds: float, every_s: float = PROBE_EVERY_S
+) -> list[tuple[int, float]]:
+    """(status, seconds) of a /health every `every_s` for `seconds` (a refused or timed-out
+    one counts as (0, 2.0))."""
+    out = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            out.append(health(port, timeout_s=2.0))
+        except OSError:
+            out.append((0, 2.0))
+        time.sleep(every_s)
+    return out
