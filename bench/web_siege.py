@@ -19,6 +19,7 @@ quiet phase's. Target: every answer 200 and under 100 ms.
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -84,7 +85,7 @@ def main() -> int:
     args = ap.parse_args()
     rounds = 2 if args.quick else args.rounds
     seconds = 2.0 if args.quick else ATTACK_S
-    work = c.tmpdir("web-siege-")
+    work = c.tmpdir("web-siege")
     web = c.free_port()
     app = {"name": "s", "script": sys.executable, "args": ["-c", SLEEPER], "interpreter": "none"}
     eco = c.write_eco(work, [app])
@@ -113,6 +114,7 @@ def main() -> int:
         alive = master.popen.poll() is None
     finally:
         master.stop()
+        shutil.rmtree(work, ignore_errors=True)
     report = render(samples, round_medians, bad, rounds, seconds, alive)
     print(report)
     if args.write:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import socket
 
 from runtime.control.protocol import DIR_MODE, SOCKET_MODE, socket_is_live, untrusted_dir
@@ -47,9 +48,8 @@ def _bind_control(path: str) -> socket.socket:
         raise ControlSocketError(
             f"control directory {directory} {reason}: remove it or set --control PATH"
         )
-    private = os.path.join(directory, f".{os.getpid()}")  # short: AF_UNIX paths are bounded
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(private)  # a dead master's of the same pid
+    # unguessable, so nobody can hold the name first; short: AF_UNIX paths are bounded
+    private = os.path.join(directory, f".{secrets.token_hex(4)}")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)
     try:

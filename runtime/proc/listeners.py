@@ -95,12 +95,10 @@ class AppListeners:
         """One socket per per-slot address, each joined to its address's group; the first
         of a group refuses a port someone else listens on (`bind_listener`'s `sole`)."""
         bound: list[Listener] = []
-        groups = iter(self.groups)
+        per_slot = [a for a in self.addresses if self._is_per_slot(a)]
         try:
-            for addr in self.addresses:
-                if self._is_per_slot(addr):
-                    sole = len(next(groups)) == 0
-                    bound.append(self._bind(addr, reuseport=True, sole=sole))
+            for addr, group in zip(per_slot, self.groups, strict=True):
+                bound.append(self._bind(addr, reuseport=True, sole=len(group) == 0))
         except ListenError:
             for listener in bound:
                 listener.close()

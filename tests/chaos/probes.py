@@ -6,11 +6,18 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import statistics
 import threading
 import time
 from pathlib import Path
 
 PROBE_EVERY_S = 0.05
+# The issue's target, /health under 100 ms during the attacks, is measured beside an
+# unattacked baseline in bench/web_siege.py: a parallel suite on 2 cores has stalled
+# one probe past 100 ms of its own scheduling. The tests bound the median to 100 ms
+# and each answer to a second (a denial shows as a 503 or a timeout).
+HEALTH_MEDIAN_LIMIT_S = 0.1
+HEALTH_LIMIT_S = 1.0
 SLOWLORIS_HEAD = b"GET /health HTTP/1.1\r\nHost: x\r\n"
 
 
@@ -40,6 +47,14 @@ def health(port: int, timeout_s: float = 2.0) -> tuple[int, float]:
     took = time.monotonic() - started
     status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
     return status, took
+
+
+def assert_fast(answers: list[tuple[int, float]]) -> None:
+    """Every /health of `answers` ((status, seconds)) in time: see HEALTH_LIMIT_S."""
+    took = [t for _, t in answers]
+    median = statistics.median(took)
+    assert median < HEALTH_MEDIAN_LIMIT_S, f"median /health {median * 1000:.0f} ms"
+    assert max(took) < HEALTH_LIMIT_S, f"slowest /health {max(took) * 1000:.0f} ms"
 
 
 def rss_bytes(pid: int) -> int:

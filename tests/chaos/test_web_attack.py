@@ -6,39 +6,15 @@ import contextlib
 import http.client
 import signal
 import socket
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.chaos.probes import assert_fast, health
 from tests.integration.conftest import Master, free_port, py, write_ecosystem
 
 SLEEPER = "import time\nwhile True: time.sleep(1)"
-# The issue's target, /health under 100 ms during the attacks, is measured beside an
-# unattacked baseline in bench/web_siege.py. Here: every answer 200, the median under
-# 100 ms, none near a timeout (a parallel suite on 2 cores can stall one probe).
-HEALTH_MEDIAN_BUDGET_S = 0.1
-HEALTH_BUDGET_S = 1.0
-
-
-def _assert_fast(answers: list[tuple[int, float]]) -> None:
-    took = [t for _, t in answers]
-    assert statistics.median(took) < HEALTH_MEDIAN_BUDGET_S, f"median {statistics.median(took)}"
-    assert max(took) < HEALTH_BUDGET_S, f"slowest /health {max(took) * 1000:.0f} ms"
-
-
-def health(port: int) -> tuple[int, float]:
-    """One GET /health: its status and how long it took."""
-    started = time.monotonic()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", "/health")
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status, time.monotonic() - started
-    finally:
-        conn.close()
 
 
 def start(run_master: Callable[..., Master], tmp_path: Path) -> tuple[Master, int]:
@@ -90,7 +66,7 @@ def test_health_answers_fast_during_an_idle_connection_flood(
     with connections(port, 500) as idle:
         answers = [health(port) for _ in range(20)]
         assert [code for code, _ in answers] == [200] * 20
-        _assert_fast(answers)
+        assert_fast(answers)
         deadline = time.monotonic() + 10
         while not all(closed_by_server(s) for s in idle):
             assert time.monotonic() < deadline, "idle connections were never closed"
@@ -114,7 +90,7 @@ def test_health_answers_fast_during_a_slowloris(
                 answers.append(health(port))
                 time.sleep(0.05)
         assert {code for code, _ in answers} == {200}
-        _assert_fast(answers)
+        assert_fast(answers)
         assert all(closed_by_server(s) for s in slow), "a slowloris connection outlived 6 s"
 
 

@@ -13,17 +13,11 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.probes import Attacker, probe_during
+from tests.chaos.probes import Attacker, assert_fast, probe_during
 from tests.integration.conftest import free_port, write_ecosystem
 
 ATTACKERS = 200
 ATTACK_S = 4.0
-# A denial shows as a 503 or a 2 s timeout. The 100 ms target is measured beside an
-# unattacked baseline in bench/web_siege.py: a parallel suite on 2 cores has stalled
-# one probe past 100 ms of its own scheduling, so the test bounds the median to it and
-# each answer to a second.
-HEALTH_LIMIT_S = 1.0
-HEALTH_MEDIAN_LIMIT_S = 0.1
 
 
 @pytest.mark.parametrize("slowloris", [False, True], ids=["idle", "slowloris"])
@@ -50,6 +44,5 @@ def test_health_answers_fast_under_a_sustained_attack(
         f" quiet_max_ms={max(t for _, t in quiet) * 1000:.1f}"
     )
     assert [s for s, _ in probes if s != 200] == []
-    assert max(times) < HEALTH_LIMIT_S
-    assert statistics.median(times) < HEALTH_MEDIAN_LIMIT_S
+    assert_fast(probes)
     assert m.proc.poll() is None

@@ -164,7 +164,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 # Test ports come from a block of their own per xdist worker, below the kernel's
 # ephemeral range (32768 up by default). A port drawn there by bind(0) can be
 # drawn again by a parallel test before the first one's runtime has bound it,
-# and two same-uid SO_REUSEPORT listeners on one port silently share it.
+# and the second runtime then exits 78 (address already in use).
 PORT_BLOCK_FIRST = 20000
 PORT_BLOCK_SIZE = 1000
 PORT_BLOCKS = 12  # 20000-31999
@@ -174,9 +174,8 @@ _port_draws = itertools.count()
 def free_port() -> int:
     """A loopback port that no other test of this run is handed, checked free by a bind."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    block = (
-        PORT_BLOCK_FIRST + (int(worker) if worker.isdigit() else 0) % PORT_BLOCKS * PORT_BLOCK_SIZE
-    )
+    index = int(worker) if worker.isdigit() else 0
+    block = PORT_BLOCK_FIRST + index % PORT_BLOCKS * PORT_BLOCK_SIZE
     for _ in range(PORT_BLOCK_SIZE):
         port = block + next(_port_draws) % PORT_BLOCK_SIZE
         with socket.socket() as s:

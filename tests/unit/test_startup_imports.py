@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import free_port
-
 ROOT = Path(__file__).resolve().parents[2]
 
 # Modules the start-up path must not import: what the master needs only once it serves.
@@ -85,8 +83,7 @@ def test_start_up_path_keeps_heavy_modules_out(tmp_path: Path, form: str) -> Non
     """Parsing the command line, loading the apps (a JSON ecosystem with a listener, a
     Procfile, the direct form), binding listeners and importing everything the master
     needs up to the first fork and the relay leaves each listed module unimported."""
-    # a port of this test's own: the default 3000 may be another test's listener
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PORT": str(free_port())}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # $PORT: the test's own (tests/conftest.py)
     out = subprocess.run(
         [sys.executable, "-c", PROBE, *_write_inputs(tmp_path, form)],
         capture_output=True,
